@@ -1,0 +1,117 @@
+"""Run directories: flags.json, results.json, checkpoints, TensorBoard logs, models.
+
+Layout of `<output_dir>/<run_name>/`:
+  flags.json      the settings the run was started with (a rerun must match)
+  results.json    written last: its presence means the run finished
+  checkpoints/    tf.train.CheckpointManager files, one subfolder per model
+  logs/           TensorBoard event files, one subfolder per model
+  *.keras         the final models
+Every file is written to a temporary name and renamed, so a crash or a kill
+never leaves a half-written file under the final name.
+"""
+
+import json
+import os
+import platform
+import sys
+import tempfile
+
+
+class RunDirError(ValueError):
+    """A run directory exists with different settings."""
+
+
+def write_json(path, obj):
+    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_model(model, path):
+    """Save a Keras model as `.keras`, atomically."""
+    if not path.endswith(".keras"):
+        raise ValueError(f"model path {path!r} must end in .keras")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# Where a run lives and how it reports progress do not change its results.
+_NOT_SETTINGS = ("output_dir", "run_name", "progress")
+
+
+def prepare_run_dir(output_dir, run_name, flags):
+    """Create (or reopen) a run directory and record its flags.
+
+    Returns (path, finished). Reopening with other flags raises RunDirError, so a
+    rerun can never overwrite a different experiment; reopening with the same
+    flags resumes it (or reports it finished when results.json exists).
+    """
+    path = os.path.join(output_dir, run_name)
+    flags_path = os.path.join(path, "flags.json")
+    if os.path.exists(flags_path):
+        previous = _settings(read_json(flags_path))
+        canonical = _settings(json.loads(json.dumps(flags, default=_jsonable)))
+        if previous != canonical:
+            changed = sorted(_diff_keys(previous, canonical))
+            raise RunDirError(
+                f"run directory {path!r} holds a run with other settings ({', '.join(changed)}); "
+                "pass another --run_name or delete that directory")
+        return path, os.path.exists(os.path.join(path, "results.json"))
+    write_json(flags_path, flags)
+    return path, False
+
+
+def _settings(flags):
+    return {k: v for k, v in flags.items() if k not in _NOT_SETTINGS}
+
+
+def _diff_keys(a, b, prefix=""):
+    keys = set(a) | set(b)
+    for key in keys:
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            yield from _diff_keys(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            yield f"{prefix}{key}"
+
+
+def versions():
+    """Versions of everything that can change a number in results.json."""
+    import keras
+    import numpy
+    import tensorflow as tf
+    from keras_edd import __version__
+    return {"keras_edd": __version__, "python": sys.version.split()[0], "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
+            "cpu_count": os.cpu_count()}

@@ -1,0 +1,203 @@
+"""The custom training loop: one `tf.function` step with `GradientTape`.
+
+`fit` trains any logits model on (image, soft label) pairs with a temperature
+softmax cross-entropy plus an optional logit penalty (keras_edd.losses), so the
+same loop trains the undefended model (one-hot labels, T = 1), the defensive
+distillation baseline and the extended-distillation model. It checkpoints every
+epoch with `tf.train.CheckpointManager` and, rerun with the same settings,
+resumes from the last finished epoch with the same data order and dropout state.
+"""
+
+import time
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from keras_edd import losses
+from keras_edd.data import make_pipeline
+
+EVAL_BATCH_SIZE = 1000
+STEPS_PER_CALL = 16  # train steps run per tf.function call
+
+
+def make_optimizer(name, learning_rate):
+    """A fresh Keras optimizer (one per model: Keras 3 optimizers bind to variables)."""
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "adadelta":
+        return keras.optimizers.Adadelta(learning_rate)
+    raise ValueError(f"optimizer={name!r}: allowed values are adam, adadelta")
+
+
+def one_hot(labels, num_classes):
+    """Integer labels -> float32 one-hot rows."""
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
+
+
+def epoch_order(num_examples, batch_size, seed, epoch):
+    """[steps, batch_size] int32 example indices of one epoch, a function of
+    (seed, epoch) only, so a resumed run sees the same order. The remainder
+    (fewer than batch_size examples, different each epoch) is dropped."""
+    rng = np.random.default_rng([seed, epoch])
+    steps = num_examples // batch_size
+    return rng.permutation(num_examples)[:steps * batch_size].reshape(steps, batch_size).astype(
+        np.int32)
+
+
+def predict_logits(model, images, batch_size=EVAL_BATCH_SIZE):
+    """Logits of a model at inference (training=False) for uint8 or float images."""
+    ds = make_pipeline(images, np.zeros(len(images), np.int32), batch_size)
+    step = _inference_step(model)
+    return np.concatenate([step(x).numpy() for x, _ in ds], axis=0)
+
+
+_INFERENCE_STEPS = weakref.WeakKeyDictionary()
+
+
+def _inference_step(model):
+    """One compiled inference function per model (traced once, reused)."""
+    if model not in _INFERENCE_STEPS:
+        _INFERENCE_STEPS[model] = tf.function(lambda x: model(x, training=False))
+    return _INFERENCE_STEPS[model]
+
+
+def evaluate(model, images, labels, *, outlier_class=None, batch_size=EVAL_BATCH_SIZE):
+    """Clean accuracy and, for models with an outlier class, the detected rate."""
+    predictions = predict_logits(model, images, batch_size).argmax(axis=1)
+    result = {"accuracy": float(np.mean(predictions == np.asarray(labels)))}
+    if outlier_class is not None:
+        result["detected"] = float(np.mean(predictions == outlier_class))
+    return result
+
+
+def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", learning_rate=None,
+        seed=0, temperature=1.0, penalty_weight=0.0, eval_data=None, outlier_class=None,
+        checkpoint_dir=None, log_dir=None, progress=True, description="train"):
+    """Train `model` in place with the custom loop; resume from `checkpoint_dir`.
+
+    Args:
+      model: a Keras model returning logits.
+      images: uint8 or float32 NHWC training images.
+      targets: [n, classes] soft-label rows (use `one_hot` for hard labels).
+      epochs, batch_size, optimizer, learning_rate, seed: the optimisation.
+        The last partial batch is dropped so the step is traced once.
+      temperature: T of the softmax in the loss; inference is always at T = 1.
+      penalty_weight: weight lambda of `losses.logit_penalty` (0 disables it).
+      eval_data: optional (images, labels) evaluated after every epoch.
+      outlier_class: index of the outlier class, to also log the detected rate.
+      checkpoint_dir: where a CheckpointManager keeps the last epochs.
+      log_dir: TensorBoard folder (`train/loss`, `train/accuracy`, ...).
+      progress: show a progress bar per epoch.
+    Returns:
+      A history dict: per-epoch lists of the logged values, plus wall time.
+    """
+    targets = np.asarray(targets, np.float32)
+    if targets.ndim != 2 or targets.shape[1] != model.output_shape[-1]:
+        raise ValueError(f"targets of shape {targets.shape} do not match the model's "
+                         f"{model.output_shape[-1]} outputs")
+    if len(images) < batch_size:
+        raise ValueError(f"batch_size={batch_size} exceeds the {len(images)} training examples")
+    if learning_rate is None:
+        learning_rate = {"adam": 1e-3, "adadelta": 0.1}.get(optimizer)
+    opt = make_optimizer(optimizer, learning_rate)
+    opt.build(model.trainable_variables)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    manager = None
+    if checkpoint_dir:
+        # Non-trainable variables hold the dropout RNG state, which tf.train.Checkpoint
+        # does not reach through a Keras 3 model: list them so resuming is exact.
+        ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var,
+                                   model_state=list(model.non_trainable_variables))
+        manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=2)
+        if manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+
+    loss_mean = keras.metrics.Mean()
+    ce_mean = keras.metrics.Mean()
+    penalty_mean = keras.metrics.Mean()
+    accuracy = keras.metrics.Mean()
+    temperature = float(temperature)
+    penalty_weight = float(penalty_weight)
+    # The training set stays in memory as one tensor; each step gathers its batch
+    # by index, so shuffling costs a permutation, not a copy of every image.
+    all_images = tf.convert_to_tensor(images)
+    all_targets = tf.convert_to_tensor(targets)
+    scale = 1.0 / 255.0 if all_images.dtype == tf.uint8 else 1.0
+
+    def train_step(indices):
+        x = tf.cast(tf.gather(all_images, indices), tf.float32) * scale
+        target = tf.gather(all_targets, indices)
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            ce = losses.temperature_cross_entropy(target, logits, temperature)
+            penalty = losses.logit_penalty(logits)
+            loss = ce + penalty_weight * penalty if penalty_weight else ce
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply(grads, model.trainable_variables)
+        loss_mean.update_state(loss)
+        ce_mean.update_state(ce)
+        penalty_mean.update_state(penalty)
+        accuracy.update_state(tf.cast(
+            tf.equal(tf.argmax(logits, -1), tf.argmax(target, -1)), tf.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, batch_size], tf.int32)])
+    def train_steps(batches):
+        """Several steps per call (an in-graph loop) to keep Python off the hot path."""
+        for i in tf.range(tf.shape(batches)[0]):
+            train_step(batches[i])
+
+    history = {"epoch": [], "train/loss": [], "train/accuracy": [], "train/cross_entropy": [],
+               "train/logit_penalty": [], "eval/accuracy": [], "eval/detected": [],
+               "epoch_seconds": []}
+    start_epoch = int(epoch_var.numpy())
+    steps = len(images) // batch_size
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch, epochs):
+        t_epoch = time.perf_counter()
+        for metric in (loss_mean, ce_mean, penalty_mean, accuracy):
+            metric.reset_state()
+        order = epoch_order(len(images), batch_size, seed, epoch)
+        with tqdm(total=steps, desc=f"{description} epoch {epoch + 1}/{epochs}",
+                  disable=not progress, leave=False, unit="batch") as bar:
+            for first in range(0, steps, STEPS_PER_CALL):
+                chunk = order[first:first + STEPS_PER_CALL]
+                train_steps(chunk)
+                bar.update(len(chunk))
+        values = {"train/loss": float(loss_mean.result()),
+                  "train/cross_entropy": float(ce_mean.result()),
+                  "train/logit_penalty": float(penalty_mean.result()),
+                  "train/accuracy": float(accuracy.result())}
+        if eval_data is not None:
+            clean = evaluate(model, *eval_data, outlier_class=outlier_class)
+            values["eval/accuracy"] = clean["accuracy"]
+            if outlier_class is not None:
+                values["eval/detected"] = clean["detected"]
+        values["epoch_seconds"] = time.perf_counter() - t_epoch
+        history["epoch"].append(epoch + 1)
+        for key, value in values.items():
+            history[key].append(value)
+        if writer:
+            with writer.as_default(step=epoch + 1):
+                for key, value in values.items():
+                    if "/" in key:
+                        tf.summary.scalar(key, value)
+                tf.summary.scalar("train/learning_rate", float(opt.learning_rate.numpy()))
+                tf.summary.scalar("train/images_per_second",
+                                  steps * batch_size / values["epoch_seconds"])
+            writer.flush()
+        epoch_var.assign(epoch + 1)
+        if manager:
+            manager.save(checkpoint_number=epoch + 1)
+        if progress:
+            shown = ", ".join(f"{k.split('/')[-1] if k.startswith('train') else k}={v:.4f}"
+                              for k, v in values.items() if k != "epoch_seconds")
+            tqdm.write(f"{description} epoch {epoch + 1}/{epochs}: {shown} "
+                       f"({values['epoch_seconds']:.1f}s)")
+    history = {k: v for k, v in history.items() if v}
+    history["resumed_from_epoch"] = start_epoch
+    history["wall_seconds"] = time.perf_counter() - t_start
+    return history

@@ -1,0 +1,60 @@
+"""Shared test set-up: quiet, offline, deterministic; tiny IDX writers."""
+
+import gzip
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["KERAS_EDD_OFFLINE"] = "1"  # tests never touch the network
+os.environ.pop("KERAS_EDD_DATA_DIR", None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_MNIST = os.path.join(REPO, "..", "shared", "data", "mnist")
+
+
+def idx_bytes(array, type_code=0x08):
+    array = np.asarray(array)
+    header = bytes([0, 0, type_code, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path, array, *, compress=None, raw=None):
+    data = raw if raw is not None else idx_bytes(array)
+    compress = path.endswith(".gz") if compress is None else compress
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def write_idx_folder(folder, n_train=40, n_test=20, shape=(28, 28), num_classes=10, seed=0,
+                     gz=True):
+    """Four standard IDX files of random images with labels 0..num_classes-1."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    ext = ".gz" if gz else ""
+    arrays = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.uint8) % num_classes
+        write_idx(os.path.join(folder, f"{split}-images-idx3-ubyte{ext}"), images)
+        write_idx(os.path.join(folder, f"{split}-labels-idx1-ubyte{ext}"), labels)
+        arrays[split] = (images, labels)
+    return arrays
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    folder = str(tmp_path / "idx")
+    arrays = write_idx_folder(folder)
+    return folder, arrays
+
+
+@pytest.fixture
+def shared_mnist():
+    if not os.path.isdir(SHARED_MNIST):
+        pytest.skip("../shared/data/mnist is not present")
+    return SHARED_MNIST

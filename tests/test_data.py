@@ -1,0 +1,157 @@
+import os
+import time
+
+import numpy as np
+import pytest
+
+from conftest import idx_bytes, write_idx, write_idx_folder
+from keras_edd import data
+
+
+def test_idx_folder_round_trip(idx_folder):
+    folder, arrays = idx_folder
+    ds = data.load_dataset("mnist", folder)
+    np.testing.assert_array_equal(ds.x_train[..., 0], arrays["train"][0])
+    np.testing.assert_array_equal(ds.y_train, arrays["train"][1])
+    np.testing.assert_array_equal(ds.x_test[..., 0], arrays["t10k"][0])
+    assert ds.x_train.shape == (40, 28, 28, 1) and ds.x_train.dtype == np.uint8
+    assert ds.y_test.dtype == np.int64
+    assert ds.source.startswith("idx:")
+
+
+def test_uncompressed_and_dotted_names(tmp_path):
+    folder = str(tmp_path)
+    write_idx_folder(folder, gz=False)
+    os.rename(os.path.join(folder, "t10k-images-idx3-ubyte"),
+              os.path.join(folder, "t10k-images.idx3-ubyte"))
+    assert len(data.load_dataset("fashion_mnist", folder).y_test) == 20
+
+
+def test_limits(idx_folder):
+    ds = data.load_dataset("mnist", idx_folder[0], train_limit=7, test_limit=3)
+    assert (len(ds.y_train), len(ds.y_test)) == (7, 3)
+
+
+def test_environment_variable(idx_folder, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, idx_folder[0])
+    assert data.load_dataset("mnist").source.endswith(os.path.abspath(idx_folder[0]))
+
+
+@pytest.mark.parametrize("raw,message", [
+    (b"\x00\x00\x08\x03" + (5).to_bytes(4, "big") * 3 + b"\x00" * 10, "truncated"),
+    (b"\x12\x34\x08\x03" + b"\x00" * 40, "bad magic number"),
+    (b"", "bad magic number"),
+    (b"\x00\x00\x07\x01" + (1).to_bytes(4, "big") + b"\x00", "unknown IDX type"),
+    (b"\x00\x00\x08\x03\x00\x00", "truncated IDX header"),
+])
+def test_corrupt_image_file_is_named(tmp_path, raw, message):
+    folder = str(tmp_path)
+    write_idx_folder(folder)
+    bad = os.path.join(folder, "train-images-idx3-ubyte.gz")
+    write_idx(bad, None, raw=raw)
+    with pytest.raises(data.DataError, match=message) as info:
+        data.load_dataset("mnist", folder)
+    assert "train-images-idx3-ubyte.gz" in str(info.value)
+
+
+def test_trailing_bytes(tmp_path):
+    path = write_idx(str(tmp_path / "x-idx1-ubyte"), None,
+                     raw=idx_bytes(np.zeros(3, np.uint8)) + b"\x00")
+    with pytest.raises(data.DataError, match="trailing bytes"):
+        data.read_idx(path)
+
+
+def test_corrupt_gzip_is_named(tmp_path):
+    folder = str(tmp_path)
+    write_idx_folder(folder)
+    path = os.path.join(folder, "t10k-labels-idx1-ubyte.gz")
+    with open(path, "r+b") as f:
+        f.truncate(15)
+    with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte.gz"):
+        data.load_dataset("mnist", folder)
+
+
+def test_mismatched_counts(tmp_path):
+    folder = str(tmp_path)
+    write_idx_folder(folder)
+    write_idx(os.path.join(folder, "train-labels-idx1-ubyte.gz"), np.zeros(39, np.uint8))
+    with pytest.raises(data.DataError, match="40 images but .* holds 39 labels"):
+        data.load_dataset("mnist", folder)
+
+
+def test_labels_out_of_range(tmp_path):
+    folder = str(tmp_path)
+    write_idx_folder(folder)
+    write_idx(os.path.join(folder, "t10k-labels-idx1-ubyte.gz"), np.full(20, 10, np.uint8))
+    with pytest.raises(data.DataError, match=r"labels must lie in \[0, 9\]"):
+        data.load_dataset("mnist", folder)
+
+
+def test_wrong_image_shape(tmp_path):
+    folder = str(tmp_path)
+    write_idx_folder(folder, shape=(32, 32))
+    with pytest.raises(data.DataError, match="expects"):
+        data.load_dataset("mnist", folder)
+
+
+def test_missing_files_and_folder(tmp_path):
+    with pytest.raises(data.DataError, match="not a directory"):
+        data.load_dataset("mnist", str(tmp_path / "nowhere"))
+    folder = str(tmp_path)
+    write_idx_folder(folder)
+    os.remove(os.path.join(folder, "t10k-images-idx3-ubyte.gz"))
+    with pytest.raises(data.DataError, match="lacks IDX file.*t10k-images"):
+        data.load_dataset("mnist", folder)
+
+
+def test_unknown_dataset():
+    with pytest.raises(data.DataError, match="dataset='svhn' is unknown"):
+        data.load_dataset("svhn")
+
+
+def test_no_source_fails_fast_and_lists_sources(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    start = time.perf_counter()
+    with pytest.raises(data.DataError) as info:
+        data.load_dataset("fashion_mnist")
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    for source in ("--data_dir", data.DATA_DIR_ENV, "TensorFlow Datasets", "no network"):
+        assert source in message
+
+
+def test_network_probe_times_out_quickly(monkeypatch):
+    monkeypatch.delenv(data.OFFLINE_ENV)
+    start = time.perf_counter()
+    assert data.network_available("192.0.2.1", 9, timeout=0.5) is False  # TEST-NET-1
+    assert time.perf_counter() - start < 2
+
+
+def test_mnist_falls_back_to_bundled_sample(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    ds = data.load_dataset("mnist")
+    assert ds.name == "mnist_sample" and ds.source == "bundled:mnist_sample"
+    assert (len(ds.y_train), len(ds.y_test)) == (4000, 1000)
+    assert np.bincount(ds.y_test).tolist() == [100] * 10
+    assert ds.x_train.shape[1:] == (28, 28, 1) and ds.x_train.max() == 255
+
+
+def test_pipeline_float_nhwc_and_seeded_order(idx_folder):
+    ds = data.load_dataset("mnist", idx_folder[0])
+    batches = list(data.make_pipeline(ds.x_train, ds.y_train, 16, shuffle_seed=3))
+    x, y = batches[0]
+    assert x.dtype.name == "float32" and x.shape == (16, 28, 28, 1)
+    assert 0.0 <= float(np.min(x)) and float(np.max(x)) <= 1.0
+    np.testing.assert_allclose(np.sort(np.concatenate([b[1] for b in batches])),
+                               np.sort(ds.y_train))
+    again = list(data.make_pipeline(ds.x_train, ds.y_train, 16, shuffle_seed=3))
+    np.testing.assert_array_equal(batches[0][1], again[0][1])
+    other = list(data.make_pipeline(ds.x_train, ds.y_train, 16, shuffle_seed=4))
+    assert not np.array_equal(np.concatenate([b[1] for b in batches]),
+                              np.concatenate([b[1] for b in other]))
+
+
+def test_shared_mnist_counts(shared_mnist):
+    ds = data.load_dataset("mnist", shared_mnist)
+    assert (len(ds.y_train), len(ds.y_test)) == (22699, 10000)
+    assert np.bincount(ds.y_train)[:3].tolist() == [2258, 2581, 2215]

@@ -1,0 +1,99 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_edd import models, training
+
+
+def _linear_model(inputs=4, classes=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(),
+                             keras.layers.Dense(classes)])
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_one_adam_step_matches_hand_computation(temperature):
+    rng = np.random.default_rng(1)
+    x = rng.random((8, 2, 2, 1)).astype(np.float32)
+    targets = _softmax(rng.normal(size=(8, 3)))
+    model = _linear_model()
+    w0, b0 = (v.numpy().copy() for v in model.trainable_variables)
+    lr = 0.01
+    training.fit(model, x, targets, epochs=1, batch_size=8, optimizer="adam", learning_rate=lr,
+                 temperature=temperature, progress=False)
+    flat = x.reshape(8, 4)
+    # d/dz of mean_i -sum_j k_ij log softmax(z_i / T)_j  =  (softmax(z/T) - k) / (T * batch)
+    dz = (_softmax((flat @ w0 + b0) / temperature) - targets) / (temperature * 8)
+    grads = (flat.T @ dz, dz.sum(axis=0))
+    # First Adam step: m = (1-b1) g, v = (1-b2) g^2, bias-corrected step lr * m_hat / (sqrt(v_hat)+eps)
+    b1, b2, eps = 0.9, 0.999, 1e-7
+    for var, start, g in zip(model.trainable_variables, (w0, b0), grads):
+        step = lr * np.sqrt(1 - b2) / (1 - b1) * ((1 - b1) * g) / (np.sqrt((1 - b2) * g * g) + eps)
+        np.testing.assert_allclose(var.numpy(), start - step, rtol=1e-4, atol=1e-7)
+
+
+def test_logit_penalty_shrinks_logits():
+    rng = np.random.default_rng(2)
+    x = rng.random((64, 2, 2, 1)).astype(np.float32)
+    targets = training.one_hot(rng.integers(0, 3, 64), 3)
+    norms = []
+    for weight in (0.0, 1.0):
+        model = _linear_model(seed=3)
+        training.fit(model, x, targets, epochs=30, batch_size=16, learning_rate=0.05,
+                     temperature=4.0, penalty_weight=weight, progress=False)
+        norms.append(float(np.mean(np.square(model(x).numpy()))))
+    assert norms[1] < 0.5 * norms[0]
+
+
+def _tiny_run(tmp_path, epochs, name="run"):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 28, 28, 1), dtype=np.uint8)
+    y = training.one_hot(np.arange(96) % 10, 10)
+    keras.utils.set_random_seed(5)
+    model = models.cleverhans_cnn(10)
+    history = training.fit(model, x, y, epochs=epochs, batch_size=32, seed=5,
+                           checkpoint_dir=str(tmp_path / name / "ckpt"),
+                           log_dir=str(tmp_path / name / "logs"), progress=False,
+                           eval_data=(x[:20], np.arange(20) % 10))
+    return model, history
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
+    straight, _ = _tiny_run(tmp_path, 3, "straight")
+    _tiny_run(tmp_path, 1, "resumed")  # "killed" after epoch 1
+    resumed, history = _tiny_run(tmp_path, 3, "resumed")
+    assert history["resumed_from_epoch"] == 1 and history["epoch"] == [2, 3]
+    for a, b in zip(straight.weights, resumed.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_same_seed_same_weights_and_logs(tmp_path):
+    a, history = _tiny_run(tmp_path, 1, "a")
+    b, _ = _tiny_run(tmp_path, 1, "b")
+    for va, vb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy())
+    assert history["train/loss"][0] > 0 and "eval/accuracy" in history
+    assert any(name.startswith("events.out.tfevents") for name in
+               __import__("os").listdir(tmp_path / "a" / "logs"))
+
+
+def test_evaluate_reports_detected_rate():
+    model = _linear_model(classes=3)
+    model.layers[-1].set_weights([np.zeros((4, 3), np.float32), np.array([0, 0, 5], np.float32)])
+    x = np.zeros((5, 2, 2, 1), np.float32)
+    result = training.evaluate(model, x, np.array([0, 1, 2, 2, 0]), outlier_class=2)
+    assert result == {"accuracy": 0.4, "detected": 1.0}
+
+
+def test_bad_targets_and_batch():
+    model = _linear_model()
+    x = np.zeros((4, 2, 2, 1), np.float32)
+    with pytest.raises(ValueError, match="do not match"):
+        training.fit(model, x, np.zeros((4, 5), np.float32), epochs=1, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size=8 exceeds"):
+        training.fit(model, x, np.zeros((4, 3), np.float32), epochs=1, batch_size=8)
