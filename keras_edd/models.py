@@ -5,6 +5,8 @@ architecture used by Papernot & McDaniel (2017), with dropout before the first
 convolution and before the classifier so that MC-dropout has something to sample.
 """
 
+import os
+
 import keras
 
 # Layer names are part of the saved-model format; keep them stable.
@@ -39,3 +41,33 @@ def cleverhans_cnn(num_classes=10, input_shape=(28, 28, 1), *,
     x = keras.layers.Flatten(name="flatten")(x)
     logits = keras.layers.Dense(int(num_classes), name="logits")(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def load_model(path, *, num_outputs=None, input_shape=None):
+    """Load a `.keras` model with Keras' safe mode (no arbitrary code from the file).
+
+    Args:
+      path: a `.keras` file.
+      num_outputs: if given, the number of logits the model must have.
+      input_shape: if given, the (height, width, channels) the model must accept.
+    Raises:
+      ValueError naming the file when it is missing, not a Keras model file, or
+      of the wrong shape.
+    """
+    path = str(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"model {path!r}: only .keras files are loaded")
+    if not os.path.isfile(path):
+        raise ValueError(f"model {path!r}: no such file")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"model {path!r}: cannot load it as a Keras model ({reason[:200]})") from None
+    if num_outputs is not None and model.output_shape[-1] != num_outputs:
+        raise ValueError(f"model {path!r} has {model.output_shape[-1]} outputs, expected "
+                         f"{num_outputs}")
+    if input_shape is not None and tuple(model.input_shape[1:]) != tuple(input_shape):
+        raise ValueError(f"model {path!r} takes inputs of shape {tuple(model.input_shape[1:])}, "
+                         f"expected {tuple(input_shape)}")
+    return model

@@ -1,17 +1,21 @@
-"""Whole runs: data -> model(s) -> run directory with models, logs and results.
+"""Whole training runs: data -> teacher -> labels -> distilled model, in a run directory.
 
-`train_run(config)` is what `bin/train` calls. It validates everything and loads
-the data before it writes anything, then trains in a run directory
-(keras_edd.runs) that a rerun with the same settings resumes.
+`train_run(config)` is what `bin/train` calls. It validates the settings and
+loads the data before it writes anything, then works in a run directory
+(keras_edd.runs) stage by stage. Each stage's output is kept (`teacher.keras`,
+`labels/*.npy`, checkpoints), so a rerun after a crash or a kill resumes where
+it stopped.
 """
 
 import os
 import time
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from keras_edd import data as data_lib
-from keras_edd import models, runs, training
+from keras_edd import labeling, models, runs, training
 
 
 def load_data(data_config):
@@ -20,45 +24,179 @@ def load_data(data_config):
                                  test_limit=data_config.test_limit)
 
 
-def train_run(config):
-    """Train the undefended classifier f at T = 1 and save it as `model.keras`.
+def logit_statistics(model, images):
+    """Size of the deployed (T = 1) logits: what the logit penalty controls."""
+    logits = training.predict_logits(model, images)
+    return {"mean_abs": float(np.mean(np.abs(logits))),
+            "mean_max": float(np.mean(logits.max(axis=1))),
+            "p99_abs": float(np.quantile(np.abs(logits), 0.99)),
+            "mean_top2_gap": float(np.mean(-np.diff(np.sort(logits, axis=1)[:, -2:], axis=1)))}
 
-    Returns the results dict that is also written to `results.json`.
-    """
+
+class _Run:
+    """One run directory and the dataset/config it trains on."""
+
+    def __init__(self, config, dataset, run_dir):
+        self.config = config
+        self.dataset = dataset
+        self.run_dir = run_dir
+        self.report = {}
+
+    def path(self, *parts):
+        return os.path.join(self.run_dir, *parts)
+
+    def train_stage(self, name, num_outputs, targets, *, epochs, temperature=1.0,
+                    penalty_weight=0.0, outlier_class=None, seed_offset=0):
+        """Train (or, if `<name>.keras` exists, load) one model of the run."""
+        final = self.path(f"{name}.keras")
+        ds = self.dataset
+        if os.path.exists(final):
+            model = models.load_model(final, num_outputs=num_outputs, input_shape=ds.input_shape)
+            history = None
+        else:
+            train = self.config.train
+            keras.utils.set_random_seed(train.seed + seed_offset)
+            model = models.cleverhans_cnn(num_outputs, ds.input_shape)
+            history = training.fit(
+                model, ds.x_train, targets, epochs=epochs, batch_size=train.batch_size,
+                optimizer=train.optimizer, learning_rate=train.resolved_learning_rate,
+                seed=train.seed + seed_offset, temperature=temperature,
+                penalty_weight=penalty_weight, eval_data=(ds.x_test, ds.y_test),
+                outlier_class=outlier_class, checkpoint_dir=self.path("checkpoints", name),
+                log_dir=self.path("logs", name), progress=self.config.progress,
+                description=name)
+            runs.save_model(model, final)
+        clean = training.evaluate(model, ds.x_test, ds.y_test, outlier_class=outlier_class)
+        entry = {"path": f"{name}.keras", "outputs": num_outputs,
+                 "train_temperature": temperature, "penalty_weight": penalty_weight,
+                 "clean_accuracy": clean["accuracy"],
+                 "logits_at_T1": logit_statistics(model, ds.x_test),
+                 "parameters": int(model.count_params())}
+        if outlier_class is not None:
+            entry["outlier_class"] = outlier_class
+            entry["clean_detected"] = clean["detected"]
+        if history is not None:
+            entry["history"] = history
+        self.report[name] = entry
+        return model
+
+    def cached_array(self, name, compute):
+        """Load `labels/<name>.npy`, or compute and store it (atomically)."""
+        path = self.path("labels", f"{name}.npy")
+        if os.path.exists(path):
+            return np.load(path)
+        value = np.asarray(compute())
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + f".tmp-{os.getpid()}.npy"
+        np.save(tmp, value)
+        os.replace(tmp, path)
+        return value
+
+
+def train_run(config):
+    """Run the training pipeline of `config.defense.defense`; returns results.json's dict."""
     config.validate()
     t_start = time.perf_counter()
     dataset = load_data(config.data)
     if len(dataset.y_train) < config.train.batch_size:
         raise ValueError(f"batch_size={config.train.batch_size} exceeds the "
                          f"{len(dataset.y_train)} training examples")
-    run_dir, finished = runs.prepare_run_dir(config.output_dir, config.resolved_run_name(dataset.name),
+    defense = config.defense
+    teacher = None
+    if defense.teacher_path:  # checked before the run directory exists
+        teacher = models.load_model(defense.teacher_path, num_outputs=dataset.num_classes,
+                                    input_shape=dataset.input_shape)
+    run_dir, finished = runs.prepare_run_dir(config.output_dir,
+                                             config.resolved_run_name(dataset.name),
                                              config.to_dict())
     if finished:
         return runs.read_json(os.path.join(run_dir, "results.json"))
-    keras.utils.set_random_seed(config.train.seed)
-    model = models.cleverhans_cnn(dataset.num_classes, dataset.input_shape)
-    train = config.train
-    history = training.fit(
-        model, dataset.x_train, training.one_hot(dataset.y_train, dataset.num_classes),
-        epochs=train.epochs, batch_size=train.batch_size, optimizer=train.optimizer,
-        learning_rate=train.resolved_learning_rate, seed=train.seed,
-        eval_data=(dataset.x_test, dataset.y_test),
-        checkpoint_dir=os.path.join(run_dir, "checkpoints", "model"),
-        log_dir=os.path.join(run_dir, "logs", "model"), progress=config.progress,
-        description="model")
-    runs.save_model(model, os.path.join(run_dir, "model.keras"))
-    clean = training.evaluate(model, dataset.x_test, dataset.y_test)
+    run = _Run(config, dataset, run_dir)
+    stages = {}
+    n = dataset.num_classes
+    one_hot = training.one_hot(dataset.y_train, n)
+    temperature = defense.resolved_temperature
+    extra = {}
+
+    if defense.defense == "none":
+        run.train_stage("model", n, one_hot, epochs=config.train.epochs)
+    elif defense.defense == "distillation":
+        t = time.perf_counter()
+        if teacher is None:
+            teacher = run.train_stage("teacher", n, one_hot, epochs=defense.teacher_epochs,
+                                      temperature=temperature)
+        stages["teacher_seconds"] = time.perf_counter() - t
+        t = time.perf_counter()
+        soft = run.cached_array("distillation_labels", lambda: labeling.distillation_labels(
+            training.predict_logits(teacher, dataset.x_train), temperature))
+        stages["labeling_seconds"] = time.perf_counter() - t
+        t = time.perf_counter()
+        run.train_stage("distilled", n, soft, epochs=config.train.epochs,
+                        temperature=temperature, seed_offset=1)
+        stages["distilled_seconds"] = time.perf_counter() - t
+        extra["soft_label_max_mean"] = float(soft.max(axis=1).mean())
+    else:
+        t = time.perf_counter()
+        if teacher is None:
+            teacher = run.train_stage("teacher", n, one_hot, epochs=defense.teacher_epochs)
+        stages["teacher_seconds"] = time.perf_counter() - t
+        t = time.perf_counter()
+        sigma_train = run.cached_array("sigma_train", lambda: labeling.mc_uncertainty(
+            teacher, dataset.x_train, passes=defense.mc_passes, seed=config.train.seed,
+            progress=config.progress))
+        sigma_test = run.cached_array("sigma_test", lambda: labeling.mc_uncertainty(
+            teacher, dataset.x_test, passes=defense.mc_passes, seed=config.train.seed + 1))
+        stages["labeling_seconds"] = time.perf_counter() - t
+        sigma_max = float(sigma_train.max())
+        if not sigma_max > 0:
+            raise ValueError("the teacher's MC-dropout sigma is 0 on every training input: "
+                             "it has no active dropout, so no outlier labels can be made")
+        targets = labeling.outlier_labels(dataset.y_train, sigma_train, sigma_max,
+                                          alpha=defense.alpha, num_classes=n)
+        extra["sigma"] = {"sigma_max": sigma_max, "mc_passes": defense.mc_passes,
+                          "train": labeling.sigma_statistics(sigma_train),
+                          "test": labeling.sigma_statistics(sigma_test)}
+        extra["outlier_mass_fraction"] = float(targets[:, n].mean())
+        _log_labels(run.path("logs", "labeling"), sigma_train, sigma_test, sigma_max,
+                    extra["outlier_mass_fraction"])
+        t = time.perf_counter()
+        run.train_stage("distilled", n + 1, targets, epochs=config.train.epochs,
+                        temperature=temperature, penalty_weight=defense.penalty_weight,
+                        outlier_class=n, seed_offset=1)
+        stages["distilled_seconds"] = time.perf_counter() - t
+
+    if defense.teacher_path:
+        run.report["teacher"] = {"path": os.path.abspath(defense.teacher_path), "reused": True,
+                                 "clean_accuracy": training.evaluate(
+                                     teacher, dataset.x_test, dataset.y_test)["accuracy"]}
+    deployed = "model" if defense.defense == "none" else "distilled"
     results = {
         "run_dir": os.path.abspath(run_dir),
-        "defense": "none",
+        "defense": defense.defense,
+        "temperature": temperature,
         "dataset": dataset.summary(),
-        "seed": train.seed,
+        "seed": config.train.seed,
         "settings": config.to_dict(),
-        "models": {"model": {"path": "model.keras", "clean_accuracy": clean["accuracy"],
-                             "parameters": int(model.count_params()), "history": history}},
-        "clean_test_accuracy": clean["accuracy"],
+        "models": run.report,
+        "deployed_model": run.report[deployed]["path"],
+        "clean_test_accuracy": run.report[deployed]["clean_accuracy"],
         "versions": runs.versions(),
+        "stage_seconds": stages,
         "wall_seconds": time.perf_counter() - t_start,
+        **extra,
     }
+    if defense.defense == "extended":
+        results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
     runs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
+
+
+def _log_labels(log_dir, sigma_train, sigma_test, sigma_max, outlier_fraction):
+    """TensorBoard: sigma histograms and the label mass on the outlier class."""
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default(step=0):
+        tf.summary.histogram("labels/sigma_train", sigma_train)
+        tf.summary.histogram("labels/sigma_test", sigma_test)
+        tf.summary.scalar("labels/sigma_max", sigma_max)
+        tf.summary.scalar("labels/outlier_mass_fraction", outlier_fraction)
+    writer.close()

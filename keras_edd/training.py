@@ -75,7 +75,7 @@ def evaluate(model, images, labels, *, outlier_class=None, batch_size=EVAL_BATCH
 
 def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", learning_rate=None,
         seed=0, temperature=1.0, penalty_weight=0.0, eval_data=None, outlier_class=None,
-        checkpoint_dir=None, log_dir=None, progress=True, description="train"):
+        checkpoint_dir=None, log_dir=None, progress=True, log_epochs=True, description="train"):
     """Train `model` in place with the custom loop; resume from `checkpoint_dir`.
 
     Args:
@@ -91,6 +91,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       checkpoint_dir: where a CheckpointManager keeps the last epochs.
       log_dir: TensorBoard folder (`train/loss`, `train/accuracy`, ...).
       progress: show a progress bar per epoch.
+      log_epochs: print one summary line per epoch.
     Returns:
       A history dict: per-epoch lists of the logged values, plus wall time.
     """
@@ -192,7 +193,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         epoch_var.assign(epoch + 1)
         if manager:
             manager.save(checkpoint_number=epoch + 1)
-        if progress:
+        if log_epochs:
             shown = ", ".join(f"{k.split('/')[-1] if k.startswith('train') else k}={v:.4f}"
                               for k, v in values.items() if k != "epoch_seconds")
             tqdm.write(f"{description} epoch {epoch + 1}/{epochs}: {shown} "

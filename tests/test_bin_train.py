@@ -49,7 +49,8 @@ def test_smoke_run_writes_everything_and_reruns_safely(tmp_path):
     data_dir = str(tmp_path / "idx")
     write_idx_folder(data_dir, n_train=64, n_test=20)
     out = tmp_path / "out"
-    args = [f"--data_dir={data_dir}", f"--output_dir={out}", "--epochs=2", "--batch_size=32",
+    args = [f"--data_dir={data_dir}", f"--output_dir={out}", "--defense=none", "--epochs=2",
+            "--batch_size=32",
             "--noprogress"]
     result = run(*args)
     assert result.returncode == 0, result.stderr

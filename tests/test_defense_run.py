@@ -1,0 +1,104 @@
+"""The defenses end to end through bin/train, on tiny subsets of the bundled sample."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from keras_edd import config, models, training
+
+TRAIN = os.path.join(REPO, "bin", "train")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, TRAIN, "--noprogress", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--alpha=1.5"], "alpha=1.5"),
+    (["--temperature=0"], "temperature=0"),
+    (["--mc_passes=1"], "mc_passes=1"),
+    (["--penalty_weight=-1"], "penalty_weight=-1"),
+    (["--defense=magic"], "defense='magic'"),
+    (["--teacher=foo.h5"], "teacher='foo.h5'"),
+    (["--defense=none", "--teacher=t.keras"], "teacher_path is set"),
+])
+def test_bad_defense_flags(tmp_path, args, fragment):
+    result = run(f"--output_dir={tmp_path / 'out'}", *args)
+    assert result.returncode == 2
+    assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_missing_or_corrupt_teacher_named(tmp_path):
+    bad = tmp_path / "teacher.keras"
+    bad.write_bytes(b"not a zip")
+    for path in (bad, tmp_path / "absent.keras"):
+        result = run(f"--output_dir={tmp_path / 'out'}", f"--teacher={path}",
+                     "--dataset=mnist_sample")
+        assert result.returncode == 2 and str(path) in result.stderr, result.stderr
+        assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_extended_end_to_end_uses_outlier_class(tmp_path):
+    out = tmp_path / "out"
+    result = run("--dataset=mnist_sample", "--train_limit=512", "--test_limit=200",
+                 "--alpha=0.9", "--temperature=4", "--epochs=4", "--teacher_epochs=2",
+                 "--mc_passes=4", "--batch_size=64", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    run_dir = out / "mnist_sample-extended-a0.9-T4-e4-s0"
+    results = json.loads((run_dir / "results.json").read_text())
+    distilled = models.load_model(str(run_dir / "distilled.keras"))
+    teacher = models.load_model(str(run_dir / "teacher.keras"))
+    assert distilled.output_shape == (None, 11) and teacher.output_shape == (None, 10)
+    sigma = np.load(run_dir / "labels" / "sigma_train.npy")
+    assert sigma.shape == (512,) and results["sigma"]["sigma_max"] == pytest.approx(sigma.max())
+    assert results["sigma"]["train"]["median"] == pytest.approx(np.median(sigma), rel=1e-6)
+    assert 0 < results["outlier_mass_fraction"] < 0.9
+    # The distilled model sends some inputs to the outlier class: on the training
+    # inputs with the largest sigma, its outlier probability is highest.
+    from keras_edd.data import load_dataset
+    ds = load_dataset("mnist_sample", train_limit=512)
+    logits = training.predict_logits(distilled, ds.x_train)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    order = np.argsort(sigma)
+    assert probs[order[-50:], 10].mean() > probs[order[:50], 10].mean()
+    assert (logits.argmax(1) == 10).any()
+    assert results["models"]["distilled"]["clean_detected"] == pytest.approx(
+        training.evaluate(distilled, ds.x_test[:200], ds.y_test[:200], outlier_class=10)["detected"])
+
+
+@pytest.mark.slow
+def test_distillation_baseline_and_teacher_reuse(tmp_path):
+    out = tmp_path / "out"
+    common = ["--dataset=mnist_sample", "--train_limit=256", "--test_limit=100", "--epochs=1",
+              "--teacher_epochs=1", "--batch_size=64", f"--output_dir={out}"]
+    result = run("--defense=distillation", *common)
+    assert result.returncode == 0, result.stderr
+    run_dir = out / "mnist_sample-distillation-T100-e1-s0"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["temperature"] == 100.0
+    assert results["models"]["teacher"]["train_temperature"] == 100.0
+    soft = np.load(run_dir / "labels" / "distillation_labels.npy")
+    np.testing.assert_allclose(soft.sum(1), 1.0, rtol=1e-5)
+    assert models.load_model(str(run_dir / "distilled.keras")).output_shape == (None, 10)
+    # Reuse that teacher for an extended run: no teacher training, no teacher.keras copy.
+    reuse = run("--defense=extended", f"--teacher={run_dir / 'teacher.keras'}",
+                "--run_name=reuse", "--mc_passes=2", *common)
+    assert reuse.returncode == 0, reuse.stderr
+    reused = json.loads((out / "reuse" / "results.json").read_text())
+    assert reused["models"]["teacher"]["reused"] is True
+    assert not (out / "reuse" / "teacher.keras").exists()
+
+
+def test_config_defaults_follow_the_paper():
+    d = config.DefenseConfig()
+    assert (d.defense, d.alpha, d.resolved_temperature, d.mc_passes) == ("extended", 0.9, 4.0, 20)
+    assert config.DefenseConfig(defense="distillation").resolved_temperature == 100.0
