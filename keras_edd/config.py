@@ -169,9 +169,10 @@ class RunConfig:
 ATTACKS = ("fgsm", "pgd", "jsma", "cw")
 JSMA_TARGET_MODES = ("random", "all")
 CW_OPTIMIZERS = ("adadelta", "adam")
+PGD_LOSSES = ("ce", "cw")
 DEFAULT_SWEEP_EPS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_SWEEP_GAMMA = (0.01, 0.03, 0.07, 0.14, 0.25)
-DEFAULT_SWEEP_KAPPA = (0.0, 4.0, 7.0, 14.0)
+DEFAULT_SWEEP_KAPPA = (0.0, 7.0, 14.0)
 
 
 def _check_values(name, values, low, high, *, low_open=False):
@@ -186,7 +187,9 @@ class AttackConfig:
     """Settings of every attack; defaults are the paper's (Papernot & McDaniel, 2017).
 
     fgsm_eps:  eps of FGSM (paper: 0.2).
-    pgd_*:     L_inf PGD (an extra attack): eps, step size, steps, restarts.
+    pgd_*:     L_inf PGD (an extra attack): eps, step size, steps, restarts, and
+               the loss ascended: "ce" (cross-entropy) or "cw" (logit margin, which
+               still has gradients where a saturated softmax masks them).
     jsma_*:    JSMA theta (paper: 1), Gamma (paper: 0.07), how targets t != y are
                drawn ("random": one per input, "all": every class, best kept).
     cw_*:      CW-L2 with confidence kappa (paper: 7) and AdaDelta; learning rate
@@ -198,6 +201,7 @@ class AttackConfig:
     pgd_eps_iter: float = 0.01
     pgd_nb_iter: int = 40
     pgd_restarts: int = 1
+    pgd_loss: str = "ce"
     jsma_theta: float = 1.0
     jsma_gamma: float = 0.07
     jsma_target_mode: str = "random"
@@ -216,6 +220,8 @@ class AttackConfig:
         _check_real("pgd_eps_iter", self.pgd_eps_iter, 0.0, 1.0, low_open=True)
         _check_count("pgd_nb_iter", self.pgd_nb_iter)
         _check_count("pgd_restarts", self.pgd_restarts)
+        _check(self.pgd_loss in PGD_LOSSES,
+               f"pgd_loss={self.pgd_loss!r}: allowed values are {', '.join(PGD_LOSSES)}")
         _check_real("jsma_theta", self.jsma_theta, -1.0, 1.0)
         _check(self.jsma_theta != 0, "jsma_theta=0: must be non-zero (> 0 increases pixels)")
         _check_real("jsma_gamma", self.jsma_gamma, 0.0, 1.0, low_open=True)

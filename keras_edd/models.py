@@ -6,6 +6,7 @@ convolution and before the classifier so that MC-dropout has something to sample
 """
 
 import os
+import zipfile
 
 import keras
 
@@ -59,6 +60,8 @@ def load_model(path, *, num_outputs=None, input_shape=None):
         raise ValueError(f"model {path!r}: only .keras files are loaded")
     if not os.path.isfile(path):
         raise ValueError(f"model {path!r}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"model {path!r}: not a .keras archive (the file is not a zip file)")
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable file

@@ -30,7 +30,7 @@ def logit_statistics(model, images):
     return {"mean_abs": float(np.mean(np.abs(logits))),
             "mean_max": float(np.mean(logits.max(axis=1))),
             "p99_abs": float(np.quantile(np.abs(logits), 0.99)),
-            "mean_top2_gap": float(np.mean(-np.diff(np.sort(logits, axis=1)[:, -2:], axis=1)))}
+            "mean_top2_gap": float(np.mean(np.diff(np.sort(logits, axis=1)[:, -2:], axis=1)))}
 
 
 class _Run:

@@ -97,3 +97,13 @@ def test_bad_targets_and_batch():
         training.fit(model, x, np.zeros((4, 5), np.float32), epochs=1, batch_size=2)
     with pytest.raises(ValueError, match="batch_size=8 exceeds"):
         training.fit(model, x, np.zeros((4, 3), np.float32), epochs=1, batch_size=8)
+
+
+def test_logit_statistics_by_hand():
+    from keras_edd.pipeline import logit_statistics
+    model = _linear_model(classes=3)
+    model.layers[-1].set_weights([np.zeros((4, 3), np.float32), np.array([3, -1, 0], np.float32)])
+    stats = logit_statistics(model, np.zeros((4, 2, 2, 1), np.float32))
+    assert stats["mean_abs"] == pytest.approx(4 / 3)
+    assert stats["mean_max"] == pytest.approx(3.0)
+    assert stats["mean_top2_gap"] == pytest.approx(3.0)

@@ -1,0 +1,349 @@
+"""Evaluation outputs: results.json, results.csv, PNG plots, TensorBoard, report.md.
+
+`write_report(run_dir, results, images)` writes, in this order,
+
+  results.csv      one row per number: clean rates, attack rates (filtered and
+                   unfiltered), sweep points; the same numbers as results.json
+  whitebox.png     Figure-1-style stacked bars recovered / detected /
+  blackbox.png     misclassified (filtered rates), one panel per target
+  sweeps.png       success (1 - recovered) and detected against eps, Gamma, kappa
+  logs/evaluation/ TensorBoard: every rate as a scalar, clean vs adversarial
+                   image grids per attack (tf.summary.image)
+  report.md        the tables, the filter, warnings and timings
+  results.json     last, so its presence means the evaluation finished
+
+Every file is written to a temporary name in the same folder and renamed.
+"""
+
+import csv
+import io
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from keras_edd import runs
+
+CSV_COLUMNS = ("kind", "setting", "target", "source", "attack", "variant", "parameter", "value",
+               "subset", "num_examples", "count", "recovered", "detected", "misclassified")
+RATE_KEYS = ("recovered", "detected", "misclassified")
+COLORS = {"recovered": "#4c9a2a", "detected": "#3b6fb6", "misclassified": "#c0392b"}
+
+
+# ------------------------------------------------------------------------- atomic IO
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path, write, *, binary=False):
+    """Call `write(file)` on a temporary file next to `path`, then rename it to `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# -------------------------------------------------------------------------------- CSV
+
+
+def _rate_row(kind, setting, target, source, attack, variant, parameter, value, subset,
+              num_examples, rates):
+    return {"kind": kind, "setting": setting, "target": target, "source": source,
+            "attack": attack, "variant": variant, "parameter": parameter, "value": value,
+            "subset": subset, "num_examples": num_examples, "count": rates["count"],
+            **{k: rates[k] for k in RATE_KEYS}}
+
+
+def result_rows(results):
+    """Every rate in `results` as a flat row (dicts with CSV_COLUMNS keys)."""
+    rows = []
+    for name, model in results.get("models", {}).items():
+        for subset in ("clean_test_set", "clean_attacked"):
+            clean = model[subset]
+            rates = {"count": clean["count"], "recovered": clean["accuracy"],
+                     "detected": clean["detected"], "misclassified": clean["misclassified"]}
+            rows.append(_rate_row("clean", "clean", name, "", "", "", "", "", subset,
+                                  clean["count"], rates))
+    for e in results.get("evaluations", []):
+        for subset in ("filtered", "unfiltered"):
+            rows.append(_rate_row("attack", e["setting"], e["target"], e["source"], e["attack"],
+                                  e["variant"], e["parameter"], e["value"], subset,
+                                  e["num_examples"], e[subset]))
+    for s in results.get("sweeps", []):
+        for point in s["points"]:
+            for subset in ("filtered", "unfiltered"):
+                rows.append(_rate_row("sweep", "whitebox", s["target"], s["target"], s["attack"],
+                                      s["variant"], s["parameter"], point["value"], subset,
+                                      s["num_examples"], point[subset]))
+    return rows
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def write_csv(path, rows):
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
+    atomic_write(path, write)
+
+
+# ------------------------------------------------------------------------------ plots
+
+
+def _save_figure(fig, path):
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"),
+                 binary=True)
+
+
+def plot_rates(entries, path, title):
+    """Stacked bars recovered / detected / misclassified (filtered), a panel per target.
+
+    Returns False (and writes nothing) when there are no entries.
+    """
+    if not entries:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    targets = list(dict.fromkeys(e["target"] for e in entries))
+    widths = [max(2.0, 0.55 * sum(e["target"] == t for e in entries)) for t in targets]
+    fig, axes = plt.subplots(1, len(targets), figsize=(sum(widths) + 1.5, 4.2),
+                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        chosen = [e for e in entries if e["target"] == target]
+        labels = []
+        for i, e in enumerate(chosen):
+            rates = e["filtered"]
+            bottom = 0.0
+            for key in RATE_KEYS:
+                value = rates[key] or 0.0
+                ax.bar(i, value, bottom=bottom, color=COLORS[key], width=0.75,
+                       label=key if i == 0 else None)
+                bottom += value
+            source = "" if e["source"] == e["target"] else f"{e['source']}: "
+            labels.append(f"{source}{e['attack']}\n{e['variant']} (n={rates['count']})")
+        ax.set_xticks(range(len(chosen)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title(target, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("fraction of correctly classified inputs")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    _save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
+def plot_sweeps(sweeps, path, threshold=None):
+    """Success (1 - recovered, solid) and detected (dashed) against each sweep's budget."""
+    if not sweeps:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    attacks = list(dict.fromkeys(s["attack"] for s in sweeps))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.0 * len(attacks), 3.6), squeeze=False)
+    for ax, attack in zip(axes[0], attacks):
+        for i, s in enumerate(x for x in sweeps if x["attack"] == attack):
+            values = [p["value"] for p in s["points"]]
+            success = [np.nan if p["success"] is None else p["success"] for p in s["points"]]
+            detected = [np.nan if p["filtered"]["detected"] is None else p["filtered"]["detected"]
+                        for p in s["points"]]
+            line, = ax.plot(values, success, marker="o", label=f"{s['target']} {s['variant']}")
+            if any(d > 0 for d in detected if not math.isnan(d)):
+                ax.plot(values, detected, linestyle="--", color=line.get_color(), alpha=0.7)
+        if threshold is not None:
+            ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
+        parameter = next(s["parameter"] for s in sweeps if s["attack"] == attack)
+        ax.set_xlabel({"eps": "eps", "gamma": "Gamma", "kappa": "kappa"}.get(parameter, parameter))
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{attack} (solid: 1 - recovered, dashed: detected)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    _save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
+# ------------------------------------------------------------------------ TensorBoard
+
+
+def _budget_step(parameter, value):
+    """Integer TensorBoard step for a sweep point: eps and Gamma in thousandths, kappa as is."""
+    return int(round(value * 1000)) if parameter in ("eps", "gamma") else int(round(value))
+
+
+def image_grid(clean, adversarial):
+    """[1, 2H, kW, C] float32 grid: clean inputs on top, adversarial below."""
+    clean = np.clip(np.asarray(clean, np.float32), 0, 1)
+    adversarial = np.clip(np.asarray(adversarial, np.float32), 0, 1)
+    top = np.concatenate(list(clean), axis=1)
+    bottom = np.concatenate(list(adversarial), axis=1)
+    return np.concatenate([top, bottom], axis=0)[None]
+
+
+def write_tensorboard(log_dir, results, images=None):
+    """Rates as scalars and image grids as tf.summary.image, in `log_dir`."""
+    import tensorflow as tf
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        for name, model in results.get("models", {}).items():
+            clean = model["clean_test_set"]
+            tf.summary.scalar(f"clean/{name}/accuracy", clean["accuracy"], step=0)
+            tf.summary.scalar(f"clean/{name}/detected", clean["detected"], step=0)
+            tf.summary.scalar(f"checks/{name}/zero_gradient_fraction",
+                              model["checks"]["zero_gradient_fraction"], step=0)
+        for e in results.get("evaluations", []):
+            where = e["target"] if e["setting"] == "whitebox" else f"{e['target']}/{e['source']}"
+            for key in RATE_KEYS:
+                if e["filtered"][key] is not None:
+                    tf.summary.scalar(f"{e['setting']}/{where}/{e['attack']}_{e['variant']}/{key}",
+                                      e["filtered"][key], step=0)
+        for s in results.get("sweeps", []):
+            tag = f"sweep/{s['target']}/{s['attack']}_{s['variant']}"
+            description = (f"{s['parameter']} sweep; step = {s['parameter']} x 1000"
+                           if s["parameter"] in ("eps", "gamma") else "kappa sweep; step = kappa")
+            for point in s["points"]:
+                step = _budget_step(s["parameter"], point["value"])
+                if point["success"] is not None:
+                    tf.summary.scalar(f"{tag}/success", point["success"], step=step,
+                                      description=description)
+                    tf.summary.scalar(f"{tag}/detected", point["filtered"]["detected"],
+                                      step=step, description=description)
+        for tag, (clean, adversarial) in (images or {}).items():
+            tf.summary.image(f"images/{tag}", image_grid(clean, adversarial), step=0,
+                             description="top: clean test inputs; bottom: adversarial")
+    writer.close()
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _params(params):
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+def markdown_report(results):
+    """report.md's text: settings, filter, clean / white-box / black-box / sweep tables."""
+    ds = results.get("dataset", {})
+    out = [f"# keras_edd evaluation: {results.get('kind', 'evaluation')}", ""]
+    out.append(f"Dataset **{ds.get('name')}** ({ds.get('source')}): {ds.get('train_size')} "
+               f"train / {ds.get('test_size')} test, {ds.get('num_classes')} classes. "
+               f"Inputs attacked per attack: "
+               + ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()) + ".")
+    out += ["", results.get("filter", ""), ""]
+    if results.get("warnings"):
+        out += ["## Warnings", ""] + [f"- {w}" for w in results["warnings"]] + [""]
+    if results.get("training"):
+        out += ["## Models", "", _table(
+            ["role", "defense", "T", "seed", "clean acc.", "clean detected", "reused", "run"],
+            [[role, t["defense"], f"{t['temperature']:g}", t["seed"],
+              _pct(t["clean_test_accuracy"]), _pct(t.get("clean_test_detected")),
+              "yes" if t["reused"] else "no", t["run_name"]]
+             for role, t in results["training"].items()]), ""]
+    out += ["## Clean inputs", "", _table(
+        ["model", "role", "outputs", "accuracy (test set)", "detected = false alarms",
+         "accuracy (attacked inputs)", "zero-gradient fraction", "logits?", "deterministic?"],
+        [[name, m["role"], m["outputs"], _pct(m["clean_test_set"]["accuracy"]),
+          _pct(m["clean_test_set"]["detected"]), _pct(m["clean_attacked"]["accuracy"]),
+          f"{m['checks']['zero_gradient_fraction']:.3f}"
+          + (f" / adaptive {m['checks']['zero_gradient_fraction_adaptive']:.3f}"
+             if "zero_gradient_fraction_adaptive" in m["checks"] else ""),
+          "no" if m["checks"]["probabilities"] else "yes",
+          "no" if m["checks"]["stochastic"] else "yes"]
+         for name, m in results.get("models", {}).items()]), ""]
+    for setting, title in (("whitebox", "White-box attacks"),
+                           ("blackbox", "Black-box transfer attacks")):
+        entries = [e for e in results.get("evaluations", []) if e["setting"] == setting]
+        if not entries:
+            continue
+        out += [f"## {title}", "",
+                "Filtered rates (unfiltered in results.csv / results.json).", "", _table(
+                    ["target", "source", "attack", "variant", "settings", "n (filtered / all)",
+                     "recovered", "detected", "misclassified", "mean L2", "seconds"],
+                    [[e["target"], e["source"], e["attack"], e["variant"], _params(e["params"]),
+                      f"{e['filtered']['count']} / {e['num_examples']}",
+                      _pct(e["filtered"]["recovered"]), _pct(e["filtered"]["detected"]),
+                      _pct(e["filtered"]["misclassified"]), f"{e['norms']['mean_l2']:.3f}",
+                      f"{e['attack_seconds']:.1f}"] for e in entries]), ""]
+    if results.get("sweeps"):
+        out += ["## Budget sweeps (gradient-masking check)", "",
+                "success = 1 - recovered on correctly classified inputs; a sweep whose best "
+                "success stays below the threshold is flagged.", "", _table(
+                    ["target", "attack", "variant", "budget", "success per budget",
+                     "max success", "flag"],
+                    [[s["target"], s["attack"], s["variant"], s["parameter"],
+                      ", ".join(f"{p['value']:g}: {_pct(p['success'])}" for p in s["points"]),
+                      _pct(s["max_success"]),
+                      {True: "**possible masking**", False: "ok", None: "unchecked"}[
+                          s["masking_suspected"]]] for s in results["sweeps"]]), ""]
+    seconds = results.get("evaluation_seconds", {})
+    out += ["## Timing and versions", "",
+            f"Wall time {results.get('wall_seconds', 0):.1f} s ("
+            + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + ").", "",
+            "Versions: " + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()),
+            "", "Files: " + ", ".join(results.get("files", [])), ""]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------- all
+
+
+def write_report(run_dir, results, images=None):
+    """Write every output of an evaluation into `run_dir`; results.json last."""
+    os.makedirs(run_dir, exist_ok=True)
+    files = ["results.json", "results.csv"]
+    write_csv(os.path.join(run_dir, "results.csv"), result_rows(results))
+    entries = results.get("evaluations", [])
+    threshold = results.get("evaluation_settings", {}).get("masking_threshold")
+    if plot_rates([e for e in entries if e["setting"] == "whitebox"],
+                  os.path.join(run_dir, "whitebox.png"), "White-box attacks (filtered)"):
+        files.append("whitebox.png")
+    if plot_rates([e for e in entries if e["setting"] == "blackbox"],
+                  os.path.join(run_dir, "blackbox.png"), "Black-box transfer attacks (filtered)"):
+        files.append("blackbox.png")
+    if plot_sweeps(results.get("sweeps", []), os.path.join(run_dir, "sweeps.png"), threshold):
+        files.append("sweeps.png")
+    write_tensorboard(os.path.join(run_dir, "logs", "evaluation"), results, images)
+    files += ["report.md", "logs/evaluation"]
+    results["files"] = files
+    text = markdown_report(results)
+    atomic_write(os.path.join(run_dir, "report.md"), lambda f: f.write(text))
+    runs.write_json(os.path.join(run_dir, "results.json"), results)
+    return results
+
+
+def read_csv(path):
+    """results.csv back as a list of dicts of strings (for checks and notebooks)."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(io.StringIO(f.read())))

@@ -1,0 +1,117 @@
+"""Sanity checks (probabilities, zero gradients, stochastic models) and bad arguments."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_edd.attacks import (
+    carlini_wagner_l2,
+    check_deterministic,
+    check_gradient_masking,
+    check_logits,
+    fgsm,
+    jsma,
+    jsma_untargeted,
+    pgd,
+    run_all_checks,
+    zero_gradient_fraction,
+)
+
+WEIGHTS = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+
+
+def logits_model(x):
+    return tf.reshape(x, [tf.shape(x)[0], -1]) @ WEIGHTS
+
+
+def probability_model(x):
+    return tf.nn.softmax(logits_model(x))
+
+
+def saturated_model(x):
+    """Z = 1000 * onehot(argmax): piecewise constant, so every gradient is 0."""
+    logits = logits_model(x)
+    return 1000.0 * tf.stop_gradient(tf.one_hot(tf.argmax(logits, 1), 3)) + 0.0 * logits
+
+
+X = np.random.default_rng(1).uniform(0.0, 1.0, (5, 2, 3)).astype(np.float32)
+
+
+def test_probabilities_are_flagged():
+    with pytest.warns(RuntimeWarning, match="probabilities"):
+        assert check_logits(probability_model, X) is True
+    with pytest.raises(ValueError, match="probabilities"):
+        check_logits(probability_model, X, action="raise")
+    assert check_logits(logits_model, X, action="raise") is False
+    with pytest.warns(RuntimeWarning, match="probabilities"):
+        fgsm(probability_model, X, eps=0.1)
+
+
+def test_zero_gradients_are_flagged():
+    assert zero_gradient_fraction(saturated_model, X) == 1.0
+    assert zero_gradient_fraction(logits_model, X) < 0.1
+    with pytest.warns(RuntimeWarning, match="gradient masking"):
+        assert check_gradient_masking(saturated_model, X) == 1.0
+    with pytest.raises(ValueError, match="gradient masking"):
+        check_gradient_masking(saturated_model, X, action="raise")
+
+
+def test_stochastic_models_are_flagged():
+    inputs = keras.Input((2, 3))
+    hidden = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    keras.utils.set_random_seed(0)
+    with pytest.warns(RuntimeWarning, match="stochastic"):
+        assert check_deterministic(lambda x: model(x, training=True), X) is True
+    assert check_deterministic(model, X, action="raise") is False  # training=False
+    report = run_all_checks(logits_model, X, action="raise")
+    assert report["probabilities"] is False and report["stochastic"] is False
+    assert report["zero_gradient_fraction"] < 0.1
+
+
+BAD_ARGUMENTS = [
+    (fgsm, dict(eps=-0.1), "eps=-0.1"),
+    (fgsm, dict(eps=float("nan")), "eps=nan"),
+    (fgsm, dict(eps=0.1, clip_min=1.0, clip_max=0.0), "clip_min"),
+    (fgsm, dict(eps=0.1, loss="hinge"), "loss"),
+    (fgsm, dict(eps=0.1, targeted=True), "y=None"),
+    (fgsm, dict(eps=0.1, y=[0, 1, 7, 0, 0]), r"\[0, 2\]"),
+    (fgsm, dict(eps=0.1, y=[0, 1]), "shape"),
+    (fgsm, dict(eps=0.1, outlier_class=5), "outlier_class=5"),
+    (pgd, dict(eps=0.1, eps_iter=-1.0, nb_iter=3), "eps_iter"),
+    (pgd, dict(eps=0.1, eps_iter=0.1, nb_iter=-3), "nb_iter"),
+    (pgd, dict(eps=0.1, eps_iter=0.1, nb_iter=3, nb_restarts=0), "nb_restarts"),
+    (pgd, dict(eps=0.1, eps_iter=0.1, nb_iter=2.5), "nb_iter"),
+    (carlini_wagner_l2, dict(confidence=-1.0), "confidence=-1.0"),
+    (carlini_wagner_l2, dict(optimizer="sgd"), "optimizer='sgd'"),
+    (carlini_wagner_l2, dict(learning_rate=0.0), "learning_rate"),
+    (carlini_wagner_l2, dict(binary_search_steps=0), "binary_search_steps"),
+    (carlini_wagner_l2, dict(max_iterations=0), "max_iterations"),
+    (carlini_wagner_l2, dict(initial_const=0.0), "initial_const"),
+    (jsma_untargeted, dict(target_mode="some"), "target_mode"),
+]
+
+
+@pytest.mark.parametrize("attack,kwargs,message", BAD_ARGUMENTS)
+def test_bad_arguments_raise(attack, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        attack(logits_model, X, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(gamma=0.0), r"gamma=0.0: allowed range is \(0.0, 1.0\]"),
+    (dict(gamma=1.5), "gamma=1.5"),
+    (dict(theta=0.0), "theta=0.0"),
+    (dict(batch_chunk=0), "batch_chunk"),
+    (dict(pair_search="fast"), "pair_search"),
+    (dict(pair_search="top2", use_logits=True), "top2"),
+])
+def test_bad_jsma_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        jsma(logits_model, X, [0] * 5, **kwargs)
+
+
+def test_inputs_outside_the_box_raise():
+    with pytest.raises(ValueError, match="clip_min, clip_max"):
+        fgsm(logits_model, X + 2.0, eps=0.1)

@@ -1,0 +1,249 @@
+"""bin/eval_whitebox, bin/eval_blackbox, bin/reproduce end to end.
+
+Bad flags and bad model files give one-line errors (exit 2) and write nothing;
+a tiny reproduce run writes results.json / results.csv / PNGs / TensorBoard /
+report.md whose numbers agree, and the evaluation binaries run on its models.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+BIN = {name: os.path.join(REPO, "bin", name) for name in ("eval_whitebox", "eval_blackbox",
+                                                          "reproduce")}
+
+
+def run(binary, *args):
+    return subprocess.run([sys.executable, BIN[binary], *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+# TensorFlow's C++ start-up notice (oneDNN) reaches stderr whatever TF_CPP_MIN_LOG_LEVEL says.
+_TF_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ")
+
+
+def assert_one_line_error(result, fragment):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines()
+             if not line.startswith(_TF_NOISE)]
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """A file that exists and ends in .keras (flag validation only looks at that)."""
+    path = tmp_path / "m.keras"
+    path.write_bytes(b"not checked before TensorFlow")
+    return str(path)
+
+
+@pytest.mark.parametrize("binary,args,fragment", [
+    ("eval_whitebox", [], "model: give a .keras model file"),
+    ("eval_whitebox", ["--model=x.h5"], "model='x.h5': must be a .keras model file"),
+    ("eval_whitebox", ["--model=missing.keras"], "model='missing.keras': no such file"),
+    ("eval_whitebox", ["--model={model}", "--attacks=fgsm,boom"], "unknown attack 'boom'"),
+    ("eval_whitebox", ["--model={model}", "--num_examples=0"], "num_examples=0"),
+    ("eval_whitebox", ["--model={model}", "--fgsm_eps=2"], "fgsm_eps=2.0"),
+    ("eval_whitebox", ["--model={model}", "--jsma_gamma=0"], "jsma_gamma=0.0"),
+    ("eval_whitebox", ["--model={model}", "--cw_optimizer=sgd"], "cw_optimizer='sgd'"),
+    ("eval_whitebox", ["--model={model}", "--pgd_loss=hinge"], "pgd_loss='hinge'"),
+    ("eval_whitebox", ["--model={model}", "--sweep_eps=0.1,abc"],
+     "sweep_eps: 'abc' is not a number"),
+    ("eval_whitebox", ["--model={model}", "--dataset=svhn"], "dataset='svhn'"),
+    ("eval_whitebox", ["--model={model}", "extra"], "unexpected arguments"),
+    ("eval_blackbox", ["--target={model}"], "surrogate: give at least one"),
+    ("eval_blackbox", ["--target={model}", "--surrogate=U=nope.keras"],
+     "surrogate U='nope.keras': no such file"),
+    ("eval_blackbox", ["--target={model}", "--surrogate=U={model},U={model}"], "repeated name"),
+    ("reproduce", ["--epochs=0"], "epochs=0"),
+    ("reproduce", ["--alpha=1.5"], "alpha=1.5"),
+    ("reproduce", ["--distillation_temperature=0"], "distillation_temperature=0.0"),
+    ("reproduce", ["--quick", "--num_examples_cw=-1"], "num_examples_cw=-1"),
+    ("reproduce", ["--run_name=../escape"], "run_name='../escape'"),
+])
+def test_bad_flags_one_line_error_nothing_written(tmp_path, model_file, binary, args, fragment):
+    out = tmp_path / "out"
+    args = [a.replace("{model}", model_file) for a in args]
+    result = run(binary, f"--output_dir={out}", *args)
+    assert_one_line_error(result, fragment)
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def wrong_models(tmp_path_factory):
+    """A corrupt .keras file and a valid model with 5 outputs."""
+    import keras
+    from keras_edd import runs
+    folder = tmp_path_factory.mktemp("models")
+    corrupt = folder / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    inputs = keras.Input((28, 28, 1))
+    five = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))
+    runs.save_model(five, str(folder / "five.keras"))
+    return {"corrupt": str(corrupt), "five": str(folder / "five.keras")}
+
+
+@pytest.mark.parametrize("which,fragment", [
+    ("corrupt", "not a .keras archive"),
+    ("five", "has 5 outputs; dataset 'mnist_sample' has n=10 classes"),
+])
+def test_bad_model_file_named_in_one_line_error(tmp_path, wrong_models, which, fragment):
+    out = tmp_path / "out"
+    result = run("eval_whitebox", f"--model={wrong_models[which]}", "--dataset=mnist_sample",
+                 "--test_limit=10", f"--output_dir={out}", "--noprogress")
+    assert_one_line_error(result, fragment)
+    assert wrong_models[which] in result.stderr
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------- end to end
+
+# PGD shares FGSM's code path here; it is covered in-process by test_evaluation.py.
+TINY = ["--quick", "--attacks=fgsm,jsma,cw", "--train_limit=256", "--test_limit=40",
+        "--epochs=2", "--teacher_epochs=1", "--mc_passes=2", "--batch_size=64",
+        "--num_examples=16", "--num_examples_jsma=4", "--num_examples_cw=4",
+        "--cw_max_iterations=10", "--cw_binary_search_steps=1", "--pgd_nb_iter=3",
+        "--sweep_attacks=fgsm", "--sweep_eps=0.1,0.5", "--sweep_num_examples=8",
+        "--check_examples=16", "--noprogress"]
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    result = run("reproduce", *TINY, f"--output_dir={out}", "--run_name=tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def _csv_rows(path):
+    from keras_edd import reporting
+    return reporting.read_csv(path)
+
+
+def _assert_rates_consistent(results, run_dir):
+    """Rates sum to 1, the CSV holds exactly the JSON's numbers, PNGs are images."""
+    import matplotlib.image
+    from keras_edd import reporting
+    checked = 0
+    for e in results["evaluations"]:
+        for subset in ("filtered", "unfiltered"):
+            r = e[subset]
+            if r["count"]:
+                assert r["recovered"] + r["detected"] + r["misclassified"] == pytest.approx(1.0)
+                checked += 1
+        assert e["filtered"]["count"] <= e["unfiltered"]["count"] == e["num_examples"]
+        if results["models"][e["target"]]["outlier_class"] is None:
+            assert e["unfiltered"]["detected"] == 0.0
+    assert checked > 0
+
+    def text(value):
+        return "" if value is None else (repr(value) if isinstance(value, float) else str(value))
+
+    from_csv = sorted(tuple(r[k] for k in reporting.CSV_COLUMNS)
+                      for r in _csv_rows(run_dir / "results.csv"))
+    from_json = sorted(tuple(text(r[k]) for k in reporting.CSV_COLUMNS)
+                       for r in reporting.result_rows(results))
+    assert from_csv == from_json and len(from_csv) > 0
+    for name in results["files"]:
+        if name.endswith(".png"):
+            image = matplotlib.image.imread(run_dir / name)
+            assert image.ndim == 3 and min(image.shape[:2]) > 50
+
+
+@pytest.mark.slow
+def test_reproduce_writes_a_consistent_report(reproduced):
+    out, result = reproduced
+    run_dir = out / "tiny"
+    results = json.loads((run_dir / "results.json").read_text())
+    for name in ("results.csv", "report.md", "whitebox.png", "blackbox.png", "sweeps.png",
+                 "flags.json"):
+        assert (run_dir / name).is_file(), name
+    assert os.listdir(run_dir / "logs" / "evaluation")
+    assert set(results["training"]) == {"undefended", "extended", "distillation",
+                                        "surrogate_U", "surrogate_D"}
+    # D is distilled from U's model, with its own seed.
+    d_settings = results["training"]["surrogate_D"]["settings"]
+    assert d_settings["defense"]["teacher_path"].endswith(
+        os.path.join(results["training"]["surrogate_U"]["run_name"], "model.keras"))
+    assert {r["seed"] for r in results["training"].values()} == {0, 1, 2}
+    assert results["models"]["extended"]["outlier_class"] == 10
+    assert results["models"]["undefended"]["outlier_class"] is None
+    entries = {(e["setting"], e["source"], e["target"], e["attack"], e["variant"])
+               for e in results["evaluations"]}
+    for attack in ("fgsm", "jsma", "cw"):
+        assert ("whitebox", "extended", "extended", attack, "adaptive") in entries
+        assert ("whitebox", "distillation", "distillation", attack, "plain") in entries
+        assert ("blackbox", "surrogate_U", "extended", attack, "plain") in entries
+        assert ("blackbox", "surrogate_D", "extended", attack, "adaptive") in entries
+    assert ("whitebox", "undefended", "undefended", "fgsm", "adaptive") not in entries
+    assert results["num_examples"] == {"fgsm": 16, "jsma": 4, "cw": 4}
+    assert {s["attack"] for s in results["sweeps"]} == {"fgsm"}
+    # --quick chose the dataset; the limits given explicitly override its own.
+    assert results["dataset"]["name"] == "mnist_sample"
+    assert results["dataset"]["train_size"] == 256 and results["dataset"]["test_size"] == 40
+    assert results["settings"]["evaluation"]["attack"]["cw_max_iterations"] == 10
+    assert set(results["versions"]) >= {"tensorflow", "keras", "numpy"}
+    assert results["wall_seconds"] > 0 and results["evaluation_seconds"]["training"] > 0
+    _assert_rates_consistent(results, run_dir)
+    # The stdout summary repeats the JSON numbers.
+    first = next(e for e in results["evaluations"] if e["filtered"]["count"])
+    assert f"recovered {first['filtered']['recovered']:.3f}" in result.stdout
+
+
+@pytest.mark.slow
+def test_reproduce_reuses_trained_models(reproduced):
+    out, _ = reproduced
+    first = json.loads((out / "tiny" / "results.json").read_text())
+    model = first["training"]["extended"]["deployed_model"]
+    mtime = os.path.getmtime(model)
+    result = run("reproduce", *TINY, f"--output_dir={out}", "--run_name=again",
+                 "--attacks=fgsm", "--nosweeps", "--noadaptive")
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = json.loads((out / "again" / "results.json").read_text())
+    assert all(t["reused"] for t in again["training"].values())
+    assert os.path.getmtime(model) == mtime
+    for role in again["training"]:
+        assert (again["models"][role]["clean_test_set"]["accuracy"]
+                == first["models"][role]["clean_test_set"]["accuracy"])
+    # Same white-box FGSM on the same model and inputs: same numbers.
+    key = lambda e: (e["setting"], e["source"], e["target"], e["attack"], e["variant"])
+    before = {key(e): e["filtered"] for e in first["evaluations"]}
+    for e in again["evaluations"]:
+        assert e["filtered"] == before[key(e)]
+
+
+@pytest.mark.slow
+def test_eval_binaries_on_the_reproduced_models(reproduced, tmp_path):
+    out, _ = reproduced
+    training = json.loads((out / "tiny" / "results.json").read_text())["training"]
+    extended = training["extended"]["deployed_model"]
+    common = ["--dataset=mnist_sample", "--test_limit=40", "--attacks=fgsm", "--num_examples=12",
+              "--check_examples=12", "--noprogress", f"--output_dir={tmp_path}"]
+    white = run("eval_whitebox", f"--model={extended}", "--sweep_eps=0.5",
+                "--sweep_num_examples=12", *common)
+    assert white.returncode == 0, white.stderr[-3000:]
+    run_dir = tmp_path / f"whitebox-{os.path.basename(os.path.dirname(extended))}-distilled"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [(e["attack"], e["variant"]) for e in results["evaluations"]] == [
+        ("fgsm", "plain"), ("fgsm", "adaptive")]
+    assert results["models"]["target"]["sha256"] and results["sweeps"]
+    _assert_rates_consistent(results, run_dir)
+
+    black = run("eval_blackbox", f"--target={extended}",
+                f"--surrogate=U={training['surrogate_U']['deployed_model']}",
+                f"--surrogate=D={training['surrogate_D']['deployed_model']}", "--run_name=bb",
+                *common)
+    assert black.returncode == 0, black.stderr[-3000:]
+    results = json.loads((tmp_path / "bb" / "results.json").read_text())
+    assert {(e["source"], e["variant"]) for e in results["evaluations"]} == {
+        ("U", "plain"), ("D", "plain"), ("D", "adaptive")}
+    assert all(e["setting"] == "blackbox" and e["target"] == "target"
+               for e in results["evaluations"])
+    assert not results["sweeps"] and (tmp_path / "bb" / "blackbox.png").is_file()
+    _assert_rates_consistent(results, tmp_path / "bb")

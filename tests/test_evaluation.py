@@ -1,0 +1,277 @@
+"""Rates on hand-made predictions, attack settings, model loading, evaluate_models."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keras_edd import data, evaluation, runs, training
+from keras_edd.config import AttackConfig, EvalConfig
+
+
+# ----------------------------------------------------------------------------- rates
+
+
+def test_outcome_rates_hand_computed_with_outlier_class():
+    labels = [0, 2, 1, 2, 3, 3]
+    predictions = [0, 10, 1, 5, 10, 3]  # recovered: 0, 2, 5; detected: 1, 4; other: 3
+    rates = evaluation.outcome_rates(predictions, labels, outlier_class=10)
+    assert rates["count"] == 6
+    np.testing.assert_allclose([rates["recovered"], rates["detected"], rates["misclassified"]],
+                               [3 / 6, 2 / 6, 1 / 6])
+
+
+def test_outcome_rates_without_outlier_class_never_detect():
+    labels = np.array([0, 1, 2, 3])
+    predictions = np.array([0, 9, 2, 1])
+    rates = evaluation.outcome_rates(predictions, labels)
+    assert rates["detected"] == 0.0
+    np.testing.assert_allclose([rates["recovered"], rates["misclassified"]], [0.5, 0.5])
+
+
+def test_attack_rates_filter_on_clean_correct_inputs():
+    labels = np.array([0, 1, 2, 3, 4])
+    clean = np.array([0, 1, 7, 3, 10])       # inputs 2 and 4 are wrong when clean
+    adversarial = np.array([0, 10, 2, 5, 4])  # 0 recovered, 1 detected, 3 misclassified
+    rates = evaluation.attack_rates(adversarial, clean, labels, outlier_class=10)
+    filtered, unfiltered = rates["filtered"], rates["unfiltered"]
+    assert filtered["count"] == 3 and unfiltered["count"] == 5
+    np.testing.assert_allclose(
+        [filtered["recovered"], filtered["detected"], filtered["misclassified"]], [1 / 3] * 3)
+    # Unfiltered also counts inputs 2 and 4, which the attack "recovered".
+    np.testing.assert_allclose(
+        [unfiltered["recovered"], unfiltered["detected"], unfiltered["misclassified"]],
+        [3 / 5, 1 / 5, 1 / 5])
+    assert evaluation.success_rate(filtered) == pytest.approx(2 / 3)
+
+
+def test_no_correct_input_gives_none_not_nan():
+    rates = evaluation.attack_rates([1, 1], [1, 1], [0, 0])
+    assert rates["filtered"] == {"count": 0, "recovered": None, "detected": None,
+                                 "misclassified": None}
+    assert evaluation.success_rate(rates["filtered"]) is None
+    assert rates["unfiltered"]["misclassified"] == 1.0
+
+
+def test_clean_rates_report_false_alarms():
+    clean = evaluation.clean_rates([0, 10, 1, 10], [0, 1, 1, 2], outlier_class=10)
+    assert clean["accuracy"] == 0.5 and clean["detected"] == 0.5 and clean["count"] == 4
+
+
+def test_mismatched_lengths_raise():
+    with pytest.raises(ValueError, match="3 predictions but 2 labels"):
+        evaluation.outcome_rates([0, 1, 2], [0, 1])
+    with pytest.raises(ValueError, match="mask has 1 entries"):
+        evaluation.outcome_rates([0, 1], [0, 1], mask=[True])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5), st.integers(0, 5)),
+                min_size=1, max_size=40),
+       st.booleans())
+def test_rates_sum_to_one_and_match_counts(rows, with_outlier):
+    labels, clean, adversarial = (np.array(column) for column in zip(*rows))
+    outlier = 5 if with_outlier else None
+    if not with_outlier:  # a model without an outlier class never predicts index 5
+        clean, adversarial = np.minimum(clean, 4), np.minimum(adversarial, 4)
+    rates = evaluation.attack_rates(adversarial, clean, labels, outlier_class=outlier)
+    correct = clean == labels
+    assert rates["filtered"]["count"] == correct.sum()
+    for subset, mask in (("filtered", correct), ("unfiltered", np.ones_like(correct))):
+        r = rates[subset]
+        if r["count"] == 0:
+            assert r["recovered"] is None
+            continue
+        assert r["recovered"] + r["detected"] + r["misclassified"] == pytest.approx(1.0)
+        assert r["recovered"] == pytest.approx(np.mean(adversarial[mask] == labels[mask]))
+        expected_detected = np.mean(adversarial[mask] == 5) if with_outlier else 0.0
+        assert r["detected"] == pytest.approx(expected_detected)
+
+
+# ------------------------------------------------------------------------ attack params
+
+
+def test_attack_params_use_the_config_and_substitute_the_budget():
+    config = AttackConfig(pgd_eps=0.2, pgd_eps_iter=0.01, pgd_nb_iter=40)
+    assert evaluation.attack_params("fgsm", config) == {"eps": 0.2}
+    assert evaluation.attack_params("fgsm", config, 0.5) == {"eps": 0.5}
+    pgd = evaluation.attack_params("pgd", config, 0.4)
+    assert pgd["eps"] == 0.4 and pgd["eps_iter"] == pytest.approx(0.02)  # step scales with eps
+    cw = evaluation.attack_params("cw", config, 3.0)
+    assert cw["confidence"] == 3.0 and cw["optimizer"] == "adadelta"
+    assert evaluation.budget_of("cw", cw) == ("kappa", 3.0)
+    assert evaluation.budget_of("jsma", evaluation.attack_params("jsma", config)) == ("gamma", 0.07)
+    with pytest.raises(ValueError, match="attack='deepfool'"):
+        evaluation.attack_params("deepfool", config)
+
+
+def test_eval_config_caps_and_validation():
+    config = EvalConfig(num_examples=50, num_examples_jsma=10, num_examples_cw=None)
+    assert [config.examples_for(a) for a in ("fgsm", "jsma", "cw")] == [50, 10, 50]
+    assert EvalConfig(num_examples=5, num_examples_jsma=10).examples_for("jsma") == 5
+    for bad, fragment in ((dict(attacks=("fgsm", "boom")), "unknown attack 'boom'"),
+                          (dict(num_examples=0), "num_examples=0"),
+                          (dict(sweep_eps=(0.1, 1.5)), "sweep_eps=1.5"),
+                          (dict(attack=AttackConfig(jsma_gamma=0.0)), "jsma_gamma=0.0"),
+                          (dict(attack=AttackConfig(cw_optimizer="sgd")), "cw_optimizer='sgd'")):
+        with pytest.raises(ValueError, match=fragment):
+            EvalConfig(**bad).validate()
+
+
+# ------------------------------------------------------------------------ models
+
+
+def _linear_model(num_outputs, input_shape=(28, 28, 1), scale=1.0, seed=0):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Flatten()(inputs)
+    logits = keras.layers.Dense(num_outputs, name="logits")(x)
+    model = keras.Model(inputs, logits)
+    if scale != 1.0:
+        model.set_weights([w * scale for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return data.load_dataset("mnist_sample", train_limit=500, test_limit=40)
+
+
+@pytest.mark.parametrize("outputs,outlier", [(10, None), (11, 10)])
+def test_load_model_spec_infers_the_outlier_class(tmp_path, small_data, outputs, outlier):
+    path = str(tmp_path / f"m{outputs}.keras")
+    runs.save_model(_linear_model(outputs), path)
+    spec = evaluation.load_model_spec("m", path, small_data)
+    assert spec.outlier_class == outlier and spec.num_classes == 10
+    assert spec.variants() == (("plain", "adaptive") if outlier else ("plain",))
+    assert spec.describe()["outputs"] == outputs and len(spec.describe()["sha256"]) == 64
+
+
+def test_load_model_spec_rejects_other_output_counts_naming_the_file(tmp_path, small_data):
+    path = str(tmp_path / "five.keras")
+    runs.save_model(_linear_model(5), path)
+    with pytest.raises(ValueError, match=r"five\.keras.*5 outputs.*expected 10 or 11"):
+        evaluation.load_model_spec("m", path, small_data)
+
+
+def test_model_label_is_a_valid_run_name():
+    assert evaluation.model_label("/a/b/mnist-extended-a0.9/distilled.keras") == \
+        "mnist-extended-a0.9-distilled"
+    label = evaluation.model_label("/.x y/.hidden model.keras")
+    assert label == "x_y-.hidden_model"
+    from keras_edd.config import RunConfig
+    RunConfig(run_name=label).validate()  # accepted as a run directory name
+
+
+# ------------------------------------------------------------------ evaluate_models
+
+
+@pytest.fixture(scope="module")
+def trained_linear(small_data):
+    keras.utils.set_random_seed(0)
+    model = _linear_model(10)
+    training.fit(model, small_data.x_train, training.one_hot(small_data.y_train, 10), epochs=3,
+                 batch_size=50, progress=False)
+    return model
+
+
+def test_evaluate_models_structure_and_masking_flag(small_data, trained_linear):
+    good = evaluation.ModelSpec("linear", trained_linear, "linear.keras", 10, None)
+    # Same decisions, logits x 1e4: the softmax saturates, CE gradients are exactly 0.
+    masked_model = _linear_model(10)
+    masked_model.set_weights([w * 1e4 for w in trained_linear.get_weights()])
+    masked = evaluation.ModelSpec("masked", masked_model, "masked.keras", 10, None)
+    surrogate = evaluation.ModelSpec("copy", trained_linear, "copy.keras", 10, None)
+    for spec in (good, masked, surrogate):  # no file behind these specs
+        spec.describe = lambda spec=spec: {"path": spec.path, "outputs": 10, "outlier_class": None}
+    config = EvalConfig(attacks=("fgsm", "pgd"), num_examples=30, sweep_attacks=("fgsm",),
+                        sweep_eps=(0.1, 0.5), sweep_num_examples=30, check_examples=20,
+                        image_examples=3)
+    results, images = evaluation.evaluate_models(small_data, [good, masked], [surrogate], config)
+    whitebox = [e for e in results["evaluations"] if e["setting"] == "whitebox"]
+    assert [(e["target"], e["attack"], e["variant"]) for e in whitebox] == [
+        ("linear", "fgsm", "plain"), ("linear", "pgd", "plain"),
+        ("masked", "fgsm", "plain"), ("masked", "pgd", "plain")]
+    # PGD (40 steps of 0.01 in the 0.2-ball) is at least as strong as FGSM on a linear model.
+    assert whitebox[1]["filtered"]["recovered"] <= whitebox[0]["filtered"]["recovered"]
+    assert whitebox[1]["norms"]["mean_linf"] <= 0.2 + 1e-6
+    blackbox = [e for e in results["evaluations"] if e["setting"] == "blackbox"]
+    assert {e["target"] for e in blackbox} == {"linear", "masked"}
+    # Transferring from a copy of `linear` equals the white-box attack on it.
+    self_transfer = next(e for e in blackbox if e["target"] == "linear" and e["attack"] == "fgsm")
+    assert self_transfer["filtered"] == whitebox[0]["filtered"]
+    assert self_transfer["source_rates"]["filtered"] == whitebox[0]["filtered"]
+    # Same predictions, so the filter keeps the same inputs for both models.
+    assert whitebox[0]["filtered"]["count"] == whitebox[2]["filtered"]["count"] > 0
+    sweeps = {s["target"]: s for s in results["sweeps"]}
+    assert sweeps["linear"]["max_success"] >= 0.95 and not sweeps["linear"]["masking_suspected"]
+    assert sweeps["masked"]["masking_suspected"] is True
+    assert results["models"]["masked"]["checks"]["zero_gradient_fraction"] > 0.5
+    assert results["models"]["linear"]["checks"]["zero_gradient_fraction"] < 0.5
+    assert any("masked" in w and "gradient masking" in w for w in results["warnings"])
+    assert not any(w.startswith("linear") for w in results["warnings"])
+    assert results["num_examples"] == {"fgsm": 30, "pgd": 30}
+    assert results["models"]["copy"]["role"] == "surrogate"
+    clean_x, adv_x = images["linear/fgsm_plain"]
+    assert clean_x.shape == adv_x.shape == (3, 28, 28, 1)
+    np.testing.assert_allclose(np.abs(adv_x - clean_x).max(), 0.2, atol=1e-6)
+
+
+def test_evaluate_models_rejects_duplicate_names(small_data, trained_linear):
+    spec = evaluation.ModelSpec("a", trained_linear, "a.keras", 10, None)
+    with pytest.raises(ValueError, match="unique"):
+        evaluation.evaluate_models(small_data, [spec], [dataclasses.replace(spec)], EvalConfig())
+
+
+# ------------------------------------------------------------------------ reproduce
+
+
+def _settings(run_config):
+    return {k: v for k, v in run_config.to_dict().items()
+            if k not in ("output_dir", "run_name", "progress")}
+
+
+def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
+    from keras_edd.config import (DataConfig, DefenseConfig, ReproduceConfig, RunConfig,
+                                  TrainConfig)
+    data_config = DataConfig("mnist", "../shared/data/mnist")
+    configs = evaluation.reproduce_run_configs(
+        ReproduceConfig(data=data_config, output_dir="out"), "mnist")
+    # What bin/train builds from `--data_dir=../shared/data/mnist [--defense=...]`.
+    for role, defense in (("undefended", DefenseConfig("none")), ("extended", DefenseConfig()),
+                          ("distillation", DefenseConfig("distillation"))):
+        by_train = RunConfig(data=data_config, train=TrainConfig(epochs=50), defense=defense)
+        assert _settings(configs[role]) == _settings(by_train), role
+        assert configs[role].resolved_run_name("mnist") == by_train.resolved_run_name("mnist")
+        assert configs[role].output_dir == "out"
+    u, d = configs["surrogate_U"], configs["surrogate_D"]
+    assert (u.train.seed, d.train.seed) == (1, 2)
+    assert u.resolved_run_name("mnist") == "surrogate_U-mnist-none-e50-s1"
+    assert d.defense.teacher_path == "out/surrogate_U-mnist-none-e50-s1/model.keras"
+    assert d.defense.defense == "extended" and d.defense.alpha == 0.9
+    # A non-default baseline temperature is passed on (and names the run).
+    other = evaluation.reproduce_run_configs(
+        ReproduceConfig(distillation_temperature=50.0, model_dir="models"), "mnist")
+    assert other["distillation"].defense.resolved_temperature == 50.0
+    assert other["distillation"].output_dir == "models"
+
+
+def test_reproduce_reuses_a_run_whose_temperature_was_spelled_out(tmp_path):
+    from keras_edd.config import DataConfig, DefenseConfig, ReproduceConfig
+    configs = evaluation.reproduce_run_configs(
+        ReproduceConfig(data=DataConfig("mnist_sample"), output_dir=str(tmp_path)),
+        "mnist_sample")
+    extended = configs["extended"]
+    assert extended.defense.temperature is None
+    assert evaluation.match_existing_run(extended, "mnist_sample") is extended  # nothing there
+    # `bin/train --alpha=0.9 --temperature=4` wrote flags.json with temperature 4.0.
+    by_train = dataclasses.replace(extended, defense=DefenseConfig(temperature=4.0))
+    runs.prepare_run_dir(str(tmp_path), by_train.resolved_run_name("mnist_sample"),
+                         by_train.to_dict())
+    matched = evaluation.match_existing_run(extended, "mnist_sample")
+    assert matched.defense.temperature == 4.0 and matched.to_dict() == by_train.to_dict()
+    # A genuinely different run under the same name is left for train_run to refuse.
+    other = dataclasses.replace(extended, defense=DefenseConfig(temperature=4.0, mc_passes=5))
+    assert evaluation.match_existing_run(other, "mnist_sample") is other
