@@ -101,6 +101,12 @@ class DefenseConfig:
     teacher_epochs: int = 6
     teacher_path: str | None = None  # reuse a trained teacher (.keras) instead of training one
 
+    def __post_init__(self):
+        # Store the default temperature itself, so that "no --temperature" and
+        # "--temperature=4" are the same settings (and reuse the same run).
+        if self.temperature is None and self.defense in DEFAULT_TEMPERATURES:
+            object.__setattr__(self, "temperature", DEFAULT_TEMPERATURES[self.defense])
+
     def validate(self):
         _check(self.defense in DEFENSES,
                f"defense={self.defense!r}: allowed values are {', '.join(DEFENSES)}")

@@ -39,7 +39,6 @@ Entry points: `run_whitebox`, `run_blackbox`, `run_reproduce` (one per binary);
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 import time
@@ -49,7 +48,6 @@ import numpy as np
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
 from keras_edd import reporting, runs
-from keras_edd.config import DEFAULT_TEMPERATURES
 
 VARIANTS = ("plain", "adaptive")
 SWEEP_PARAMETERS = {"fgsm": "eps", "pgd": "eps", "jsma": "gamma", "cw": "kappa"}
@@ -531,71 +529,42 @@ REPRODUCE_MODELS = ("undefended", "extended", "distillation", "surrogate_U", "su
 def reproduce_run_configs(config, dataset_name):
     """The pipeline.RunConfig of every model bin/reproduce trains (or reuses).
 
-    The three targets use exactly the settings (and default run names) of
-    `bin/train` with the same flags, so runs already made with bin/train in
-    `model_dir` are reused. Surrogates: U = undefended with seed + 1; D =
-    extended distillation distilled from U's model with seed + 2.
+    The models use exactly the settings (and default run names) of `bin/train`
+    with the same flags, so runs already made with bin/train in `model_dir` are
+    reused. As in the paper, the undefended classifier f is trained like a
+    teacher (`teacher_epochs`) and is the teacher of the extended model.
+    Surrogates: U = undefended with seed + 1; D = extended distillation
+    distilled from U's model with seed + 2.
     """
     from keras_edd.config import DefenseConfig, RunConfig
     model_dir = config.resolved_model_dir
     train = config.train
     ext = config.extended
-    # Settings irrelevant to a model keep bin/train's defaults (and T=100 is given
-    # as None, bin/train's default), so that runs made with bin/train match.
-    distill_t = config.distillation_temperature
-    if distill_t == DEFAULT_TEMPERATURES["distillation"]:
-        distill_t = None
+    # Settings irrelevant to a model keep bin/train's defaults, so that runs made
+    # with bin/train match.
 
-    def run(defense, seed_offset=0, prefix=""):
-        seeded = dataclasses.replace(train, seed=train.seed + seed_offset)
+    def run(defense, seed_offset=0, prefix="", epochs=None):
+        seeded = dataclasses.replace(train, seed=train.seed + seed_offset,
+                                     epochs=epochs or train.epochs)
         rc = RunConfig(data=config.data, train=seeded, defense=defense, output_dir=model_dir,
                        progress=config.progress)
         if prefix:
             rc = dataclasses.replace(rc, run_name=f"{prefix}-{rc.resolved_run_name(dataset_name)}")
         return rc
 
-    configs = {
-        "undefended": run(DefenseConfig(defense="none")),
-        "extended": run(ext),
-        "distillation": run(DefenseConfig(defense="distillation", temperature=distill_t,
-                                          teacher_epochs=ext.teacher_epochs)),
-        "surrogate_U": run(DefenseConfig(defense="none"), 1, "surrogate_U"),
-    }
-    u = configs["surrogate_U"]
-    u_model = os.path.join(model_dir, u.resolved_run_name(dataset_name), "model.keras")
-    configs["surrogate_D"] = run(dataclasses.replace(ext, teacher_path=u_model), 2, "surrogate_D")
+    def model_path(run_config):
+        return os.path.join(model_dir, run_config.resolved_run_name(dataset_name), "model.keras")
+
+    undefended = DefenseConfig(defense="none")
+    configs = {"undefended": run(undefended, epochs=ext.teacher_epochs)}
+    configs["extended"] = run(dataclasses.replace(
+        ext, teacher_path=model_path(configs["undefended"])))
+    configs["distillation"] = run(DefenseConfig(defense="distillation", temperature=config.distillation_temperature,
+                                                teacher_epochs=ext.teacher_epochs))
+    configs["surrogate_U"] = run(undefended, 1, "surrogate_U", epochs=ext.teacher_epochs)
+    configs["surrogate_D"] = run(dataclasses.replace(
+        ext, teacher_path=model_path(configs["surrogate_U"])), 2, "surrogate_D")
     return configs
-
-
-def _run_settings(flags):
-    """A run's settings as stored in flags.json, minus where it lives and how it reports."""
-    flags = json.loads(json.dumps(flags))
-    return {k: v for k, v in flags.items() if k not in ("output_dir", "run_name", "progress")}
-
-
-def match_existing_run(run_config, dataset_name):
-    """`run_config`, or an equivalent spelling of it that an existing run directory uses.
-
-    bin/train records `--temperature=4` as 4.0 and no flag as None; both mean the
-    same model. When the run directory already holds the other spelling, that one
-    is returned so pipeline.train_run reuses the run instead of refusing it.
-    """
-    defense = run_config.defense
-    spellings = [run_config]
-    if defense.defense != "none":
-        resolved = defense.resolved_temperature
-        other = None if defense.temperature is not None else resolved
-        if defense.temperature is None or resolved == DEFAULT_TEMPERATURES[defense.defense]:
-            spellings.append(dataclasses.replace(
-                run_config, defense=dataclasses.replace(defense, temperature=other)))
-    flags_path = os.path.join(run_config.output_dir, run_config.resolved_run_name(dataset_name),
-                              "flags.json")
-    if os.path.exists(flags_path):
-        existing = _run_settings(runs.read_json(flags_path))
-        for candidate in spellings:
-            if _run_settings(candidate.to_dict()) == existing:
-                return candidate
-    return run_config
 
 
 def run_reproduce(config):
@@ -620,7 +589,7 @@ def run_reproduce(config):
     specs = {}
     t = time.perf_counter()
     for role in REPRODUCE_MODELS:
-        rc = match_existing_run(run_configs[role], dataset.name)
+        rc = run_configs[role]
         name = rc.resolved_run_name(dataset.name)
         reused = os.path.exists(os.path.join(rc.output_dir, name, "results.json"))
         if config.progress:

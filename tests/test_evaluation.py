@@ -239,17 +239,21 @@ def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
     data_config = DataConfig("mnist", "../shared/data/mnist")
     configs = evaluation.reproduce_run_configs(
         ReproduceConfig(data=data_config, output_dir="out"), "mnist")
-    # What bin/train builds from `--data_dir=../shared/data/mnist [--defense=...]`.
-    for role, defense in (("undefended", DefenseConfig("none")), ("extended", DefenseConfig()),
-                          ("distillation", DefenseConfig("distillation"))):
-        by_train = RunConfig(data=data_config, train=TrainConfig(epochs=50), defense=defense)
+    # What bin/train builds from `--data_dir=../shared/data/mnist [--defense=...]`:
+    # f with `--defense=none --epochs=6`, f^d with `--teacher=<f>`.
+    f_path = "out/mnist-none-e6-s0/model.keras"
+    for role, defense, epochs in (
+            ("undefended", DefenseConfig("none"), 6),
+            ("extended", DefenseConfig(teacher_path=f_path), 50),
+            ("distillation", DefenseConfig("distillation"), 50)):
+        by_train = RunConfig(data=data_config, train=TrainConfig(epochs=epochs), defense=defense)
         assert _settings(configs[role]) == _settings(by_train), role
         assert configs[role].resolved_run_name("mnist") == by_train.resolved_run_name("mnist")
         assert configs[role].output_dir == "out"
     u, d = configs["surrogate_U"], configs["surrogate_D"]
     assert (u.train.seed, d.train.seed) == (1, 2)
-    assert u.resolved_run_name("mnist") == "surrogate_U-mnist-none-e50-s1"
-    assert d.defense.teacher_path == "out/surrogate_U-mnist-none-e50-s1/model.keras"
+    assert u.resolved_run_name("mnist") == "surrogate_U-mnist-none-e6-s1"
+    assert d.defense.teacher_path == "out/surrogate_U-mnist-none-e6-s1/model.keras"
     assert d.defense.defense == "extended" and d.defense.alpha == 0.9
     # A non-default baseline temperature is passed on (and names the run).
     other = evaluation.reproduce_run_configs(
@@ -258,20 +262,8 @@ def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
     assert other["distillation"].output_dir == "models"
 
 
-def test_reproduce_reuses_a_run_whose_temperature_was_spelled_out(tmp_path):
-    from keras_edd.config import DataConfig, DefenseConfig, ReproduceConfig
-    configs = evaluation.reproduce_run_configs(
-        ReproduceConfig(data=DataConfig("mnist_sample"), output_dir=str(tmp_path)),
-        "mnist_sample")
-    extended = configs["extended"]
-    assert extended.defense.temperature is None
-    assert evaluation.match_existing_run(extended, "mnist_sample") is extended  # nothing there
-    # `bin/train --alpha=0.9 --temperature=4` wrote flags.json with temperature 4.0.
-    by_train = dataclasses.replace(extended, defense=DefenseConfig(temperature=4.0))
-    runs.prepare_run_dir(str(tmp_path), by_train.resolved_run_name("mnist_sample"),
-                         by_train.to_dict())
-    matched = evaluation.match_existing_run(extended, "mnist_sample")
-    assert matched.defense.temperature == 4.0 and matched.to_dict() == by_train.to_dict()
-    # A genuinely different run under the same name is left for train_run to refuse.
-    other = dataclasses.replace(extended, defense=DefenseConfig(temperature=4.0, mc_passes=5))
-    assert evaluation.match_existing_run(other, "mnist_sample") is other
+def test_default_temperature_is_stored_so_spellings_match():
+    from keras_edd.config import DefenseConfig
+    assert DefenseConfig() == DefenseConfig(temperature=4.0)
+    assert DefenseConfig("distillation") == DefenseConfig("distillation", temperature=100.0)
+    assert DefenseConfig("none").temperature == 1.0
