@@ -145,11 +145,7 @@ class RunConfig:
         self.data.validate()
         self.train.validate()
         self.defense.validate()
-        _check(bool(self.output_dir), "output_dir='': must name a directory")
-        if self.run_name is not None:
-            _check(bool(_RUN_NAME.match(self.run_name)),
-                   f"run_name={self.run_name!r}: use letters, digits, '.', '_' or '-' "
-                   "(not starting with '.' or '-')")
+        _check_output(self.output_dir, self.run_name)
         return self
 
     def resolved_run_name(self, dataset_name):

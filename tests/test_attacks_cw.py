@@ -114,3 +114,13 @@ def test_adaptive_margin_avoids_the_outlier_class(outlier_model):
                            outlier_class=3, loss=loss)
         np.testing.assert_array_equal(
             np.argmax(outlier_model(adaptive_pgd).numpy(), 1), [1, 1, 1], err_msg=loss)
+
+
+def test_binary_search_raises_a_too_small_const(easy):
+    x = images(6, seed=3)
+    labels = np.argmax(easy(x).numpy(), axis=1)
+    kwargs = dict(learning_rate=0.1, max_iterations=60, initial_const=1e-4, confidence=1.0)
+    stuck = carlini_wagner_l2(easy, x, binary_search_steps=1, **kwargs)
+    searched = carlini_wagner_l2(easy, x, binary_search_steps=6, **kwargs)
+    assert np.all(margins(easy, stuck, labels) <= 0)  # c = 1e-4: the L2 term wins
+    assert np.all(margins(easy, searched, labels) >= 1.0 - 1e-4)  # c grew 10x per failure
