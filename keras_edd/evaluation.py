@@ -301,11 +301,17 @@ class _Evaluation:
     def adversarial(self, source, attack, variant, n, budget=None):
         """(x_adv, params, seconds) for the first n inputs, attacked on `source`."""
         params = attack_params(attack, self.config.attack, budget)
+        outlier_class = source.attack_outlier_class(variant)
+        if attack == "jsma":
+            # JSMA is targeted: an attacker aims at a real class, never at the
+            # outlier ("detected") class, so plain and adaptive JSMA coincide.
+            outlier_class = source.outlier_class
+            variant = "plain"
         key = (source.name, attack, variant, n, tuple(sorted(params.items())))
         if key not in self.cache:
             t = time.perf_counter()
             x_adv = craft(source.model, attack, self.x[:n], params,
-                          outlier_class=source.attack_outlier_class(variant),
+                          outlier_class=outlier_class,
                           batch_size=self.config.attack.batch_size, seed=self.config.attack.seed)
             seconds = time.perf_counter() - t
             self.attack_seconds += seconds

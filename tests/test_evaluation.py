@@ -225,6 +225,28 @@ def test_evaluate_models_rejects_duplicate_names(small_data, trained_linear):
         evaluation.evaluate_models(small_data, [spec], [dataclasses.replace(spec)], EvalConfig())
 
 
+def test_jsma_targets_real_classes_on_outlier_models(small_data, monkeypatch):
+    keras.utils.set_random_seed(0)
+    spec = evaluation.ModelSpec("ext", _linear_model(11), "ext.keras", 10, 10)
+    spec.describe = lambda: {"path": "ext.keras", "outputs": 11, "outlier_class": 10}
+    calls = []
+    real_craft = evaluation.craft
+
+    def spy(model, attack, x, params, *, outlier_class=None, **kwargs):
+        calls.append((attack, outlier_class))
+        return real_craft(model, attack, x, params, outlier_class=outlier_class, **kwargs)
+
+    monkeypatch.setattr(evaluation, "craft", spy)
+    config = EvalConfig(attacks=("jsma",), num_examples=4, sweeps=False, check_examples=4,
+                        image_examples=0)
+    results, _ = evaluation.evaluate_models(small_data, [spec], [], config)
+    # One JSMA run, told the outlier class so its targets are real classes only.
+    assert calls == [("jsma", 10)]
+    rows = [e for e in results["evaluations"] if e["attack"] == "jsma"]
+    assert sorted(e["variant"] for e in rows) == ["adaptive", "plain"]
+    assert rows[0]["filtered"] == rows[1]["filtered"]
+
+
 # ------------------------------------------------------------------------ reproduce
 
 
