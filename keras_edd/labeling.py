@@ -48,9 +48,17 @@ def mc_dropout_logits(model, x, passes):
     its own dropout masks and the work is one large, efficient forward pass.
     """
     batch = tf.shape(x)[0]
-    tiled = tf.tile(x, tf.concat([[passes], tf.ones(tf.rank(x) - 1, tf.int32)], axis=0))
+    # Python-int multiples keep the static image shape (only the batch is unknown):
+    # with a computed multiples tensor every dimension became unknown to the graph.
+    tiled = tf.tile(x, [int(passes)] + [1] * (x.shape.rank - 1))
     logits = model(tiled, training=True)
     return tf.reshape(logits, tf.stack([passes, batch, -1]))
+
+
+@tf.function
+def _batch_sigma(model, x, passes):
+    """Compiled sigma of one batch; traced once per (model, passes), reused across calls."""
+    return uncertainty(mc_dropout_logits(model, x, passes))
 
 
 @contextlib.contextmanager
@@ -82,11 +90,6 @@ def mc_uncertainty(model, images, *, passes=20, seed=0, batch_size=LABEL_BATCH_S
     if int(passes) < 2:
         raise ValueError(f"passes={passes!r}: MC-dropout needs at least 2 passes")
     passes = int(passes)
-
-    @tf.function
-    def batch_sigma(x):
-        return uncertainty(mc_dropout_logits(model, x, passes))
-
     pipeline = make_pipeline(images, np.zeros(len(images), np.int32), batch_size)
     out = []
     with seeded_dropout(model, seed):
@@ -96,7 +99,7 @@ def mc_uncertainty(model, images, *, passes=20, seed=0, batch_size=LABEL_BATCH_S
             iterator = tqdm(pipeline, total=-(-len(images) // batch_size),
                             desc=f"MC-dropout sigma (N={passes})", leave=False, unit="batch")
         for x, _ in iterator:
-            out.append(batch_sigma(x).numpy())
+            out.append(_batch_sigma(model, x, passes).numpy())
     return np.concatenate(out).astype(np.float32)
 
 
