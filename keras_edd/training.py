@@ -8,6 +8,7 @@ epoch with `tf.train.CheckpointManager` and, rerun with the same settings,
 resumes from the last finished epoch with the same data order and dropout state.
 """
 
+import os
 import time
 import weakref
 
@@ -16,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from keras_edd import losses
+from keras_edd import losses, runs
 from keras_edd.data import make_pipeline
 
 EVAL_BATCH_SIZE = 1000
@@ -93,7 +94,9 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       progress: show a progress bar per epoch.
       log_epochs: print one summary line per epoch.
     Returns:
-      A history dict: per-epoch lists of the logged values, plus wall time.
+      A history dict: per-epoch lists of the logged values (every epoch, also
+      those before a resume), `resumed_from_epoch`, `wall_seconds` of this call
+      and `training_seconds`, the sum of all epochs' times.
     """
     targets = np.asarray(targets, np.float32)
     if targets.ndim != 2 or targets.shape[1] != model.output_shape[-1]:
@@ -155,6 +158,15 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
                "train/logit_penalty": [], "eval/accuracy": [], "eval/detected": [],
                "epoch_seconds": []}
     start_epoch = int(epoch_var.numpy())
+    # The per-epoch history is checkpointed beside the weights, so a resumed run
+    # reports every epoch, not only those after the restart.
+    history_path = os.path.join(checkpoint_dir, "history.json") if checkpoint_dir else None
+    if start_epoch and history_path and os.path.exists(history_path):
+        saved = runs.read_json(history_path)
+        keep = [i for i, e in enumerate(saved.get("epoch", [])) if e <= start_epoch]
+        for key in history:
+            values = saved.get(key, [])
+            history[key] = [values[i] for i in keep if i < len(values)]
     steps = len(images) // batch_size
     t_start = time.perf_counter()
     for epoch in range(start_epoch, epochs):
@@ -192,6 +204,9 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
             writer.flush()
         epoch_var.assign(epoch + 1)
         if manager:
+            # History first: if a kill lands between the two writes, the resumed run
+            # drops the extra epoch (filtered by the checkpoint's epoch) and redoes it.
+            runs.write_json(history_path, history)
             manager.save(checkpoint_number=epoch + 1)
         if log_epochs:
             shown = ", ".join(f"{k.split('/')[-1] if k.startswith('train') else k}={v:.4f}"
@@ -200,5 +215,6 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
                        f"({values['epoch_seconds']:.1f}s)")
     history = {k: v for k, v in history.items() if v}
     history["resumed_from_epoch"] = start_epoch
-    history["wall_seconds"] = time.perf_counter() - t_start
+    history["wall_seconds"] = time.perf_counter() - t_start  # this call only
+    history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))  # all epochs
     return history

@@ -67,9 +67,14 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     straight, _ = _tiny_run(tmp_path, 3, "straight")
     _tiny_run(tmp_path, 1, "resumed")  # "killed" after epoch 1
     resumed, history = _tiny_run(tmp_path, 3, "resumed")
-    assert history["resumed_from_epoch"] == 1 and history["epoch"] == [2, 3]
+    assert history["resumed_from_epoch"] == 1 and history["epoch"] == [1, 2, 3]
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # The history survives the restart: every epoch, with the uninterrupted run's values.
+    _, straight_history = _tiny_run(tmp_path, 3, "straight")  # finished: reloads, trains nothing
+    assert straight_history["epoch"] == [1, 2, 3]
+    np.testing.assert_allclose(history["train/loss"], straight_history["train/loss"], rtol=1e-6)
+    assert history["training_seconds"] == pytest.approx(sum(history["epoch_seconds"]))
 
 
 def test_same_seed_same_weights_and_logs(tmp_path):
