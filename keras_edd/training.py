@@ -163,10 +163,10 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
     history_path = os.path.join(checkpoint_dir, "history.json") if checkpoint_dir else None
     if start_epoch and history_path and os.path.exists(history_path):
         saved = runs.read_json(history_path)
-        keep = [i for i, e in enumerate(saved.get("epoch", [])) if e <= start_epoch]
+        # Epochs are stored in order, so those the checkpoint covers are a prefix.
+        done = sum(e <= start_epoch for e in saved.get("epoch", []))
         for key in history:
-            values = saved.get(key, [])
-            history[key] = [values[i] for i in keep if i < len(values)]
+            history[key] = saved.get(key, [])[:done]
     steps = len(images) // batch_size
     t_start = time.perf_counter()
     for epoch in range(start_epoch, epochs):
