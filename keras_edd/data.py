@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import threading
+import zlib
 
 import numpy as np
 
@@ -79,14 +80,18 @@ def read_idx(path):
     """Read one IDX file (optionally gzipped) into a numpy array.
 
     Raises DataError naming the file on a bad magic number, an unknown type code,
-    a truncated or over-long body, or a corrupt gzip stream.
+    a truncated or over-long body, or a corrupt gzip stream. A corrupt gzip body
+    surfaces from the standard library as zlib.error (bad deflate data),
+    EOFError (stream cut short) or gzip.BadGzipFile, an OSError (bad header,
+    CRC or length check at the end).
     """
     try:
         opener = gzip.open if path.endswith(".gz") else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "corrupt gzip data" if isinstance(exc, zlib.error) else "cannot read"
+        raise DataError(f"{path}: {kind} ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}; "
                         "expected 0000 followed by a type code and a rank)")

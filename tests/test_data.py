@@ -71,6 +71,28 @@ def test_corrupt_gzip_is_named(tmp_path):
         data.load_dataset("mnist", folder)
 
 
+@pytest.mark.parametrize("images,start,detected_by", [
+    # A smooth ramp compresses to Huffman blocks: bytes 20-60 zeroed break the deflate
+    # stream itself (zlib.error). Random bytes are stored verbatim: damage inside a
+    # stored block is only seen by the CRC check at the end of the stream.
+    pytest.param((np.arange(40 * 28 * 28) % 251).reshape(40, 28, 28), 20, "corrupt gzip data",
+                 id="deflate"),
+    pytest.param(np.random.default_rng(0).integers(0, 256, (40, 28, 28)), 200,
+                 "CRC check failed", id="crc"),
+])
+def test_corrupt_gzip_body_is_named(tmp_path, images, start, detected_by):
+    folder = str(tmp_path)
+    write_idx_folder(folder)
+    path = os.path.join(folder, "train-images-idx3-ubyte.gz")
+    write_idx(path, images)
+    with open(path, "r+b") as f:  # the gzip header stays valid, the body is damaged
+        f.seek(start)
+        f.write(b"\x00" * 41)
+    with pytest.raises(data.DataError, match=detected_by) as info:
+        data.load_dataset("mnist", folder)
+    assert "train-images-idx3-ubyte.gz" in str(info.value)
+
+
 def test_mismatched_counts(tmp_path):
     folder = str(tmp_path)
     write_idx_folder(folder)
