@@ -17,6 +17,7 @@ the error says why. When nothing loads, `DataError` lists every source tried.
 import dataclasses
 import gzip
 import logging
+import math
 import os
 import re
 import socket
@@ -102,7 +103,7 @@ def read_idx(path):
         raise DataError(f"{path}: truncated IDX header (rank {rank}, {len(raw)} bytes)")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(rank))
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # exact: np.prod wraps past 2**63
     body = raw[4 + 4 * rank:]
     if len(body) != expected:
         raise DataError(f"{path}: header says shape {shape} ({expected} data bytes) but the file "

@@ -1,8 +1,11 @@
+import gzip
 import os
 import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import idx_bytes, write_idx, write_idx_folder
 from keras_edd import data
@@ -91,6 +94,75 @@ def test_corrupt_gzip_body_is_named(tmp_path, images, start, detected_by):
     with pytest.raises(data.DataError, match=detected_by) as info:
         data.load_dataset("mnist", folder)
     assert "train-images-idx3-ubyte.gz" in str(info.value)
+
+
+# Property tests: whatever bytes an IDX file holds, read_idx either returns the
+# array its header describes or raises DataError naming the file, nothing else.
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+VALID_IDX = idx_bytes((np.arange(6 * 5 * 4) % 7).reshape(6, 5, 4))
+
+
+def _write_bytes(path, raw, compress):
+    with (gzip.open if compress else open)(path, "wb") as f:
+        f.write(raw)
+    return path
+
+
+def _read_or_named_error(path):
+    try:
+        return data.read_idx(path)
+    except data.DataError as exc:
+        assert path in str(exc)
+        return None
+
+
+@FUZZ
+@given(raw=st.binary(max_size=200), compress=st.booleans(), gz_name=st.booleans())
+def test_read_idx_random_bytes_fuzz(tmp_path, raw, compress, gz_name):
+    path = _write_bytes(str(tmp_path / ("f-idx.gz" if gz_name else "f-idx")), raw, compress)
+    array = _read_or_named_error(path)
+    if array is not None:  # the bytes happen to form a valid IDX file
+        assert compress == gz_name and raw[:2] == b"\x00\x00"
+        assert 4 + 4 * array.ndim + array.nbytes == len(raw)
+
+
+@FUZZ
+@given(cut=st.integers(0, len(VALID_IDX) - 1), compress=st.booleans())
+def test_read_idx_truncation_fuzz(tmp_path, cut, compress):
+    whole = gzip.compress(VALID_IDX, mtime=0) if compress else VALID_IDX
+    cut = cut * len(whole) // len(VALID_IDX)  # anywhere in the (compressed) file
+    path = str(tmp_path / ("f-idx.gz" if compress else "f-idx"))
+    with open(path, "wb") as f:
+        f.write(whole[:cut])
+    with pytest.raises(data.DataError, match="f-idx"):
+        data.read_idx(path)
+
+
+DIMENSION = st.one_of(st.integers(0, 8), st.integers(0, 32).map(lambda k: 2 ** k - (k == 32)),
+                      st.integers(0, 2 ** 32 - 1))
+
+
+@FUZZ
+@given(type_code=st.integers(0, 255), shape=st.lists(DIMENSION, min_size=1, max_size=8),
+       rank=st.one_of(st.none(), st.integers(0, 255)), body=st.binary(max_size=64))
+def test_read_idx_random_header_fuzz(tmp_path, type_code, shape, rank, body):
+    """Valid magic, random type code, rank and dimensions (products past 2**64 included)."""
+    rank = len(shape) if rank is None else rank
+    raw = (bytes([0, 0, type_code, rank]) + b"".join(d.to_bytes(4, "big") for d in shape)
+           + body)
+    path = _write_bytes(str(tmp_path / "f-idx"), raw, compress=False)
+    array = _read_or_named_error(path)
+    if array is not None:
+        assert array.nbytes == len(raw) - 4 - 4 * rank
+
+
+def test_dimensions_whose_product_wraps_in_int64_are_refused(tmp_path):
+    # 4 dimensions of 2**16: 2**64 elements, which is 0 in int64 arithmetic.
+    raw = b"\x00\x00\x08\x04" + (2 ** 16).to_bytes(4, "big") * 4
+    path = _write_bytes(str(tmp_path / "f-idx"), raw, compress=False)
+    with pytest.raises(data.DataError, match="f-idx"):
+        data.read_idx(path)
 
 
 def test_mismatched_counts(tmp_path):
