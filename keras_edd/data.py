@@ -11,7 +11,8 @@ Sources are tried in this order (`load_dataset`):
   3. for MNIST, `mnist_sample`: 5,000 real MNIST digits bundled with the package
      (4,000 train / 1,000 test; both drawn from MNIST's official training set).
 A folder that was named explicitly is never silently skipped: if it is unusable
-the error says why. When nothing loads, `DataError` lists every source tried.
+the error says why, and `mnist_sample` (always the bundled sample) refuses one.
+When nothing loads, `DataError` lists every source tried.
 """
 
 import dataclasses
@@ -230,7 +231,9 @@ def load_dataset(name="mnist", data_dir=None, *, train_limit=None, test_limit=No
 
     Args:
       name: one of `DATASETS`.
-      data_dir: IDX folder; defaults to $KERAS_EDD_DATA_DIR when set.
+      data_dir: IDX folder; defaults to $KERAS_EDD_DATA_DIR when set. Refused
+        with name="mnist_sample", which is always the bundled sample (the
+        environment variable is then not used).
       train_limit, test_limit: keep only the first that many examples.
       allow_download: False skips TensorFlow Datasets unless already local.
     Returns:
@@ -242,8 +245,12 @@ def load_dataset(name="mnist", data_dir=None, *, train_limit=None, test_limit=No
     for limit_name, limit in (("train_limit", train_limit), ("test_limit", test_limit)):
         if limit is not None and int(limit) < 1:
             raise DataError(f"{limit_name}={limit!r}: must be a positive count or None")
+    if name == "mnist_sample" and data_dir:
+        raise DataError(f"dataset='mnist_sample' is the bundled sample and reads no folder, "
+                        f"but data_dir={data_dir!r} was given: drop --data_dir, or use "
+                        "--dataset=mnist (or fashion_mnist) to load that folder")
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
-    if name == "mnist_sample":
+    if name == "mnist_sample":  # $KERAS_EDD_DATA_DIR is a default; it does not apply here
         dataset = load_sample()
     elif data_dir:
         dataset = load_idx_folder(name, data_dir)

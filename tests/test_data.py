@@ -230,6 +230,19 @@ def test_mnist_falls_back_to_bundled_sample(monkeypatch, tmp_path):
     assert ds.x_train.shape[1:] == (28, 28, 1) and ds.x_train.max() == 255
 
 
+@pytest.mark.parametrize("folder", ["missing", "idx"])
+def test_mnist_sample_refuses_an_explicit_data_dir(tmp_path, folder):
+    """A folder named explicitly, usable or not, is never silently ignored."""
+    write_idx_folder(str(tmp_path / "idx"))
+    with pytest.raises(data.DataError, match="mnist_sample.*data_dir=.*" + folder):
+        data.load_dataset("mnist_sample", str(tmp_path / folder))
+
+
+def test_mnist_sample_does_not_use_the_environment_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "missing"))
+    assert data.load_dataset("mnist_sample", test_limit=5).source == "bundled:mnist_sample"
+
+
 def test_pipeline_float_nhwc_and_seeded_order(idx_folder):
     ds = data.load_dataset("mnist", idx_folder[0])
     batches = list(data.make_pipeline(ds.x_train, ds.y_train, 16, shuffle_seed=3))

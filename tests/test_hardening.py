@@ -37,3 +37,10 @@ def test_corrupt_gzip_body_exits_2_naming_the_file(tmp_path):
     result = train(f"--data_dir={folder}", f"--output_dir={tmp_path / 'out'}", "--epochs=1")
     assert_one_line_error(result, "t10k-images-idx3-ubyte.gz", "corrupt gzip data")
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_mnist_sample_with_data_dir_exits_2(tmp_path):
+    result = train("--dataset=mnist_sample", f"--data_dir={tmp_path / 'missing'}",
+                   f"--output_dir={tmp_path / 'out'}", "--epochs=1")
+    assert_one_line_error(result, "dataset='mnist_sample'", "missing", "--dataset=mnist")
+    assert not os.path.exists(tmp_path / "out")
