@@ -12,7 +12,8 @@ OPTIMIZERS = ("adam", "adadelta")
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 0.1}  # adadelta 0.1 as in cleverhans v1
 DEFENSES = ("none", "distillation", "extended")
 DEFAULT_TEMPERATURES = {"none": 1.0, "distillation": 100.0, "extended": 4.0}
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# \Z, not $: "$" also matches before a final newline, which would let "name\n" through.
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 def _check(condition, message):

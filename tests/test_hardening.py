@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO, write_idx, write_idx_folder
+from keras_edd.config import BlackboxConfig, RunConfig
 
 TRAIN = os.path.join(REPO, "bin", "train")
 
@@ -43,4 +45,20 @@ def test_mnist_sample_with_data_dir_exits_2(tmp_path):
     result = train("--dataset=mnist_sample", f"--data_dir={tmp_path / 'missing'}",
                    f"--output_dir={tmp_path / 'out'}", "--epochs=1")
     assert_one_line_error(result, "dataset='mnist_sample'", "missing", "--dataset=mnist")
+    assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["run\n", "run\n\n", "\nrun", "run\r", "ru\nn"])
+def test_names_with_line_breaks_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="run_name="):
+        RunConfig(run_name=name).validate()
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")
+    with pytest.raises(ValueError, match="surrogate name"):
+        BlackboxConfig(target_path=str(model), surrogates=((name, str(model)),)).validate()
+
+
+def test_run_name_ending_in_newline_exits_2_and_creates_nothing(tmp_path):
+    result = train("--run_name=run\n", f"--output_dir={tmp_path / 'out'}", "--epochs=1")
+    assert_one_line_error(result, "run_name='run\\n'")
     assert not os.path.exists(tmp_path / "out")
