@@ -115,3 +115,53 @@ def test_bad_jsma_arguments_raise(kwargs, message):
 def test_inputs_outside_the_box_raise():
     with pytest.raises(ValueError, match="clip_min, clip_max"):
         fgsm(logits_model, X + 2.0, eps=0.1)
+
+
+# Every attack, called once with its usual arguments; `label` is the label argument.
+ATTACKS = {
+    "fgsm": lambda model, x, label=None: fgsm(model, x, eps=0.1, y=label),
+    "pgd": lambda model, x, label=None: pgd(model, x, eps=0.1, eps_iter=0.05, nb_iter=2,
+                                            y=label),
+    "jsma": lambda model, x, label=None: jsma(model, x, [1, 2, 0, 1, 2] if label is None
+                                              else label),
+    "cw": lambda model, x, label=None: carlini_wagner_l2(model, x, y=label, max_iterations=2,
+                                                         binary_search_steps=1),
+}
+X_NAN = X.copy()
+X_NAN[1, 0, 2] = np.nan
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_nan_inputs_raise(attack):
+    with pytest.raises(ValueError, match=r"x contains 1 non-finite value\(s\) .* in 1 of 5"):
+        ATTACKS[attack](logits_model, X_NAN)
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("label", [
+    pytest.param(np.array([0, np.nan, 1, 2, 0]), id="nan"),
+    pytest.param(np.where(np.eye(3)[[0, 1, 2, 0, 1]] == 1, np.nan, 0.0), id="nan-one-hot"),
+    pytest.param(np.array([0.0, 1.0, np.inf, 2.0, 0.0]), id="inf"),
+])
+def test_nan_labels_raise(attack, label):
+    with pytest.raises(ValueError, match=r"^y \(.*labels\) contains \d+ non-finite"):
+        ATTACKS[attack](logits_model, X, label)
+
+
+def nan_logits_model(x):
+    """Logits with NaN for the second example, as from a model with a broken unit."""
+    logits = logits_model(x)
+    return tf.where(tf.range(tf.shape(x)[0])[:, None] == 1, np.nan, logits)
+
+
+def inf_logits_model(x):
+    return logits_model(x) * np.float32(np.inf)
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_non_finite_logits_raise(attack):
+    with pytest.raises(ValueError, match=r"model_fn returned non-finite logits \(NaN/inf\) "
+                                         r"for 1 of 5 inputs"):
+        ATTACKS[attack](nan_logits_model, X)
+    with pytest.raises(ValueError, match="model_fn returned non-finite logits"):
+        ATTACKS[attack](inf_logits_model, X)

@@ -95,12 +95,23 @@ def check_box(clip_min, clip_max):
 
 
 def prepare_inputs(x, clip_min, clip_max):
-    """Convert `x` to a float32 tensor and check it lies in the box."""
+    """Convert `x` to a float32 tensor and check it is finite and lies in the box.
+
+    NaN must be refused here: min/max ignore it, and the attacks would carry it
+    into every pixel of the image through the gradient.
+    """
     x = tf.convert_to_tensor(x, dtype=tf.float32)
     if x.shape.rank is None or x.shape.rank < 2:
         raise ValueError(f"x has shape {x.shape}: expected a batch [batch, ...]")
     if x.shape[0] == 0:
         raise ValueError("x is empty: expected at least one example")
+    finite = tf.reshape(tf.math.is_finite(x), [x.shape[0], -1])
+    if not bool(tf.reduce_all(finite)):
+        values = int(tf.size(finite)) - int(tf.math.count_nonzero(finite))
+        examples = int(x.shape[0]) - int(tf.math.count_nonzero(tf.reduce_all(finite, axis=1)))
+        raise ValueError(f"x contains {values} non-finite value(s) (NaN/inf) in {examples} of "
+                         f"{x.shape[0]} examples: inputs must be finite, in "
+                         f"[clip_min, clip_max] = [{clip_min}, {clip_max}]")
     low = float(tf.reduce_min(x))
     high = float(tf.reduce_max(x))
     tolerance = 1e-6 * (clip_max - clip_min)
@@ -158,14 +169,35 @@ def looks_like_probabilities(outputs, atol=1e-3):
     return bool(in_unit and sums_to_one)
 
 
+def check_finite_logits(logits):
+    """Raise ValueError when a model returned NaN or inf logits (a broken model).
+
+    Run once per attack call, on the first evaluation of the model, never
+    inside the compiled attack loops.
+    """
+    finite = np.isfinite(np.asarray(logits)).reshape(len(logits), -1).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"model_fn returned non-finite logits (NaN/inf) for "
+                         f"{int((~finite).sum())} of {len(finite)} inputs")
+
+
 def resolve_labels(model_fn, x, y, targeted, outlier_class, *, check_logits=True):
     """Labels for an attack: the given ones, or the model's own prediction.
 
     Also validates `outlier_class` against the number of logits, refuses
-    outlier targets, and warns when the model seems to return probabilities.
+    outlier targets, NaN/inf labels and non-finite logits, and warns when the
+    model seems to return probabilities.
     Returns (labels [batch] int32, outlier_class, num_classes).
     """
+    if y is not None:
+        values = np.asarray(y)
+        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+            what = "target labels" if targeted else "labels"
+            raise ValueError(f"y ({what}) contains {int(np.sum(~np.isfinite(values)))} "
+                             "non-finite value(s) (NaN/inf): expected integer labels "
+                             "or one-hot rows")
     logits = model_fn(x[:16] if y is not None else x)
+    check_finite_logits(logits)
     num_classes = int(logits.shape[-1])
     if check_logits and looks_like_probabilities(logits[:16]):
         warnings.warn("model outputs look like probabilities (rows in [0, 1] summing "
