@@ -17,6 +17,12 @@ the same inputs (steady state; --repeats), adv_per_s_cold = n / seconds of the
 first call (tracing included for ours; CW is run once), success_rate (untargeted: label != true label; JSMA:
 reached its target), mean L0 / L2 / L_inf of x_adv - x over the successful
 examples.
+
+Square (score-based, no gradients): same eps, p_init and query budget for both.
+ART's max_iter = N iterations come after a query on x and the stripe start, so
+ours gets max_queries = N + 2 (its count includes those two); our row also
+reports the mean / median / max queries per digit. ART draws from numpy's global
+generator, seeded with --seed before each call.
 """
 
 import json
@@ -35,17 +41,24 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with the four MNIST ID
 _DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset name for keras_edd.data.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 200, "Correctly classified test inputs.")
 _COMPETITOR_EXAMPLES = flags.DEFINE_integer(
-    "competitor_examples", 200, "Inputs given to ART JSMA / PGD and cleverhans PGD.")
+    "competitor_examples", 200, "Inputs given to ART JSMA / PGD / Square and cleverhans PGD.")
 _ART_CW_EXAMPLES = flags.DEFINE_integer(
     "art_cw_examples", 20, "Inputs given to ART's Carlini-Wagner (slow: ~0.15 adv/s).")
-_ATTACKS = flags.DEFINE_list("attacks", ["fgsm", "jsma", "cw", "pgd"], "Attacks to run.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed for JSMA targets and PGD starts.")
+_ATTACKS = flags.DEFINE_list("attacks", ["fgsm", "jsma", "cw", "pgd", "square"],
+                             "Attacks to run.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for JSMA targets, PGD starts and Square.")
 _CW_EXTRA_LR = flags.DEFINE_float(
     "cw_extra_learning_rate", 0.1,
     "Also run our CW with this Adam learning rate (0 disables); see the report.")
 _REPEATS = flags.DEFINE_integer(
     "repeats", 2, "Calls per implementation on the same inputs (CW: always 1); adv_per_s "
     "uses the fastest call after the first, adv_per_s_cold the first.")
+_SQUARE_EPS = flags.DEFINE_float(
+    "square_eps", 0.3, "L_inf radius for Square (both implementations); 0.3 is the usual "
+    "MNIST value, smaller radii separate the implementations' success rates.")
+_SQUARE_MAX_ITER = flags.DEFINE_integer(
+    "square_max_iter", 1000, "Square iterations after the start (ART max_iter; ours gets "
+    "max_queries = this + 2).")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the JSON here.")
 
 SETTINGS = {
@@ -54,6 +67,7 @@ SETTINGS = {
     "cw": {"confidence": 7.0, "max_iterations": 100, "binary_search_steps": 5,
            "learning_rate": 0.01, "initial_const": 0.01},
     "pgd": {"eps": 0.2, "eps_iter": 0.01, "nb_iter": 40, "rand_init": True},
+    "square": {"p_init": 0.8, "nb_restarts": 1},  # eps and max_iter: --square_* flags
 }
 
 
@@ -138,8 +152,8 @@ def _import_or_none(name):
 
 
 def run(model_path, data_dir, *, dataset="mnist", num_examples=200, competitor_examples=200,
-        art_cw_examples=20, attacks=("fgsm", "jsma", "cw", "pgd"), seed=0,
-        cw_extra_learning_rate=0.1, repeats=2):
+        art_cw_examples=20, attacks=("fgsm", "jsma", "cw", "pgd", "square"), seed=0,
+        cw_extra_learning_rate=0.1, repeats=2, square_eps=0.3, square_max_iter=1000):
     """Runs the benchmark and returns the result dictionary."""
     import keras
     import numpy as np
@@ -265,6 +279,11 @@ def run(model_path, data_dir, *, dataset="mnist", num_examples=200, competitor_e
         else:
             rows.append(_skipped("pgd", "cleverhans4", ch_error))
 
+    settings = dict(SETTINGS, square=_square_settings(square_eps, square_max_iter))
+    if "square" in attacks:
+        rows.extend(_square_rows(model, model_fn, classifier, art_error, x, labels, nc, seed,
+                                 repeats, settings["square"]))
+
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
                 "keras": keras.__version__, "numpy": np.__version__}
     for name in ("art", "cleverhans"):
@@ -275,7 +294,7 @@ def run(model_path, data_dir, *, dataset="mnist", num_examples=200, competitor_e
         "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()],
         "model": model_path, "data_dir": data_dir, "num_examples": len(x),
         "clean_accuracy_test": round(float(np.mean(predicted == y_test)), 4),
-        "cpu_count": os.cpu_count(), "versions": versions, "settings": SETTINGS,
+        "cpu_count": os.cpu_count(), "versions": versions, "settings": settings,
         "repeats": repeats,
         "sanity_checks": checks, "results": rows,
     }
@@ -287,7 +306,8 @@ def _comparisons(rows):
     pairs = [("jsma", "keras_edd", "art"), ("jsma", "keras_edd_pair_matrix", "art"),
              ("cw_l2", "keras_edd_adam_lr0.01", "art"), ("cw_l2", "keras_edd_adam_lr0.1", "art"),
              ("pgd", "keras_edd", "art"), ("pgd", "keras_edd", "cleverhans4"),
-             ("fgsm", "keras_edd", "art"), ("fgsm", "keras_edd", "cleverhans4")]
+             ("fgsm", "keras_edd", "art"), ("fgsm", "keras_edd", "cleverhans4"),
+             ("square", "keras_edd", "art")]
     out = []
     for attack, mine, theirs in pairs:
         a, b = found.get((attack, mine)), found.get((attack, theirs))
@@ -297,6 +317,44 @@ def _comparisons(rows):
                         "success_ours": a["success_rate"], "success_theirs": b["success_rate"],
                         "n_ours": a["n"], "n_theirs": b["n"]})
     return out
+
+
+def _square_settings(eps, max_iter):
+    return dict(SETTINGS["square"], eps=eps, max_iter=max_iter, query_budget=(
+        f"ART max_iter={max_iter} iterations + query on x + stripe start = our "
+        f"max_queries={max_iter + 2}"))
+
+
+def _square_rows(model, model_fn, classifier, art_error, x, labels, nc, seed, repeats, q):
+    """Square (L_inf, margin loss) for ours and ART's SquareAttack, same budget `q`."""
+    import numpy as np
+    from keras_edd import attacks as ours
+    result, sec = _timed(lambda: ours.square(
+        model_fn, x, eps=q["eps"], max_queries=q["max_iter"] + 2, p_init=q["p_init"],
+        seed=seed, return_queries=True), repeats)
+    x_adv, queries = result[0].numpy(), result[1].numpy()
+    row = _row("square", "keras_edd", x, x_adv, labels, sec, model=model,
+               notes="per-digit window and signs, no-op signs redrawn, stops on success")
+    row.update(queries_mean=round(float(queries.mean()), 2),
+               queries_median=float(np.median(queries)), queries_max=int(queries.max()))
+    rows = [row]
+    if classifier is None:
+        rows.append(_skipped("square", "art", art_error))
+        return rows
+    from art.attacks.evasion import SquareAttack
+    attack = SquareAttack(classifier, norm=np.inf, eps=q["eps"], max_iter=q["max_iter"],
+                          p_init=q["p_init"], nb_restarts=q["nb_restarts"], batch_size=nc,
+                          verbose=False)
+
+    def art_call():
+        np.random.seed(seed)
+        return attack.generate(x[:nc])
+
+    x_adv, sec = _timed(art_call, repeats)
+    rows.append(_row("square", "art", x[:nc], x_adv, labels[:nc], sec, model=model,
+                     notes="one window and one sign per iteration for the whole batch; "
+                           "predicts every input each iteration"))
+    return rows
 
 
 def _cleverhans_cw(model, x, kappa):
@@ -324,7 +382,8 @@ def main(argv):
                  competitor_examples=_COMPETITOR_EXAMPLES.value,
                  art_cw_examples=_ART_CW_EXAMPLES.value, attacks=tuple(_ATTACKS.value),
                  seed=_SEED.value, cw_extra_learning_rate=_CW_EXTRA_LR.value,
-                 repeats=_REPEATS.value)
+                 repeats=_REPEATS.value, square_eps=_SQUARE_EPS.value,
+                 square_max_iter=_SQUARE_MAX_ITER.value)
     text = json.dumps(result, indent=2, default=_json_default)
     print(text)
     if _OUTPUT.value:

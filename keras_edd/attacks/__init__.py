@@ -17,6 +17,7 @@ float32 tensor shaped like x. Bad arguments raise ValueError naming the value.
   jsma               targeted pairwise JSMA, theta and Gamma (Papernot et al. 2016)
   jsma_untargeted    JSMA with random or all targets t != y
   carlini_wagner_l2  CW-L2 with kappa, binary search over c, Adam or AdaDelta
+  square             L_inf Square Attack, score-based, no gradients (Andriushchenko et al.)
   checks             logits / gradient-masking / stochasticity sanity checks
 """
 
@@ -32,6 +33,7 @@ from keras_edd.attacks.checks import (
 from keras_edd.attacks.fgsm import fgsm
 from keras_edd.attacks.jsma import UntargetedResult, all_targets, jsma, jsma_untargeted
 from keras_edd.attacks.pgd import pgd
+from keras_edd.attacks.square import square
 from keras_edd.attacks.utils import perturbation_norms, random_targets
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "pgd",
     "random_targets",
     "run_all_checks",
+    "square",
     "utils",
     "zero_gradient_fraction",
 ]
