@@ -52,6 +52,10 @@ QUICK_PRESET = {
 
 _FLAGS = {}  # flag name -> absl FlagHolder, for the groups this binary defined
 
+# The flags' defaults are the configs' defaults (bin/reproduce's paper settings; bin/train
+# takes the same, with --defense and --teacher from DefenseConfig).
+_DEFAULTS = config_lib.ReproduceConfig()
+
 
 def _define(define, name, default, text):
     _FLAGS[name] = define(name, default, text)
@@ -62,7 +66,7 @@ def _one_of(values):
 
 
 def _define_data():
-    _define(flags.DEFINE_string, "dataset", "mnist",
+    _define(flags.DEFINE_string, "dataset", _DEFAULTS.data.dataset,
             f"One of {_one_of(sorted(DATASETS))}.")
     _define(flags.DEFINE_string, "data_dir", None,
             "Folder with the four IDX files (default: $KERAS_EDD_DATA_DIR, then TensorFlow "
@@ -76,32 +80,34 @@ def _define_models(train, reproduce):
                       for name, rate in config_lib.DEFAULT_LEARNING_RATES.items())
     temperatures = ", ".join(f"{t:g} {name}" for name, t in
                              config_lib.DEFAULT_TEMPERATURES.items() if name != "none")
-    _define(flags.DEFINE_integer, "epochs", 50,
+    _define(flags.DEFINE_integer, "epochs", _DEFAULTS.train.epochs,
             "Epochs of every deployed model (the distilled one; paper: 50).")
-    _define(flags.DEFINE_integer, "batch_size", 128, "Training batch size.")
-    _define(flags.DEFINE_string, "optimizer", config_lib.Optimizer.ADAM.value,
+    _define(flags.DEFINE_integer, "batch_size", _DEFAULTS.train.batch_size, "Training batch size.")
+    _define(flags.DEFINE_string, "optimizer", _DEFAULTS.train.optimizer,
             f"One of {_one_of(config_lib.OPTIMIZERS)}.")
     _define(flags.DEFINE_float, "learning_rate", None,
             f"Default {rates} (as in cleverhans v1).")
-    _define(flags.DEFINE_integer, "seed", 0, "Seed: the run is deterministic given it "
-            "(bin/reproduce: the surrogates use seed+1 and seed+2).")
-    _define(flags.DEFINE_float, "alpha", 0.9,
+    _define(flags.DEFINE_integer, "seed", _DEFAULTS.train.seed,
+            "Seed: the run is deterministic given it (bin/reproduce: the surrogates use "
+            "seed+1 and seed+2).")
+    _define(flags.DEFINE_float, "alpha", _DEFAULTS.extended.alpha,
             "alpha in [0, 1]: outlier label weight of extended distillation (paper: 0.9).")
     _define(flags.DEFINE_float, "temperature", None,
             f"Training temperature T > 0 (default {temperatures}; bin/reproduce: the T of "
             "extended distillation).")
-    _define(flags.DEFINE_integer, "mc_passes", 20, "N >= 2 MC-dropout passes for sigma(x) "
-            "(paper: 20).")
-    _define(flags.DEFINE_float, "penalty_weight", config_lib.DEFAULT_PENALTY_WEIGHT,
+    _define(flags.DEFINE_integer, "mc_passes", _DEFAULTS.extended.mc_passes,
+            "N >= 2 MC-dropout passes for sigma(x) (paper: 20).")
+    _define(flags.DEFINE_float, "penalty_weight", _DEFAULTS.extended.penalty_weight,
             "Weight >= 0 of the mean squared logit penalty (extended).")
-    _define(flags.DEFINE_integer, "teacher_epochs", 6, "Epochs of the teachers.")
+    _define(flags.DEFINE_integer, "teacher_epochs", _DEFAULTS.extended.teacher_epochs,
+            "Epochs of the teachers.")
     if train:
-        _define(flags.DEFINE_string, "defense", config_lib.Defense.EXTENDED.value,
+        _define(flags.DEFINE_string, "defense", config_lib.DefenseConfig().defense,
                 f"One of {_one_of(config_lib.DEFENSES)}.")
         _define(flags.DEFINE_string, "teacher", None, "Reuse this trained teacher (.keras).")
     if reproduce:
         _define(flags.DEFINE_float, "distillation_temperature",
-                config_lib.DEFAULT_TEMPERATURES["distillation"],
+                _DEFAULTS.distillation_temperature,
                 "T of the defensive-distillation baseline (paper: 100).")
         _define(flags.DEFINE_string, "model_dir", None,
                 "Where the trained runs live and are reused (default: --output_dir).")
@@ -121,45 +127,47 @@ def _settings_flag(field):
 
 def _define_evaluation():
     names = attack_registry.NAMES
+    evaluation = _DEFAULTS.evaluation
     _define(flags.DEFINE_boolean, "quick", False,
             "Few-minute demo preset: bundled MNIST sample, tiny epochs and example counts "
             "(any flag given explicitly overrides the preset).")
-    _define(flags.DEFINE_list, "attacks", ",".join(names), f"Attacks to run, from {_one_of(names)}.")
-    _define(flags.DEFINE_integer, "num_examples", 1000,
+    _define(flags.DEFINE_list, "attacks", ",".join(evaluation.attacks),
+            f"Attacks to run, from {_one_of(names)}.")
+    _define(flags.DEFINE_integer, "num_examples", evaluation.num_examples,
             "How many test inputs (the first ones) are attacked.")
     for name, row in attack_registry.ATTACKS.items():
         if row.max_examples is not None:
-            _define(flags.DEFINE_integer, f"num_examples_{name}", row.max_examples,
+            _define(flags.DEFINE_integer, f"num_examples_{name}", evaluation.max_examples[name],
                     f"Cap on the inputs {name} attacks (0: num_examples).")
-    _define(flags.DEFINE_boolean, "adaptive", True,
+    _define(flags.DEFINE_boolean, "adaptive", evaluation.adaptive,
             "Also run adaptive attacks (avoiding the outlier class) on n+1-logit models.")
     for name, row in attack_registry.ATTACKS.items():
         for field, flag in row.settings.flag_fields():
             _define(_settings_flag(field), f"{name}_{flag}", getattr(row.settings, field.name),
                     field.metadata.get("help", f"{name} {field.name}."))
-    _define(flags.DEFINE_integer, "attack_batch_size", 100, "Inputs per attack call.")
-    _define(flags.DEFINE_integer, "attack_seed", 0,
+    _define(flags.DEFINE_integer, "attack_batch_size", evaluation.attack.batch_size,
+            "Inputs per attack call.")
+    _define(flags.DEFINE_integer, "attack_seed", evaluation.attack.seed,
             "Seed of the attacks that take one (PGD starts, JSMA targets).")
-    _define(flags.DEFINE_boolean, "sweeps", True, "Run the budget sweeps (gradient-masking check).")
+    _define(flags.DEFINE_boolean, "sweeps", evaluation.sweeps,
+            "Run the budget sweeps (gradient-masking check).")
     _define(flags.DEFINE_list, "sweep_attacks", None, "Attacks to sweep (default: --attacks).")
-    sweeps = {"eps": (config_lib.DEFAULT_SWEEP_EPS, "FGSM/PGD eps"),
-              "gamma": (config_lib.DEFAULT_SWEEP_GAMMA, "JSMA Gamma"),
-              "kappa": (config_lib.DEFAULT_SWEEP_KAPPA, "CW kappa")}
-    for budget, (values, what) in sweeps.items():
-        _define(flags.DEFINE_list, f"sweep_{budget}", [f"{v:g}" for v in values],
+    for budget, what in (("eps", "FGSM/PGD eps"), ("gamma", "JSMA Gamma"), ("kappa", "CW kappa")):
+        _define(flags.DEFINE_list, f"sweep_{budget}",
+                [f"{v:g}" for v in getattr(evaluation, f"sweep_{budget}")],
                 f"{what} values of the sweep.")
-    _define(flags.DEFINE_integer, "sweep_num_examples", 200,
+    _define(flags.DEFINE_integer, "sweep_num_examples", evaluation.sweep_num_examples,
             "Inputs per sweep point (also capped by the per-attack caps).")
-    _define(flags.DEFINE_float, "masking_threshold", 0.95,
+    _define(flags.DEFINE_float, "masking_threshold", evaluation.masking_threshold,
             "Flag a sweep whose best success stays below this fraction.")
-    _define(flags.DEFINE_integer, "check_examples", 100,
+    _define(flags.DEFINE_integer, "check_examples", evaluation.check_examples,
             "Inputs for the gradient-masking checks.")
 
 
 def _define_output():
-    _define(flags.DEFINE_string, "output_dir", "saved_models", "Parent of the run directory.")
+    _define(flags.DEFINE_string, "output_dir", _DEFAULTS.output_dir, "Parent of the run directory.")
     _define(flags.DEFINE_string, "run_name", None, "Run directory name (default: derived).")
-    _define(flags.DEFINE_boolean, "progress", True, "Print progress.")
+    _define(flags.DEFINE_boolean, "progress", _DEFAULTS.progress, "Print progress.")
 
 
 def define_flags(*groups, train=False, reproduce=False):

@@ -98,7 +98,7 @@ class _Evaluation:
             if budget is None and k:
                 self.images[f"{source.name}/{attack}_{variant}"] = (self.x[:k], x_adv[:k])
             self.log(f"  {attack} ({variant}) on {source.name}, {n} inputs, "
-                     f"{_format_params(params)}: {seconds:.1f}s")
+                     f"{reporting.format_params(params)}: {seconds:.1f}s")
         return self.cache[key]
 
     def entry(self, setting, source, target, attack, variant, n, budget=None):
@@ -148,11 +148,6 @@ class _Evaluation:
                 "parameter": parameter, "num_examples": n, "points": points,
                 "max_success": best,
                 "masking_suspected": None if best is None else best < self.config.masking_threshold}
-
-
-def _format_params(params):
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in params.items())
 
 
 def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=False):

@@ -225,7 +225,8 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def _params(params):
+def format_params(params):
+    """'eps=0.2, nb_iter=40': attack settings on one line (report tables, progress lines)."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in params.items())
 
@@ -268,7 +269,8 @@ def markdown_report(results):
                 "Filtered rates (unfiltered in results.csv / results.json).", "", _table(
                     ["target", "source", "attack", "variant", "settings", "n (filtered / all)",
                      "recovered", "detected", "misclassified", "mean L2", "seconds"],
-                    [[e["target"], e["source"], e["attack"], e["variant"], _params(e["params"]),
+                    [[e["target"], e["source"], e["attack"], e["variant"],
+                      format_params(e["params"]),
                       f"{e['filtered']['count']} / {e['num_examples']}",
                       _pct(e["filtered"]["recovered"]), _pct(e["filtered"]["detected"]),
                       _pct(e["filtered"]["misclassified"]), f"{e['norms']['mean_l2']:.3f}",
