@@ -12,10 +12,11 @@ Everything else is derived: `attack_params` (settings at a budget), `craft`
 the flags `--<name>_<field>` of keras_edd.cli and `--num_examples_<name>`, and
 AttackConfig (at the end), the settings of every attack in one config.
 
-A new attack is its file under keras_edd/attacks/ and one row in ATTACKS, e.g.
+A new attack is its file under keras_edd/attacks/ and one row in _ROWS (plus, when it has
+options of its own, their settings dataclass next to it), e.g.
     Attack(name="cw_adam", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(optimizer="adam"), max_examples=100,
-           sweep="kappa", resolve=_cw_resolved)
+           sweep="kappa", resolve=_cw_resolved, by_default=False)
 """
 
 import dataclasses
@@ -175,6 +176,7 @@ class Attack:
       so its plain and adaptive variants are one run, told the outlier class.
     at_budget(settings, value): the settings at another budget (default: the
       budget field replaced). resolve(settings): defaults that depend on others.
+    by_default: part of the default --attacks (False: run only when named).
     """
     name: str
     function: str
@@ -185,6 +187,7 @@ class Attack:
     real_targets: bool = False
     at_budget: object = None
     resolve: object = None
+    by_default: bool = True
 
     @property
     def sweep_name(self):
@@ -213,6 +216,7 @@ _ROWS = (
 )
 ATTACKS = {row.name: row for row in _ROWS}
 NAMES = tuple(ATTACKS)
+DEFAULT_NAMES = tuple(row.name for row in _ROWS if row.by_default)
 
 
 def get(name):

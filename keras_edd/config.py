@@ -201,7 +201,7 @@ class EvalConfig(_Config):
     whose best success (1 - recovered) stays below `masking_threshold` is flagged
     as possible gradient masking.
     """
-    attacks: tuple = ATTACKS
+    attacks: tuple = attack_registry.DEFAULT_NAMES
     num_examples: int = 1000
     max_examples: dict = dataclasses.field(default_factory=dict)
     adaptive: bool = True
