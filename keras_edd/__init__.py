@@ -2,8 +2,10 @@
 
 Reproduces "Extending Defensive Distillation" (Papernot & McDaniel, 2017) in
 TensorFlow 2 / Keras 3. The pipeline reads, module by module:
-data -> models -> training (teacher) -> labeling (MC-dropout sigma, outlier
-labels) -> training (distilled) -> attacks -> evaluation -> reporting.
+data -> models -> labeling (MC-dropout sigma, outlier labels) -> training (the
+loop) -> train_run (teacher -> labels -> distilled model) -> attacks/ and
+attack_registry -> metrics (the rates) -> evaluation (the engine) -> reproduce
+(the whole pipeline) -> reporting. Settings: config; flags of bin/: cli.
 """
 
 __version__ = "0.1.0"

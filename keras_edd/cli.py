@@ -1,9 +1,272 @@
-"""Shared plumbing for the absl binaries in bin/: quiet TensorFlow, clean errors."""
+"""The flags of the four binaries in bin/, and the plumbing they share.
 
+Binary-side only: the library never imports this module or reads FLAGS. Each
+binary defines, at module level, the flag groups it takes, and turns their
+values into the frozen config dataclasses with the builders below (keyword
+arguments only):
+
+    cli.define_flags(cli.DATA, cli.MODELS, cli.OUTPUT, train=True)   # bin/train
+    config = RunConfig(data=cli.data_config(), train=cli.train_config(), ...)
+
+The attack flags are derived from keras_edd.attack_registry: `--<attack>_<field>`
+for every field of an attack's settings (under its FLAG_NAMES alias where one is
+set, e.g. --pgd_restarts) and `--num_examples_<attack>` for attacks with a cap.
+
+Choices (--dataset, --defense, --optimizer, --pgd_loss, ...) are string flags
+whose allowed values come from the enums in keras_edd.config and
+keras_edd.attack_registry; they are checked by the configs' validate(), so a
+bad value is the same one-line error (exit status 2) as any other bad setting.
+
+`--quick` (evaluation binaries) replaces the defaults of the flags in
+QUICK_PRESET (flags given on the command line still win): a few-minute demo on
+the bundled MNIST sample.
+"""
+
+import dataclasses
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from keras_edd import attack_registry  # noqa: E402
+from keras_edd import config as config_lib  # noqa: E402
+from keras_edd.data import DATASETS  # noqa: E402  (light: no TensorFlow)
+
+DATA, MODELS, EVALUATION, OUTPUT = "data", "models", "evaluation", "output"
+
+# flag name -> value under --quick (unless the flag is given explicitly).
+QUICK_PRESET = {
+    "dataset": "mnist_sample", "train_limit": 1000, "test_limit": 200,
+    "epochs": 4, "teacher_epochs": 3, "mc_passes": 5, "batch_size": 64,
+    "num_examples": 100, "num_examples_jsma": 20, "num_examples_cw": 10,
+    "pgd_nb_iter": 10, "pgd_eps_iter": 0.05,
+    "cw_max_iterations": 100, "cw_binary_search_steps": 3, "cw_initial_const": 10.0,
+    # CW needs ~1000 iterations per binary-search step to reach ~100 % on MNIST (pixels
+    # at 0 or 1 sit where tanh is flat); too slow for a demo, so it is not swept here.
+    "sweep_attacks": ["fgsm", "pgd", "jsma"],
+    "sweep_eps": ["0.1", "0.3", "0.5"], "sweep_gamma": ["0.03", "0.14"],
+    "sweep_kappa": ["0", "7"], "sweep_num_examples": 20, "check_examples": 50,
+}
+
+_FLAGS = {}  # flag name -> absl FlagHolder, for the groups this binary defined
+
+# The flags' defaults are the configs' defaults (bin/reproduce's paper settings; bin/train
+# takes the same, with --defense and --teacher from DefenseConfig).
+_DEFAULTS = config_lib.ReproduceConfig()
+
+
+def _define(define, name, default, text):
+    _FLAGS[name] = define(name, default, text)
+
+
+def _one_of(values):
+    return ", ".join(values)
+
+
+def _define_data():
+    _define(flags.DEFINE_string, "dataset", _DEFAULTS.data.dataset,
+            f"One of {_one_of(sorted(DATASETS))}.")
+    _define(flags.DEFINE_string, "data_dir", None,
+            "Folder with the four IDX files (default: $KERAS_EDD_DATA_DIR, then TensorFlow "
+            "Datasets, then for mnist the bundled sample).")
+    _define(flags.DEFINE_integer, "train_limit", None, "Use only the first N training images.")
+    _define(flags.DEFINE_integer, "test_limit", None, "Use only the first N test images.")
+
+
+def _define_models(train, reproduce):
+    rates = ", ".join(f"{rate:g} for {name}"
+                      for name, rate in config_lib.DEFAULT_LEARNING_RATES.items())
+    temperatures = ", ".join(f"{t:g} {name}" for name, t in
+                             config_lib.DEFAULT_TEMPERATURES.items() if name != "none")
+    _define(flags.DEFINE_integer, "epochs", _DEFAULTS.train.epochs,
+            "Epochs of every deployed model (the distilled one; paper: 50).")
+    _define(flags.DEFINE_integer, "batch_size", _DEFAULTS.train.batch_size, "Training batch size.")
+    _define(flags.DEFINE_string, "optimizer", _DEFAULTS.train.optimizer,
+            f"One of {_one_of(config_lib.OPTIMIZERS)}.")
+    _define(flags.DEFINE_float, "learning_rate", None,
+            f"Default {rates} (as in cleverhans v1).")
+    _define(flags.DEFINE_integer, "seed", _DEFAULTS.train.seed,
+            "Seed: the run is deterministic given it (bin/reproduce: the surrogates use "
+            "seed+1 and seed+2).")
+    _define(flags.DEFINE_float, "alpha", _DEFAULTS.extended.alpha,
+            "alpha in [0, 1]: outlier label weight of extended distillation (paper: 0.9).")
+    _define(flags.DEFINE_float, "temperature", None,
+            f"Training temperature T > 0 (default {temperatures}; bin/reproduce: the T of "
+            "extended distillation).")
+    _define(flags.DEFINE_integer, "mc_passes", _DEFAULTS.extended.mc_passes,
+            "N >= 2 MC-dropout passes for sigma(x) (paper: 20).")
+    _define(flags.DEFINE_float, "penalty_weight", _DEFAULTS.extended.penalty_weight,
+            "Weight >= 0 of the mean squared logit penalty (extended).")
+    _define(flags.DEFINE_integer, "teacher_epochs", _DEFAULTS.extended.teacher_epochs,
+            "Epochs of the teachers.")
+    if train:
+        _define(flags.DEFINE_string, "defense", config_lib.DefenseConfig().defense,
+                f"One of {_one_of(config_lib.DEFENSES)}.")
+        _define(flags.DEFINE_string, "teacher", None, "Reuse this trained teacher (.keras).")
+    if reproduce:
+        _define(flags.DEFINE_float, "distillation_temperature",
+                _DEFAULTS.distillation_temperature,
+                "T of the defensive-distillation baseline (paper: 100).")
+        _define(flags.DEFINE_string, "model_dir", None,
+                "Where the trained runs live and are reused (default: --output_dir).")
+
+
+def _settings_flag(field):
+    """The absl DEFINE_* of a settings field, from its default (None: its annotation)."""
+    default = field.default
+    if isinstance(default, bool):
+        return flags.DEFINE_boolean
+    if isinstance(default, int):
+        return flags.DEFINE_integer
+    if isinstance(default, float) or (default is None and "float" in str(field.type)):
+        return flags.DEFINE_float
+    return flags.DEFINE_string
+
+
+def _define_evaluation():
+    names = attack_registry.NAMES
+    evaluation = _DEFAULTS.evaluation
+    _define(flags.DEFINE_boolean, "quick", False,
+            "Few-minute demo preset: bundled MNIST sample, tiny epochs and example counts "
+            "(any flag given explicitly overrides the preset).")
+    _define(flags.DEFINE_list, "attacks", ",".join(evaluation.attacks),
+            f"Attacks to run, from {_one_of(names)}.")
+    _define(flags.DEFINE_integer, "num_examples", evaluation.num_examples,
+            "How many test inputs (the first ones) are attacked.")
+    for name, row in attack_registry.ATTACKS.items():
+        if row.max_examples is not None:
+            _define(flags.DEFINE_integer, f"num_examples_{name}", evaluation.max_examples[name],
+                    f"Cap on the inputs {name} attacks (0: num_examples).")
+    _define(flags.DEFINE_boolean, "adaptive", evaluation.adaptive,
+            "Also run adaptive attacks (avoiding the outlier class) on n+1-logit models.")
+    for name, row in attack_registry.ATTACKS.items():
+        for field, flag in row.settings.flag_fields():
+            _define(_settings_flag(field), f"{name}_{flag}", getattr(row.settings, field.name),
+                    field.metadata.get("help", f"{name} {field.name}."))
+    _define(flags.DEFINE_integer, "attack_batch_size", evaluation.attack.batch_size,
+            "Inputs per attack call.")
+    _define(flags.DEFINE_integer, "attack_seed", evaluation.attack.seed,
+            "Seed of the attacks that take one (PGD starts, JSMA targets).")
+    _define(flags.DEFINE_boolean, "sweeps", evaluation.sweeps,
+            "Run the budget sweeps (gradient-masking check).")
+    _define(flags.DEFINE_list, "sweep_attacks", None, "Attacks to sweep (default: --attacks).")
+    for budget, what in (("eps", "FGSM/PGD eps"), ("gamma", "JSMA Gamma"), ("kappa", "CW kappa")):
+        _define(flags.DEFINE_list, f"sweep_{budget}",
+                [f"{v:g}" for v in getattr(evaluation, f"sweep_{budget}")],
+                f"{what} values of the sweep.")
+    _define(flags.DEFINE_integer, "sweep_num_examples", evaluation.sweep_num_examples,
+            "Inputs per sweep point (also capped by the per-attack caps).")
+    _define(flags.DEFINE_float, "masking_threshold", evaluation.masking_threshold,
+            "Flag a sweep whose best success stays below this fraction.")
+    _define(flags.DEFINE_integer, "check_examples", evaluation.check_examples,
+            "Inputs for the gradient-masking checks.")
+
+
+def _define_output():
+    _define(flags.DEFINE_string, "output_dir", _DEFAULTS.output_dir, "Parent of the run directory.")
+    _define(flags.DEFINE_string, "run_name", None, "Run directory name (default: derived).")
+    _define(flags.DEFINE_boolean, "progress", _DEFAULTS.progress, "Print progress.")
+
+
+def define_flags(*groups, train=False, reproduce=False):
+    """Define the flags of `groups` (DATA, MODELS, EVALUATION, OUTPUT).
+
+    MODELS takes --defense and --teacher with train=True, and
+    --distillation_temperature and --model_dir with reproduce=True.
+    """
+    for group in groups:
+        if group == DATA:
+            _define_data()
+        elif group == MODELS:
+            _define_models(train, reproduce)
+        elif group == EVALUATION:
+            _define_evaluation()
+        elif group == OUTPUT:
+            _define_output()
+        else:
+            raise ValueError(f"unknown flag group {group!r}")
+
+
+# ----------------------------------------------------------------------- configs
+
+
+def value(name):
+    """The flag's value, or its --quick preset when --quick is on and it was not given."""
+    holder = _FLAGS[name]
+    quick = _FLAGS.get("quick")
+    if quick is not None and quick.value and not holder.present and name in QUICK_PRESET:
+        return QUICK_PRESET[name]
+    return holder.value
+
+
+def _floats(name):
+    values = []
+    for text in value(name) or ():
+        try:
+            values.append(float(text))
+        except ValueError:
+            raise ValueError(f"{name}: {text!r} is not a number") from None
+    return tuple(values)
+
+
+def data_config():
+    return config_lib.DataConfig(dataset=value("dataset"), data_dir=value("data_dir"),
+                                 train_limit=value("train_limit"), test_limit=value("test_limit"))
+
+
+def train_config():
+    return config_lib.TrainConfig(epochs=value("epochs"), batch_size=value("batch_size"),
+                                  optimizer=value("optimizer"),
+                                  learning_rate=value("learning_rate"), seed=value("seed"))
+
+
+def defense_config(defense=None):
+    """--defense (or `defense`), alpha, T, N, penalty, teacher epochs, --teacher if defined."""
+    return config_lib.DefenseConfig(
+        defense=defense or value("defense"), alpha=value("alpha"),
+        temperature=value("temperature"), mc_passes=value("mc_passes"),
+        penalty_weight=value("penalty_weight"), teacher_epochs=value("teacher_epochs"),
+        teacher_path=value("teacher") if "teacher" in _FLAGS else None)
+
+
+def attack_config():
+    settings = {}
+    for name, row in attack_registry.ATTACKS.items():
+        values = {field.name: value(f"{name}_{flag}")
+                  for field, flag in row.settings.flag_fields()}
+        settings[name] = dataclasses.replace(row.settings, **values)
+    return config_lib.AttackConfig(settings=settings, batch_size=value("attack_batch_size"),
+                                   seed=value("attack_seed"))
+
+
+def eval_config():
+    sweep_attacks = value("sweep_attacks")
+    caps = {name: value(f"num_examples_{name}") or None
+            for name in attack_registry.NAMES if f"num_examples_{name}" in _FLAGS}
+    return config_lib.EvalConfig(
+        attacks=tuple(value("attacks") or ()), num_examples=value("num_examples"),
+        max_examples=caps, adaptive=value("adaptive"), sweeps=value("sweeps"),
+        sweep_attacks=None if sweep_attacks is None else tuple(sweep_attacks),
+        sweep_eps=_floats("sweep_eps"), sweep_gamma=_floats("sweep_gamma"),
+        sweep_kappa=_floats("sweep_kappa"), sweep_num_examples=value("sweep_num_examples"),
+        masking_threshold=value("masking_threshold"), check_examples=value("check_examples"),
+        attack=attack_config())
+
+
+def output_settings():
+    """output_dir, run_name and progress, as keyword arguments of a config."""
+    return {"output_dir": value("output_dir"), "run_name": value("run_name"),
+            "progress": value("progress")}
+
+
+# ------------------------------------------------------------------------ plumbing
+
+
+def check_no_arguments(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]!r}; every setting is a --flag")
 
 
 def run_main(program, main):
@@ -18,3 +281,30 @@ def run_main(program, main):
     except KeyboardInterrupt:
         print(f"{program}: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+
+
+class _DropRetracingNotices:
+    """logging filter: each (model, attack) pair is traced once on purpose, so TensorFlow's
+    "N out of the last N calls ... triggered tf.function retracing" notice is noise here."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing_notices():
+    import logging
+    logging.getLogger("tensorflow").addFilter(_DropRetracingNotices())
+
+
+def print_summary(results):
+    """A few lines on stdout: where the report is and the headline numbers."""
+    for e in results["evaluations"]:
+        f = e["filtered"]
+        if f["count"]:
+            where = e["target"] if e["setting"] == "whitebox" else f"{e['source']} -> {e['target']}"
+            print(f"{e['setting']} {where} {e['attack']} ({e['variant']}): recovered "
+                  f"{f['recovered']:.3f}, detected {f['detected']:.3f}, misclassified "
+                  f"{f['misclassified']:.3f} (n={f['count']})")
+    for warning in results.get("warnings", []):
+        print(f"warning: {warning}")
+    print(f"report: {results['run_dir']}/report.md")

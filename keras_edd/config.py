@@ -5,37 +5,57 @@ function; the library never reads absl FLAGS.
 """
 
 import dataclasses
-import math
+import enum
+import os
 import re
 
-OPTIMIZERS = ("adam", "adadelta")
+from keras_edd import attack_registry
+from keras_edd.attack_registry import AttackConfig  # kept with the registry it is built from
+from keras_edd.validation import (check_choice, check_int, check_real, check_reals, choices,
+                                  require)
+
+
+class Optimizer(enum.StrEnum):
+    ADAM = "adam"
+    ADADELTA = "adadelta"
+
+
+class Defense(enum.StrEnum):
+    NONE = "none"  # f trained at T = 1 on one-hot labels
+    DISTILLATION = "distillation"  # Papernot et al. (2016)
+    EXTENDED = "extended"  # Papernot & McDaniel (2017)
+
+
+OPTIMIZERS = choices(Optimizer)
+DEFENSES = choices(Defense)
+
+# The defaults that depend on another setting, in one table (flag help texts read it too).
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 0.1}  # adadelta 0.1 as in cleverhans v1
-DEFENSES = ("none", "distillation", "extended")
 DEFAULT_TEMPERATURES = {"none": 1.0, "distillation": 100.0, "extended": 4.0}
+DEFAULT_PENALTY_WEIGHT = 1e-3
+
 # \Z, not $: "$" also matches before a final newline, which would let "name\n" through.
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
-def _check(condition, message):
-    if not condition:
-        raise ValueError(message)
+class _Config:
+    """Base of the configs: to_dict() is what flags.json and results.json store."""
+
+    def to_dict(self):
+        return _as_dict(self)
 
 
-def _check_count(name, value, minimum=1):
-    _check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-           f"{name}={value!r}: must be an integer >= {minimum}")
+def _as_dict(config):
+    """dataclasses.asdict, except that nested configs use their own to_dict."""
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        out[field.name] = value.to_dict() if hasattr(value, "to_dict") else value
+    return out
 
 
-def _check_real(name, value, low=-math.inf, high=math.inf, *, low_open=False, high_open=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    _check(ok, f"{name}={value!r}: allowed range is {interval}")
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig(_Config):
     """Which dataset, from where (see keras_edd.data), and optional subset sizes."""
     dataset: str = "mnist"
     data_dir: str | None = None
@@ -44,17 +64,17 @@ class DataConfig:
 
     def validate(self):
         from keras_edd.data import DATASETS  # light import, no TensorFlow
-        _check(self.dataset in DATASETS,
-               f"dataset={self.dataset!r}: allowed values are {', '.join(sorted(DATASETS))}")
+        require(self.dataset in DATASETS,
+                f"dataset={self.dataset!r}: allowed values are {', '.join(sorted(DATASETS))}")
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None:
-                _check_count(name, value)
+                check_int(name, value, low=1)
         return self
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig(_Config):
     """The optimisation of one model by the custom training loop."""
     epochs: int = 6
     batch_size: int = 128
@@ -63,13 +83,12 @@ class TrainConfig:
     seed: int = 0
 
     def validate(self):
-        _check_count("epochs", self.epochs)
-        _check_count("batch_size", self.batch_size)
-        _check(self.optimizer in OPTIMIZERS,
-               f"optimizer={self.optimizer!r}: allowed values are {', '.join(OPTIMIZERS)}")
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.learning_rate is not None:
-            _check_real("learning_rate", self.learning_rate, 0.0, low_open=True)
-        _check_count("seed", self.seed, minimum=0)
+            check_real("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
+        check_int("seed", self.seed, low=0)
         return self
 
     @property
@@ -79,11 +98,9 @@ class TrainConfig:
         return DEFAULT_LEARNING_RATES[self.optimizer]
 
 
-DEFAULT_PENALTY_WEIGHT = 1e-3
 
-
-@dataclasses.dataclass(frozen=True)
-class DefenseConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DefenseConfig(_Config):
     """Which model to train: undefended, distillation baseline, or extended distillation.
 
     none:         f trained at T = 1 on one-hot labels.
@@ -109,20 +126,19 @@ class DefenseConfig:
             object.__setattr__(self, "temperature", DEFAULT_TEMPERATURES[self.defense])
 
     def validate(self):
-        _check(self.defense in DEFENSES,
-               f"defense={self.defense!r}: allowed values are {', '.join(DEFENSES)}")
-        _check_real("alpha", self.alpha, 0.0, 1.0)
+        check_choice("defense", self.defense, DEFENSES)
+        check_real("alpha", self.alpha, low=0.0, high=1.0)
         if self.temperature is not None:
-            _check_real("temperature", self.temperature, 0.0, low_open=True)
-        _check_count("mc_passes", self.mc_passes, minimum=2)
-        _check_real("penalty_weight", self.penalty_weight, 0.0)
-        _check_count("teacher_epochs", self.teacher_epochs)
+            check_real("temperature", self.temperature, low=0.0, low_inclusive=False)
+        check_int("mc_passes", self.mc_passes, low=2)
+        check_real("penalty_weight", self.penalty_weight, low=0.0)
+        check_int("teacher_epochs", self.teacher_epochs, low=1)
         if self.teacher_path is not None:
-            _check(self.defense != "none",
-                   "teacher_path is set but defense='none' trains no student; "
-                   "use --defense=extended or --defense=distillation")
-            _check(str(self.teacher_path).endswith(".keras"),
-                   f"teacher={self.teacher_path!r}: must be a .keras model file")
+            require(self.defense != "none",
+                    "teacher_path is set but defense='none' trains no student; "
+                    "use --defense=extended or --defense=distillation")
+            require(str(self.teacher_path).endswith(".keras"),
+                    f"teacher={self.teacher_path!r}: must be a .keras model file")
         return self
 
     @property
@@ -132,8 +148,8 @@ class DefenseConfig:
         return DEFAULT_TEMPERATURES[self.defense]
 
 
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig(_Config):
     """A training run: data, optimisation, defense, and where its directory lives."""
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
@@ -163,107 +179,32 @@ class RunConfig:
             detail = f"-a{d.alpha:g}-T{d.resolved_temperature:g}"
         return f"{dataset_name}-{d.defense}{detail}-e{self.train.epochs}-s{self.train.seed}"
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
 
 # ----------------------------------------------------------------------------- evaluation
 
-ATTACKS = ("fgsm", "pgd", "jsma", "cw")
-JSMA_TARGET_MODES = ("random", "all")
-CW_OPTIMIZERS = ("adadelta", "adam")
-PGD_LOSSES = ("ce", "cw")
+ATTACKS = attack_registry.NAMES
 DEFAULT_SWEEP_EPS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_SWEEP_GAMMA = (0.01, 0.03, 0.07, 0.14, 0.25)
 DEFAULT_SWEEP_KAPPA = (0.0, 7.0, 14.0)
 
 
-def _check_values(name, values, low, high, *, low_open=False):
-    _check(isinstance(values, tuple) and len(values) > 0,
-           f"{name}={values!r}: must be a non-empty list of numbers")
-    for value in values:
-        _check_real(name, value, low, high, low_open=low_open)
-
-
-@dataclasses.dataclass(frozen=True)
-class AttackConfig:
-    """Settings of every attack; defaults are the paper's (Papernot & McDaniel, 2017).
-
-    fgsm_eps:  eps of FGSM (paper: 0.2).
-    pgd_*:     L_inf PGD (an extra attack): eps, step size, steps, restarts, and
-               the loss ascended: "ce" (cross-entropy) or "cw" (logit margin, which
-               still has gradients where a saturated softmax masks them).
-    jsma_*:    JSMA theta (paper: 1), Gamma (paper: 0.07), how targets t != y are
-               drawn ("random": one per input, "all": every class, best kept).
-    cw_*:      CW-L2 with confidence kappa (paper: 7) and AdaDelta; learning rate
-               None = the attack's default for that optimizer.
-    batch_size: inputs per attack call; seed: PGD starts and JSMA targets.
-    """
-    fgsm_eps: float = 0.2
-    pgd_eps: float = 0.2
-    pgd_eps_iter: float = 0.01
-    pgd_nb_iter: int = 40
-    pgd_restarts: int = 1
-    pgd_loss: str = "ce"
-    jsma_theta: float = 1.0
-    jsma_gamma: float = 0.07
-    jsma_target_mode: str = "random"
-    cw_confidence: float = 7.0
-    cw_optimizer: str = "adadelta"
-    cw_learning_rate: float | None = None
-    cw_binary_search_steps: int = 5
-    cw_max_iterations: int = 1000
-    cw_initial_const: float = 1e-2
-    batch_size: int = 100
-    seed: int = 0
-
-    def validate(self):
-        _check_real("fgsm_eps", self.fgsm_eps, 0.0, 1.0)
-        _check_real("pgd_eps", self.pgd_eps, 0.0, 1.0)
-        _check_real("pgd_eps_iter", self.pgd_eps_iter, 0.0, 1.0, low_open=True)
-        _check_count("pgd_nb_iter", self.pgd_nb_iter)
-        _check_count("pgd_restarts", self.pgd_restarts)
-        _check(self.pgd_loss in PGD_LOSSES,
-               f"pgd_loss={self.pgd_loss!r}: allowed values are {', '.join(PGD_LOSSES)}")
-        _check_real("jsma_theta", self.jsma_theta, -1.0, 1.0)
-        _check(self.jsma_theta != 0, "jsma_theta=0: must be non-zero (> 0 increases pixels)")
-        _check_real("jsma_gamma", self.jsma_gamma, 0.0, 1.0, low_open=True)
-        _check(self.jsma_target_mode in JSMA_TARGET_MODES,
-               f"jsma_target_mode={self.jsma_target_mode!r}: allowed values are "
-               f"{', '.join(JSMA_TARGET_MODES)}")
-        _check_real("cw_confidence", self.cw_confidence, 0.0)
-        _check(self.cw_optimizer in CW_OPTIMIZERS,
-               f"cw_optimizer={self.cw_optimizer!r}: allowed values are {', '.join(CW_OPTIMIZERS)}")
-        if self.cw_learning_rate is not None:
-            _check_real("cw_learning_rate", self.cw_learning_rate, 0.0, low_open=True)
-        _check_count("cw_binary_search_steps", self.cw_binary_search_steps)
-        _check_count("cw_max_iterations", self.cw_max_iterations)
-        _check_real("cw_initial_const", self.cw_initial_const, 0.0, low_open=True)
-        _check_count("attack_batch_size", self.batch_size)
-        _check_count("attack_seed", self.seed, minimum=0)
-        return self
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalConfig(_Config):
     """What is attacked and how much of it, shared by white-box, black-box and reproduce.
 
-    The first `num_examples` test inputs are attacked (fewer for JSMA and CW when
-    `num_examples_jsma` / `num_examples_cw` are set, as they are slow). Rates are
+    The first `num_examples` test inputs are attacked (fewer for slow attacks:
+    `max_examples` maps an attack to its cap, None for no cap; attacks left out
+    get the registry's default cap, e.g. JSMA 200, CW 100). Rates are
     reported over all of them ("unfiltered") and over those the target classifies
     correctly when clean ("filtered"). `adaptive` adds, for models with an outlier
     class, attacks that avoid it. Sweeps rerun each attack over a range of budgets
-    (eps, Gamma, kappa) on `sweep_num_examples` inputs; a sweep whose best success
-    (1 - recovered) stays below `masking_threshold` is flagged as possible
-    gradient masking.
+    (eps, Gamma, kappa: `sweep_<budget>`) on `sweep_num_examples` inputs; a sweep
+    whose best success (1 - recovered) stays below `masking_threshold` is flagged
+    as possible gradient masking.
     """
-    attacks: tuple = ATTACKS
+    attacks: tuple = attack_registry.DEFAULT_NAMES
     num_examples: int = 1000
-    num_examples_jsma: int | None = 200
-    num_examples_cw: int | None = 100
+    max_examples: dict = dataclasses.field(default_factory=dict)
     adaptive: bool = True
     sweeps: bool = True
     sweep_attacks: tuple | None = None  # None: every attack in `attacks`
@@ -276,35 +217,45 @@ class EvalConfig:
     image_examples: int = 8
     attack: AttackConfig = AttackConfig()
 
+    def __post_init__(self):
+        merged = {name: row.max_examples for name, row in attack_registry.ATTACKS.items()}
+        merged.update(self.max_examples)
+        object.__setattr__(self, "max_examples", merged)
+
     def validate(self):
         for field in ("attacks", "sweep_attacks"):
             names = getattr(self, field)
             if names is None and field == "sweep_attacks":
                 continue
-            _check(isinstance(names, tuple) and len(names) > 0,
-                   f"{field}={names!r}: name at least one of {', '.join(ATTACKS)}")
+            require(isinstance(names, tuple) and len(names) > 0,
+                    f"{field}={names!r}: name at least one of {', '.join(ATTACKS)}")
             for name in names:
-                _check(name in ATTACKS,
-                       f"{field}: unknown attack {name!r}; allowed values are {', '.join(ATTACKS)}")
-            _check(len(set(names)) == len(names), f"{field}={','.join(names)}: repeated attack")
-        _check_count("num_examples", self.num_examples)
-        for name in ("num_examples_jsma", "num_examples_cw"):
-            if getattr(self, name) is not None:
-                _check_count(name, getattr(self, name))
-        _check_values("sweep_eps", self.sweep_eps, 0.0, 1.0, low_open=True)
-        _check_values("sweep_gamma", self.sweep_gamma, 0.0, 1.0, low_open=True)
-        _check_values("sweep_kappa", self.sweep_kappa, 0.0, math.inf)
-        _check_count("sweep_num_examples", self.sweep_num_examples)
-        _check_real("masking_threshold", self.masking_threshold, 0.0, 1.0)
-        _check_count("check_examples", self.check_examples)
-        _check_count("image_examples", self.image_examples, minimum=0)
+                require(name in ATTACKS, f"{field}: unknown attack {name!r}; allowed values are "
+                        f"{', '.join(ATTACKS)}")
+            require(len(set(names)) == len(names), f"{field}={','.join(names)}: repeated attack")
+        check_int("num_examples", self.num_examples, low=1)
+        for name, cap in self.max_examples.items():
+            attack_registry.get(name)
+            if cap is not None:
+                check_int(f"num_examples_{name}", cap, low=1)
+        check_reals("sweep_eps", self.sweep_eps, low=0.0, high=1.0, low_inclusive=False)
+        check_reals("sweep_gamma", self.sweep_gamma, low=0.0, high=1.0, low_inclusive=False)
+        check_reals("sweep_kappa", self.sweep_kappa, low=0.0)
+        check_int("sweep_num_examples", self.sweep_num_examples, low=1)
+        check_real("masking_threshold", self.masking_threshold, low=0.0, high=1.0)
+        check_int("check_examples", self.check_examples, low=1)
+        check_int("image_examples", self.image_examples, low=0)
         self.attack.validate()
         return self
 
     def examples_for(self, attack):
         """How many of the attacked inputs `attack` gets (the per-attack cap applied)."""
-        cap = {"jsma": self.num_examples_jsma, "cw": self.num_examples_cw}.get(attack)
+        cap = self.max_examples.get(attack)
         return self.num_examples if cap is None else min(cap, self.num_examples)
+
+    def sweep_values(self, attack):
+        """The budgets `attack` is swept over (sweep_eps, sweep_gamma or sweep_kappa)."""
+        return getattr(self, f"sweep_{attack_registry.get(attack).sweep_name}")
 
     @property
     def resolved_sweep_attacks(self):
@@ -313,18 +264,26 @@ class EvalConfig:
         return self.attacks if self.sweep_attacks is None else self.sweep_attacks
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """Settings as saved in flags.json: caps as num_examples_<attack>, attack
+        settings under their flag names."""
+        out = {}
+        for key, value in _as_dict(self).items():
+            if key == "max_examples":
+                out.update({f"num_examples_{name}": cap for name, cap in value.items()
+                            if cap is not None or attack_registry.get(name).max_examples})
+            else:
+                out[key] = value
+        return out
 
 
 def _check_model_path(name, path):
-    import os
-    _check(bool(path), f"{name}: give a .keras model file")
-    _check(str(path).endswith(".keras"), f"{name}={path!r}: must be a .keras model file")
-    _check(os.path.isfile(path), f"{name}={path!r}: no such file")
+    require(bool(path), f"{name}: give a .keras model file")
+    require(str(path).endswith(".keras"), f"{name}={path!r}: must be a .keras model file")
+    require(os.path.isfile(path), f"{name}={path!r}: no such file")
 
 
-@dataclasses.dataclass(frozen=True)
-class WhiteboxConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WhiteboxConfig(_Config):
     """bin/eval_whitebox: attacks computed on the evaluated model itself."""
     model_path: str = ""
     data: DataConfig = DataConfig()
@@ -340,12 +299,9 @@ class WhiteboxConfig:
         _check_output(self.output_dir, self.run_name)
         return self
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
-
-@dataclasses.dataclass(frozen=True)
-class BlackboxConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BlackboxConfig(_Config):
     """bin/eval_blackbox: attacks computed on surrogates, evaluated on the target.
 
     `surrogates` is a tuple of (name, path) pairs.
@@ -360,36 +316,33 @@ class BlackboxConfig:
 
     def validate(self):
         _check_model_path("target", self.target_path)
-        _check(isinstance(self.surrogates, tuple) and len(self.surrogates) > 0,
-               "surrogate: give at least one surrogate model (.keras)")
+        require(isinstance(self.surrogates, tuple) and len(self.surrogates) > 0,
+                "surrogate: give at least one surrogate model (.keras)")
         names = [name for name, _ in self.surrogates]
-        _check(len(set(names)) == len(names), f"surrogate: repeated name in {names}")
+        require(len(set(names)) == len(names), f"surrogate: repeated name in {names}")
         for name, path in self.surrogates:
-            _check(bool(_RUN_NAME.match(name)), f"surrogate name {name!r}: use letters, "
-                   "digits, '.', '_' or '-'")
+            require(bool(_RUN_NAME.match(name)), f"surrogate name {name!r}: use letters, "
+                    "digits, '.', '_' or '-'")
             _check_model_path(f"surrogate {name}", path)
         self.data.validate()
         self.evaluation.validate()
         _check_output(self.output_dir, self.run_name)
         return self
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
 
 def _check_output(output_dir, run_name):
-    _check(bool(output_dir), "output_dir='': must name a directory")
+    require(bool(output_dir), "output_dir='': must name a directory")
     if run_name is not None:
-        _check(bool(_RUN_NAME.match(run_name)),
-               f"run_name={run_name!r}: use letters, digits, '.', '_' or '-' "
-               "(not starting with '.' or '-')")
+        require(bool(_RUN_NAME.match(run_name)),
+                f"run_name={run_name!r}: use letters, digits, '.', '_' or '-' "
+                "(not starting with '.' or '-')")
 
 
-@dataclasses.dataclass(frozen=True)
-class ReproduceConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReproduceConfig(_Config):
     """bin/reproduce: the whole paper pipeline and one report.
 
-    Trains (or reuses, via pipeline.train_run) in `model_dir`: the undefended
+    Trains (or reuses, via train_run.train_run) in `model_dir`: the undefended
     model, extended distillation (alpha, T, N of `extended`), the defensive
     distillation baseline at `distillation_temperature`, and two surrogates for
     black-box transfer: U (undefended, seed + 1) and D (extended distillation
@@ -409,17 +362,17 @@ class ReproduceConfig:
     def validate(self):
         self.data.validate()
         self.train.validate()
-        _check(self.extended.defense == "extended",
-               f"extended.defense={self.extended.defense!r}: must be 'extended'")
-        _check(self.extended.teacher_path is None,
-               "extended.teacher_path: reproduce trains its own teachers")
+        require(self.extended.defense == "extended",
+                f"extended.defense={self.extended.defense!r}: must be 'extended'")
+        require(self.extended.teacher_path is None,
+                "extended.teacher_path: reproduce trains its own teachers")
         self.extended.validate()
-        _check_real("distillation_temperature", self.distillation_temperature, 0.0,
-                    low_open=True)
+        check_real("distillation_temperature", self.distillation_temperature, low=0.0,
+                   low_inclusive=False)
         self.evaluation.validate()
         _check_output(self.output_dir, self.run_name)
         if self.model_dir is not None:
-            _check(bool(self.model_dir), "model_dir='': must name a directory")
+            require(bool(self.model_dir), "model_dir='': must name a directory")
         return self
 
     @property
@@ -430,6 +383,3 @@ class ReproduceConfig:
         if self.run_name:
             return self.run_name
         return f"reproduce-{dataset_name}-e{self.train.epochs}-s{self.train.seed}"
-
-    def to_dict(self):
-        return dataclasses.asdict(self)

@@ -306,3 +306,9 @@ def make_pipeline(images, targets, batch_size, *, shuffle_seed=None, drop_remain
     if shuffle_seed is not None:
         ds = ds.shuffle(len(images), seed=int(shuffle_seed), reshuffle_each_iteration=False)
     return ds.batch(int(batch_size), drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def load_data(data_config):
+    """The dataset of a keras_edd.config.DataConfig (see `load_dataset`)."""
+    return load_dataset(data_config.dataset, data_config.data_dir,
+                        train_limit=data_config.train_limit, test_limit=data_config.test_limit)

@@ -5,7 +5,10 @@ architecture used by Papernot & McDaniel (2017), with dropout before the first
 convolution and before the classifier so that MC-dropout has something to sample.
 """
 
+import dataclasses
+import hashlib
 import os
+import re
 import zipfile
 
 import keras
@@ -74,3 +77,66 @@ def load_model(path, *, num_outputs=None, input_shape=None):
         raise ValueError(f"model {path!r} takes inputs of shape {tuple(model.input_shape[1:])}, "
                          f"expected {tuple(input_shape)}")
     return model
+
+
+# ----------------------------------------------------------------------- model specs
+
+# Attack variants: "plain" ignores the outlier class, "adaptive" avoids it.
+VARIANTS = ("plain", "adaptive")
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    """A loaded model and what its logits mean.
+
+    num_classes: n real classes; outlier_class: n for n + 1-logit models, else None.
+    """
+    name: str
+    model: object
+    path: str
+    num_classes: int
+    outlier_class: int | None
+
+    def variants(self, adaptive=True):
+        """Attack variants that make sense on this model."""
+        return VARIANTS if (adaptive and self.outlier_class is not None) else VARIANTS[:1]
+
+    def attack_outlier_class(self, variant):
+        return self.outlier_class if variant == "adaptive" else None
+
+    def describe(self):
+        return {"path": os.path.abspath(self.path), "sha256": _sha256(self.path),
+                "outputs": self.num_classes + (self.outlier_class is not None),
+                "outlier_class": self.outlier_class,
+                "parameters": int(self.model.count_params())}
+
+
+def load_model_spec(name, path, dataset):
+    """Load a `.keras` model (safe mode) for `dataset`: n or n + 1 logits.
+
+    Raises ValueError naming the file when it is missing, unreadable, takes
+    other inputs, or has neither n nor n + 1 outputs.
+    """
+    model = load_model(path, input_shape=dataset.input_shape)
+    outputs = int(model.output_shape[-1])
+    n = dataset.num_classes
+    if outputs not in (n, n + 1):
+        raise ValueError(f"model {str(path)!r} has {outputs} outputs; dataset {dataset.name!r} "
+                         f"has n={n} classes, so expected {n} or {n + 1} (with the outlier class)")
+    return ModelSpec(name, model, str(path), n, n if outputs == n + 1 else None)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_label(path):
+    """A run-name-safe label for a model file: <run dir>-<file stem>."""
+    path = os.path.abspath(path)
+    run_dir = os.path.basename(os.path.dirname(path))
+    label = f"{run_dir}-{os.path.splitext(os.path.basename(path))[0]}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label).lstrip(".-") or "model"

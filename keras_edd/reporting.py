@@ -12,14 +12,14 @@
   report.md        the tables, the filter, warnings and timings
   results.json     last, so its presence means the evaluation finished
 
-Every file is written to a temporary name in the same folder and renamed.
+Every file is written to a temporary name in the same folder and renamed
+(keras_edd.runs.atomic_write).
 """
 
 import csv
 import io
 import math
 import os
-import tempfile
 
 import numpy as np
 
@@ -29,29 +29,6 @@ CSV_COLUMNS = ("kind", "setting", "target", "source", "attack", "variant", "para
                "subset", "num_examples", "count", "recovered", "detected", "misclassified")
 RATE_KEYS = ("recovered", "detected", "misclassified")
 COLORS = {"recovered": "#4c9a2a", "detected": "#3b6fb6", "misclassified": "#c0392b"}
-
-
-# ------------------------------------------------------------------------- atomic IO
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path, write, *, binary=False):
-    """Call `write(file)` on a temporary file next to `path`, then rename it to `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # -------------------------------------------------------------------------------- CSV
@@ -103,14 +80,14 @@ def write_csv(path, rows):
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-    atomic_write(path, write)
+    runs.atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------------ plots
 
 
 def _save_figure(fig, path):
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"),
+    runs.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"),
                  binary=True)
 
 
@@ -248,7 +225,8 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def _params(params):
+def format_params(params):
+    """'eps=0.2, nb_iter=40': attack settings on one line (report tables, progress lines)."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in params.items())
 
@@ -291,7 +269,8 @@ def markdown_report(results):
                 "Filtered rates (unfiltered in results.csv / results.json).", "", _table(
                     ["target", "source", "attack", "variant", "settings", "n (filtered / all)",
                      "recovered", "detected", "misclassified", "mean L2", "seconds"],
-                    [[e["target"], e["source"], e["attack"], e["variant"], _params(e["params"]),
+                    [[e["target"], e["source"], e["attack"], e["variant"],
+                      format_params(e["params"]),
                       f"{e['filtered']['count']} / {e['num_examples']}",
                       _pct(e["filtered"]["recovered"]), _pct(e["filtered"]["detected"]),
                       _pct(e["filtered"]["misclassified"]), f"{e['norms']['mean_l2']:.3f}",
@@ -338,7 +317,7 @@ def write_report(run_dir, results, images=None):
     files += ["report.md", "logs/evaluation"]
     results["files"] = files
     text = markdown_report(results)
-    atomic_write(os.path.join(run_dir, "report.md"), lambda f: f.write(text))
+    runs.atomic_write(os.path.join(run_dir, "report.md"), lambda f: f.write(text))
     runs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
 

@@ -10,6 +10,7 @@ Every file is written to a temporary name and renamed, so a crash or a kill
 never leaves a half-written file under the final name.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -21,16 +22,26 @@ class RunDirError(ValueError):
     """A run directory exists with different settings."""
 
 
-def write_json(path, obj):
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path` (same suffix); on success rename it to `path`.
+
+    The only way keras_edd writes a file: a crash or a kill never leaves a
+    half-written file under the final name.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
-            f.write("\n")
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -38,10 +49,19 @@ def write_json(path, obj):
         raise
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def atomic_write(path, write, *, binary=False):
+    """Call `write(file)` on a temporary file next to `path`, then rename it to `path`."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
+
+
+def write_json(path, obj):
+    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    def write(f):
+        json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
+        f.write("\n")
+    atomic_write(path, write)
 
 
 def _jsonable(value):
@@ -61,16 +81,8 @@ def save_model(model, path):
     """Save a Keras model as `.keras`, atomically."""
     if not path.endswith(".keras"):
         raise ValueError(f"model path {path!r} must end in .keras")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # Where a run lives and how it reports progress do not change its results.
@@ -97,6 +109,12 @@ def prepare_run_dir(output_dir, run_name, flags):
         return path, os.path.exists(os.path.join(path, "results.json"))
     write_json(flags_path, flags)
     return path, False
+
+
+def open_run(output_dir, run_name, flags):
+    """prepare_run_dir, then (path, results.json's dict if the run finished, else None)."""
+    path, finished = prepare_run_dir(output_dir, run_name, flags)
+    return path, (read_json(os.path.join(path, "results.json")) if finished else None)
 
 
 def _settings(flags):

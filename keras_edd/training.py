@@ -18,7 +18,9 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from keras_edd import losses, runs
+from keras_edd.config import DEFAULT_LEARNING_RATES
 from keras_edd.data import make_pipeline
+from keras_edd.validation import check_batch_size
 
 EVAL_BATCH_SIZE = 1000
 STEPS_PER_CALL = 16  # train steps run per tf.function call
@@ -102,10 +104,9 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
     if targets.ndim != 2 or targets.shape[1] != model.output_shape[-1]:
         raise ValueError(f"targets of shape {targets.shape} do not match the model's "
                          f"{model.output_shape[-1]} outputs")
-    if len(images) < batch_size:
-        raise ValueError(f"batch_size={batch_size} exceeds the {len(images)} training examples")
+    check_batch_size(batch_size, len(images))
     if learning_rate is None:
-        learning_rate = {"adam": 1e-3, "adadelta": 0.1}.get(optimizer)
+        learning_rate = DEFAULT_LEARNING_RATES.get(optimizer)
     opt = make_optimizer(optimizer, learning_rate)
     opt.build(model.trainable_variables)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet, offline, deterministic; tiny IDX writers."""
+"""Shared test set-up: quiet, offline, deterministic; tiny IDX writers; LinearModel."""
 
 import gzip
 import os
@@ -44,6 +44,22 @@ def write_idx_folder(folder, n_train=40, n_test=20, shape=(28, 28), num_classes=
         write_idx(os.path.join(folder, f"{split}-labels-idx1-ubyte{ext}"), labels)
         arrays[split] = (images, labels)
     return arrays
+
+
+class LinearModel:
+    """Z(x) = x W (+ b) on flattened inputs: logits an attack test can compute by hand.
+
+    Hashable (by identity), so tf.function traces are reused across calls.
+    """
+
+    def __init__(self, weights, bias=None):
+        self.weights = np.asarray(weights, np.float32)
+        self.bias = None if bias is None else np.asarray(bias, np.float32)
+
+    def __call__(self, x):
+        import tensorflow as tf
+        logits = tf.reshape(x, [tf.shape(x)[0], -1]) @ self.weights
+        return logits if self.bias is None else logits + self.bias
 
 
 @pytest.fixture

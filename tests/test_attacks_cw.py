@@ -4,18 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import LinearModel
 from keras_edd.attacks import carlini_wagner_l2, fgsm, pgd
 
 NUM_CLASSES = 4
-
-
-class LinearModel:
-    def __init__(self, weights, bias):
-        self.weights = np.asarray(weights, np.float32)
-        self.bias = np.asarray(bias, np.float32)
-
-    def __call__(self, x):
-        return tf.reshape(x, [tf.shape(x)[0], -1]) @ self.weights + self.bias
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,14 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import LinearModel
 from keras_edd.attacks import fgsm, pgd
 
 NUM_FEATURES = 12
 NUM_CLASSES = 4
-
-
-class LinearModel:
-    """Z(x) = x W + b on flattened inputs; hashable, so traces are reused."""
-
-    def __init__(self, weights, bias):
-        self.weights = np.asarray(weights, np.float32)
-        self.bias = np.asarray(bias, np.float32)
-
-    def __call__(self, x):
-        flat = tf.reshape(x, [tf.shape(x)[0], -1])
-        return flat @ self.weights + self.bias
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,11 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import LinearModel
 from keras_edd.attacks import all_targets, jsma, jsma_untargeted
 
 NUM_CLASSES = 4
 SHAPE = (4, 4, 1)  # 16 features
-
-
-class LinearModel:
-    def __init__(self, weights):
-        self.weights = np.asarray(weights, np.float32)
-
-    def __call__(self, x):
-        return tf.reshape(x, [tf.shape(x)[0], -1]) @ self.weights
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ report.md whose numbers agree, and the evaluation binaries run on its models.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -73,6 +74,33 @@ def test_bad_flags_one_line_error_nothing_written(tmp_path, model_file, binary, 
     result = run(binary, f"--output_dir={out}", *args)
     assert_one_line_error(result, fragment)
     assert not out.exists()
+
+
+def _flag_names(binary_path):
+    result = subprocess.run([sys.executable, binary_path, "--helpfull"], capture_output=True,
+                            text=True, timeout=120)
+    return set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.M))
+
+
+def test_flag_names_of_every_binary_are_kept():
+    """The flags come from keras_edd.cli and the attack registry; old names still work."""
+    attack_flags = {"fgsm_eps", "pgd_eps", "pgd_eps_iter", "pgd_nb_iter", "pgd_restarts",
+                    "pgd_loss", "jsma_theta", "jsma_gamma", "jsma_target_mode", "cw_confidence",
+                    "cw_optimizer", "cw_learning_rate", "cw_binary_search_steps",
+                    "cw_max_iterations", "cw_initial_const", "attack_batch_size", "attack_seed",
+                    "num_examples_jsma", "num_examples_cw", "quick", "sweep_kappa"}
+    data_flags = {"dataset", "data_dir", "train_limit", "test_limit"}
+    model_flags = {"epochs", "batch_size", "optimizer", "learning_rate", "seed", "alpha",
+                   "temperature", "mc_passes", "penalty_weight", "teacher_epochs"}
+    output_flags = {"output_dir", "run_name", "progress"}
+    names = {b: _flag_names(path) for b, path in BIN.items()}
+    names["train"] = _flag_names(os.path.join(REPO, "bin", "train"))
+    for binary in ("eval_whitebox", "eval_blackbox", "reproduce"):
+        assert attack_flags | data_flags | output_flags <= names[binary], binary
+    assert model_flags | {"distillation_temperature", "model_dir"} <= names["reproduce"]
+    assert model_flags | data_flags | output_flags | {"defense", "teacher"} <= names["train"]
+    assert not (attack_flags & names["train"])  # bin/train takes no evaluation flags
+    assert "pgd_rand_init" not in names["reproduce"]  # fixed settings are not flags
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_edd import data, evaluation, runs, training
+from keras_edd import attack_registry, data, evaluation, metrics, models, reproduce, runs, training
+from keras_edd.attack_registry import CwSettings, JsmaSettings, PgdSettings
 from keras_edd.config import AttackConfig, EvalConfig
 
 
@@ -18,7 +19,7 @@ from keras_edd.config import AttackConfig, EvalConfig
 def test_outcome_rates_hand_computed_with_outlier_class():
     labels = [0, 2, 1, 2, 3, 3]
     predictions = [0, 10, 1, 5, 10, 3]  # recovered: 0, 2, 5; detected: 1, 4; other: 3
-    rates = evaluation.outcome_rates(predictions, labels, outlier_class=10)
+    rates = metrics.outcome_rates(predictions, labels, outlier_class=10)
     assert rates["count"] == 6
     np.testing.assert_allclose([rates["recovered"], rates["detected"], rates["misclassified"]],
                                [3 / 6, 2 / 6, 1 / 6])
@@ -27,7 +28,7 @@ def test_outcome_rates_hand_computed_with_outlier_class():
 def test_outcome_rates_without_outlier_class_never_detect():
     labels = np.array([0, 1, 2, 3])
     predictions = np.array([0, 9, 2, 1])
-    rates = evaluation.outcome_rates(predictions, labels)
+    rates = metrics.outcome_rates(predictions, labels)
     assert rates["detected"] == 0.0
     np.testing.assert_allclose([rates["recovered"], rates["misclassified"]], [0.5, 0.5])
 
@@ -36,7 +37,7 @@ def test_attack_rates_filter_on_clean_correct_inputs():
     labels = np.array([0, 1, 2, 3, 4])
     clean = np.array([0, 1, 7, 3, 10])       # inputs 2 and 4 are wrong when clean
     adversarial = np.array([0, 10, 2, 5, 4])  # 0 recovered, 1 detected, 3 misclassified
-    rates = evaluation.attack_rates(adversarial, clean, labels, outlier_class=10)
+    rates = metrics.attack_rates(adversarial, clean, labels, outlier_class=10)
     filtered, unfiltered = rates["filtered"], rates["unfiltered"]
     assert filtered["count"] == 3 and unfiltered["count"] == 5
     np.testing.assert_allclose(
@@ -45,27 +46,27 @@ def test_attack_rates_filter_on_clean_correct_inputs():
     np.testing.assert_allclose(
         [unfiltered["recovered"], unfiltered["detected"], unfiltered["misclassified"]],
         [3 / 5, 1 / 5, 1 / 5])
-    assert evaluation.success_rate(filtered) == pytest.approx(2 / 3)
+    assert metrics.success_rate(filtered) == pytest.approx(2 / 3)
 
 
 def test_no_correct_input_gives_none_not_nan():
-    rates = evaluation.attack_rates([1, 1], [1, 1], [0, 0])
+    rates = metrics.attack_rates([1, 1], [1, 1], [0, 0])
     assert rates["filtered"] == {"count": 0, "recovered": None, "detected": None,
                                  "misclassified": None}
-    assert evaluation.success_rate(rates["filtered"]) is None
+    assert metrics.success_rate(rates["filtered"]) is None
     assert rates["unfiltered"]["misclassified"] == 1.0
 
 
 def test_clean_rates_report_false_alarms():
-    clean = evaluation.clean_rates([0, 10, 1, 10], [0, 1, 1, 2], outlier_class=10)
+    clean = metrics.clean_rates([0, 10, 1, 10], [0, 1, 1, 2], outlier_class=10)
     assert clean["accuracy"] == 0.5 and clean["detected"] == 0.5 and clean["count"] == 4
 
 
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError, match="3 predictions but 2 labels"):
-        evaluation.outcome_rates([0, 1, 2], [0, 1])
+        metrics.outcome_rates([0, 1, 2], [0, 1])
     with pytest.raises(ValueError, match="mask has 1 entries"):
-        evaluation.outcome_rates([0, 1], [0, 1], mask=[True])
+        metrics.outcome_rates([0, 1], [0, 1], mask=[True])
 
 
 @settings(max_examples=50, deadline=None)
@@ -77,7 +78,7 @@ def test_rates_sum_to_one_and_match_counts(rows, with_outlier):
     outlier = 5 if with_outlier else None
     if not with_outlier:  # a model without an outlier class never predicts index 5
         clean, adversarial = np.minimum(clean, 4), np.minimum(adversarial, 4)
-    rates = evaluation.attack_rates(adversarial, clean, labels, outlier_class=outlier)
+    rates = metrics.attack_rates(adversarial, clean, labels, outlier_class=outlier)
     correct = clean == labels
     assert rates["filtered"]["count"] == correct.sum()
     for subset, mask in (("filtered", correct), ("unfiltered", np.ones_like(correct))):
@@ -95,28 +96,56 @@ def test_rates_sum_to_one_and_match_counts(rows, with_outlier):
 
 
 def test_attack_params_use_the_config_and_substitute_the_budget():
-    config = AttackConfig(pgd_eps=0.2, pgd_eps_iter=0.01, pgd_nb_iter=40)
-    assert evaluation.attack_params("fgsm", config) == {"eps": 0.2}
-    assert evaluation.attack_params("fgsm", config, 0.5) == {"eps": 0.5}
-    pgd = evaluation.attack_params("pgd", config, 0.4)
+    config = AttackConfig(settings={"pgd": PgdSettings(eps=0.2, eps_iter=0.01, nb_iter=40)})
+    params = attack_registry.attack_params
+    assert params("fgsm", config) == {"eps": 0.2}
+    assert params("fgsm", config, 0.5) == {"eps": 0.5}
+    pgd = params("pgd", config, 0.4)
     assert pgd["eps"] == 0.4 and pgd["eps_iter"] == pytest.approx(0.02)  # step scales with eps
-    cw = evaluation.attack_params("cw", config, 3.0)
+    assert list(pgd) == ["eps", "eps_iter", "nb_iter", "nb_restarts", "rand_init", "loss"]
+    cw = params("cw", config, 3.0)
     assert cw["confidence"] == 3.0 and cw["optimizer"] == "adadelta"
-    assert evaluation.budget_of("cw", cw) == ("kappa", 3.0)
-    assert evaluation.budget_of("jsma", evaluation.attack_params("jsma", config)) == ("gamma", 0.07)
+    assert cw["learning_rate"] == 10.0  # None: the attack's default for AdaDelta
+    assert attack_registry.budget_of("cw", cw) == ("kappa", 3.0)
+    assert attack_registry.budget_of("jsma", params("jsma", config)) == ("gamma", 0.07)
     with pytest.raises(ValueError, match="attack='deepfool'"):
-        evaluation.attack_params("deepfool", config)
+        params("deepfool", config)
+
+
+def test_registry_settings_are_the_functions_keywords():
+    """Every settings field is a keyword of its attack function, so a row needs no glue."""
+    import inspect
+    for name, row in attack_registry.ATTACKS.items():
+        keywords = inspect.signature(row.fn).parameters
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in keywords.values())
+        fields = [f.name for f in dataclasses.fields(row.settings)]
+        for field in fields:
+            assert field in keywords or accepts_any, (name, field)
+        assert row.budget in fields, name
+    assert [row.takes_seed for row in attack_registry.ATTACKS.values()] == [
+        False, True, True, False]
+
+
+def test_attack_config_is_saved_under_the_flag_names():
+    saved = AttackConfig(settings={"pgd": PgdSettings(nb_restarts=3)}).to_dict()
+    assert saved["pgd_restarts"] == 3 and "pgd_rand_init" not in saved
+    assert saved["cw_learning_rate"] is None and saved["batch_size"] == 100
+    caps = EvalConfig(max_examples={"jsma": None}).to_dict()
+    assert caps["num_examples_jsma"] is None and caps["num_examples_cw"] == 100
 
 
 def test_eval_config_caps_and_validation():
-    config = EvalConfig(num_examples=50, num_examples_jsma=10, num_examples_cw=None)
+    config = EvalConfig(num_examples=50, max_examples={"jsma": 10, "cw": None})
     assert [config.examples_for(a) for a in ("fgsm", "jsma", "cw")] == [50, 10, 50]
-    assert EvalConfig(num_examples=5, num_examples_jsma=10).examples_for("jsma") == 5
+    assert EvalConfig(num_examples=5, max_examples={"jsma": 10}).examples_for("jsma") == 5
     for bad, fragment in ((dict(attacks=("fgsm", "boom")), "unknown attack 'boom'"),
                           (dict(num_examples=0), "num_examples=0"),
                           (dict(sweep_eps=(0.1, 1.5)), "sweep_eps=1.5"),
-                          (dict(attack=AttackConfig(jsma_gamma=0.0)), "jsma_gamma=0.0"),
-                          (dict(attack=AttackConfig(cw_optimizer="sgd")), "cw_optimizer='sgd'")):
+                          (dict(attack=AttackConfig(settings={"jsma": JsmaSettings(gamma=0.0)})),
+                           "jsma_gamma=0.0"),
+                          (dict(attack=AttackConfig(settings={"cw": CwSettings(optimizer="sgd")})),
+                           "cw_optimizer='sgd'"),
+                          (dict(max_examples={"cw": 0}), "num_examples_cw=0")):
         with pytest.raises(ValueError, match=fragment):
             EvalConfig(**bad).validate()
 
@@ -143,7 +172,7 @@ def small_data():
 def test_load_model_spec_infers_the_outlier_class(tmp_path, small_data, outputs, outlier):
     path = str(tmp_path / f"m{outputs}.keras")
     runs.save_model(_linear_model(outputs), path)
-    spec = evaluation.load_model_spec("m", path, small_data)
+    spec = models.load_model_spec("m", path, small_data)
     assert spec.outlier_class == outlier and spec.num_classes == 10
     assert spec.variants() == (("plain", "adaptive") if outlier else ("plain",))
     assert spec.describe()["outputs"] == outputs and len(spec.describe()["sha256"]) == 64
@@ -153,13 +182,13 @@ def test_load_model_spec_rejects_other_output_counts_naming_the_file(tmp_path, s
     path = str(tmp_path / "five.keras")
     runs.save_model(_linear_model(5), path)
     with pytest.raises(ValueError, match=r"five\.keras.*5 outputs.*expected 10 or 11"):
-        evaluation.load_model_spec("m", path, small_data)
+        models.load_model_spec("m", path, small_data)
 
 
 def test_model_label_is_a_valid_run_name():
-    assert evaluation.model_label("/a/b/mnist-extended-a0.9/distilled.keras") == \
+    assert models.model_label("/a/b/mnist-extended-a0.9/distilled.keras") == \
         "mnist-extended-a0.9-distilled"
-    label = evaluation.model_label("/.x y/.hidden model.keras")
+    label = models.model_label("/.x y/.hidden model.keras")
     assert label == "x_y-.hidden_model"
     from keras_edd.config import RunConfig
     RunConfig(run_name=label).validate()  # accepted as a run directory name
@@ -178,12 +207,12 @@ def trained_linear(small_data):
 
 
 def test_evaluate_models_structure_and_masking_flag(small_data, trained_linear):
-    good = evaluation.ModelSpec("linear", trained_linear, "linear.keras", 10, None)
+    good = models.ModelSpec("linear", trained_linear, "linear.keras", 10, None)
     # Same decisions, logits x 1e4: the softmax saturates, CE gradients are exactly 0.
     masked_model = _linear_model(10)
     masked_model.set_weights([w * 1e4 for w in trained_linear.get_weights()])
-    masked = evaluation.ModelSpec("masked", masked_model, "masked.keras", 10, None)
-    surrogate = evaluation.ModelSpec("copy", trained_linear, "copy.keras", 10, None)
+    masked = models.ModelSpec("masked", masked_model, "masked.keras", 10, None)
+    surrogate = models.ModelSpec("copy", trained_linear, "copy.keras", 10, None)
     for spec in (good, masked, surrogate):  # no file behind these specs
         spec.describe = lambda spec=spec: {"path": spec.path, "outputs": 10, "outlier_class": None}
     config = EvalConfig(attacks=("fgsm", "pgd"), num_examples=30, sweep_attacks=("fgsm",),
@@ -220,23 +249,23 @@ def test_evaluate_models_structure_and_masking_flag(small_data, trained_linear):
 
 
 def test_evaluate_models_rejects_duplicate_names(small_data, trained_linear):
-    spec = evaluation.ModelSpec("a", trained_linear, "a.keras", 10, None)
+    spec = models.ModelSpec("a", trained_linear, "a.keras", 10, None)
     with pytest.raises(ValueError, match="unique"):
         evaluation.evaluate_models(small_data, [spec], [dataclasses.replace(spec)], EvalConfig())
 
 
 def test_jsma_targets_real_classes_on_outlier_models(small_data, monkeypatch):
     keras.utils.set_random_seed(0)
-    spec = evaluation.ModelSpec("ext", _linear_model(11), "ext.keras", 10, 10)
+    spec = models.ModelSpec("ext", _linear_model(11), "ext.keras", 10, 10)
     spec.describe = lambda: {"path": "ext.keras", "outputs": 11, "outlier_class": 10}
     calls = []
-    real_craft = evaluation.craft
+    real_craft = attack_registry.craft
 
     def spy(model, attack, x, params, *, outlier_class=None, **kwargs):
         calls.append((attack, outlier_class))
         return real_craft(model, attack, x, params, outlier_class=outlier_class, **kwargs)
 
-    monkeypatch.setattr(evaluation, "craft", spy)
+    monkeypatch.setattr(attack_registry, "craft", spy)
     config = EvalConfig(attacks=("jsma",), num_examples=4, sweeps=False, check_examples=4,
                         image_examples=0)
     results, _ = evaluation.evaluate_models(small_data, [spec], [], config)
@@ -258,16 +287,16 @@ def _settings(run_config):
 def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
     from keras_edd.config import (DataConfig, DefenseConfig, ReproduceConfig, RunConfig,
                                   TrainConfig)
-    data_config = DataConfig("mnist", "../shared/data/mnist")
-    configs = evaluation.reproduce_run_configs(
+    data_config = DataConfig(dataset="mnist", data_dir="../shared/data/mnist")
+    configs = reproduce.reproduce_run_configs(
         ReproduceConfig(data=data_config, output_dir="out"), "mnist")
     # What bin/train builds from `--data_dir=../shared/data/mnist [--defense=...]`:
     # f with `--defense=none --epochs=6`, f^d with `--teacher=<f>`.
     f_path = "out/mnist-none-e6-s0/model.keras"
     for role, defense, epochs in (
-            ("undefended", DefenseConfig("none"), 6),
+            ("undefended", DefenseConfig(defense="none"), 6),
             ("extended", DefenseConfig(teacher_path=f_path), 50),
-            ("distillation", DefenseConfig("distillation"), 50)):
+            ("distillation", DefenseConfig(defense="distillation"), 50)):
         by_train = RunConfig(data=data_config, train=TrainConfig(epochs=epochs), defense=defense)
         assert _settings(configs[role]) == _settings(by_train), role
         assert configs[role].resolved_run_name("mnist") == by_train.resolved_run_name("mnist")
@@ -278,7 +307,7 @@ def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
     assert d.defense.teacher_path == "out/surrogate_U-mnist-none-e6-s1/model.keras"
     assert d.defense.defense == "extended" and d.defense.alpha == 0.9
     # A non-default baseline temperature is passed on (and names the run).
-    other = evaluation.reproduce_run_configs(
+    other = reproduce.reproduce_run_configs(
         ReproduceConfig(distillation_temperature=50.0, model_dir="models"), "mnist")
     assert other["distillation"].defense.resolved_temperature == 50.0
     assert other["distillation"].output_dir == "models"
@@ -287,5 +316,12 @@ def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
 def test_default_temperature_is_stored_so_spellings_match():
     from keras_edd.config import DefenseConfig
     assert DefenseConfig() == DefenseConfig(temperature=4.0)
-    assert DefenseConfig("distillation") == DefenseConfig("distillation", temperature=100.0)
-    assert DefenseConfig("none").temperature == 1.0
+    assert (DefenseConfig(defense="distillation")
+            == DefenseConfig(defense="distillation", temperature=100.0))
+    assert DefenseConfig(defense="none").temperature == 1.0
+
+
+def test_configs_take_keyword_arguments_only():
+    from keras_edd.config import DefenseConfig
+    with pytest.raises(TypeError):
+        DefenseConfig("extended", 0.9, 4.0)  # alpha and T are both floats: no silent swap

@@ -132,7 +132,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        reporting.atomic_write(str(path), fail)
+        runs.atomic_write(str(path), fail)
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["x.csv"]
 

@@ -105,7 +105,7 @@ def test_bad_targets_and_batch():
 
 
 def test_logit_statistics_by_hand():
-    from keras_edd.pipeline import logit_statistics
+    from keras_edd.metrics import logit_statistics
     model = _linear_model(classes=3)
     model.layers[-1].set_weights([np.zeros((4, 3), np.float32), np.array([3, -1, 0], np.float32)])
     stats = logit_statistics(model, np.zeros((4, 2, 2, 1), np.float32))

@@ -10,7 +10,8 @@ attacker avoids it (margin max(Z_y, Z_out) - max_{i not in {y,out}} Z_i).
 
 Shared option names: `eps`, `y` (None = the model's own prediction, no label
 leaking), `targeted`, `clip_min`, `clip_max`, `outlier_class`. Attacks return a
-float32 tensor shaped like x. Bad arguments raise ValueError naming the value.
+float32 tensor shaped like x, except `jsma_untargeted`, which returns
+UntargetedResult(x_adv, target, success). Bad arguments raise ValueError naming the value.
 
   fgsm               one L_inf sign-gradient step (cleverhans v1)
   pgd                L_inf PGD with random restarts (Madry et al.)

@@ -15,6 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# The argument checks are shared with the configs; every attack reads them as utils.check_*.
+from keras_edd.validation import check_box, check_choice, check_int, check_real  # noqa: F401
+
 # Large finite number used to mask logits out of a max; finite so 0 * it is 0.
 _MASK_VALUE = 1e9
 
@@ -47,51 +50,6 @@ class _InferenceModel:
 
     def __hash__(self):
         return hash(("keras_edd_inference", id(self.model)))
-
-
-# --------------------------------------------------------------------------
-# Argument validation: every message names the value and the allowed range.
-
-def check_real(name, value, *, low=-math.inf, high=math.inf,
-               low_inclusive=True, high_inclusive=True):
-    """Raise ValueError unless `value` is a finite real number in the range."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value)):
-        raise ValueError(f"{name}={value!r}: expected a finite real number")
-    low_ok = value >= low if low_inclusive else value > low
-    high_ok = value <= high if high_inclusive else value < high
-    if not (low_ok and high_ok):
-        left = "[" if low_inclusive else "("
-        right = "]" if high_inclusive else ")"
-        raise ValueError(f"{name}={value!r}: allowed range is {left}{low}, {high}{right}")
-    return float(value)
-
-
-def check_int(name, value, *, low=0, high=None):
-    """Raise ValueError unless `value` is an integer in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name}={value!r}: expected an integer")
-    if value < low or (high is not None and value > high):
-        upper = "inf)" if high is None else f"{high}]"
-        raise ValueError(f"{name}={value!r}: allowed range is [{low}, {upper}")
-    return int(value)
-
-
-def check_choice(name, value, choices):
-    """Raise ValueError unless `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"{name}={value!r}: allowed values are {sorted(choices)}")
-    return value
-
-
-def check_box(clip_min, clip_max):
-    """Check the input box [clip_min, clip_max] and return it as floats."""
-    clip_min = check_real("clip_min", clip_min)
-    clip_max = check_real("clip_max", clip_max)
-    if not clip_min < clip_max:
-        raise ValueError(f"clip_min={clip_min!r}, clip_max={clip_max!r}: "
-                         "need clip_min < clip_max")
-    return clip_min, clip_max
 
 
 def prepare_inputs(x, clip_min, clip_max):

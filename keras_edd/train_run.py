@@ -1,4 +1,4 @@
-"""Whole training runs: data -> teacher -> labels -> distilled model, in a run directory.
+"""One training run: data -> teacher -> labels -> distilled model, in a run directory.
 
 `train_run(config)` is what `bin/train` calls. It validates the settings and
 loads the data before it writes anything, then works in a run directory
@@ -16,21 +16,8 @@ import tensorflow as tf
 
 from keras_edd import data as data_lib
 from keras_edd import labeling, models, runs, training
-
-
-def load_data(data_config):
-    return data_lib.load_dataset(data_config.dataset, data_config.data_dir,
-                                 train_limit=data_config.train_limit,
-                                 test_limit=data_config.test_limit)
-
-
-def logit_statistics(model, images):
-    """Size of the deployed (T = 1) logits: what the logit penalty controls."""
-    logits = training.predict_logits(model, images)
-    return {"mean_abs": float(np.mean(np.abs(logits))),
-            "mean_max": float(np.mean(logits.max(axis=1))),
-            "p99_abs": float(np.quantile(np.abs(logits), 0.99)),
-            "mean_top2_gap": float(np.mean(np.diff(np.sort(logits, axis=1)[:, -2:], axis=1)))}
+from keras_edd.metrics import logit_statistics
+from keras_edd.validation import check_batch_size
 
 
 class _Run:
@@ -86,10 +73,7 @@ class _Run:
         if os.path.exists(path):
             return np.load(path)
         value = np.asarray(compute())
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + f".tmp-{os.getpid()}.npy"
-        np.save(tmp, value)
-        os.replace(tmp, path)
+        runs.atomic_write(path, lambda f: np.save(f, value), binary=True)
         return value
 
 
@@ -97,10 +81,8 @@ def train_run(config):
     """Run the training pipeline of `config.defense.defense`; returns results.json's dict."""
     config.validate()
     t_start = time.perf_counter()
-    dataset = load_data(config.data)
-    if len(dataset.y_train) < config.train.batch_size:
-        raise ValueError(f"batch_size={config.train.batch_size} exceeds the "
-                         f"{len(dataset.y_train)} training examples")
+    dataset = data_lib.load_data(config.data)
+    check_batch_size(config.train.batch_size, len(dataset.y_train))
     defense = config.defense
     teacher = None
     if defense.teacher_path:  # checked before the run directory exists

@@ -1,0 +1,307 @@
+"""The attack registry: one row per attack; dispatch, budgets, sweeps and flags read it.
+
+A row (`Attack`) names
+  function     the attack, as "module:function" (imported on first use, so flag
+               parsing and config validation stay free of TensorFlow);
+  budget       the function's keyword that is swept (eps, gamma, confidence);
+  settings     the default settings: a frozen dataclass whose field names are the
+               function's own keyword names, passed to it as they are;
+  max_examples an optional default cap on the inputs it attacks (slow attacks).
+Everything else is derived: `attack_params` (settings at a budget), `craft`
+(batched calls, a per-batch seed for functions that take `seed`), `budget_of`,
+the flags `--<name>_<field>` of keras_edd.cli and `--num_examples_<name>`, and
+AttackConfig (at the end), the settings of every attack in one config.
+
+A new attack is its file under keras_edd/attacks/ and one row in _ROWS (plus, when it has
+options of its own, their settings dataclass next to it), e.g.
+    Attack(name="cw_adam", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
+           budget="confidence", settings=CwSettings(optimizer="adam"), max_examples=100,
+           sweep="kappa", resolve=_cw_resolved, by_default=False)
+"""
+
+import dataclasses
+import enum
+import functools
+import importlib
+import inspect
+from typing import ClassVar
+
+from keras_edd import validation as v
+from keras_edd.validation import choices
+
+
+class PgdLoss(enum.StrEnum):
+    CE = "ce"  # cross-entropy
+    CW = "cw"  # logit margin: still has gradients where a saturated softmax masks them
+
+
+class JsmaTargetMode(enum.StrEnum):
+    RANDOM = "random"  # one random target t != y per input
+    ALL = "all"  # every target, the best one kept
+
+
+class CwOptimizer(enum.StrEnum):
+    ADADELTA = "adadelta"
+    ADAM = "adam"
+
+
+def _help(text, default, **kwargs):
+    """A settings field with the help text of its flag."""
+    return dataclasses.field(default=default, metadata={"help": text, **kwargs})
+
+
+def _fixed(default):
+    """A setting passed to the attack that is neither a flag nor a saved setting."""
+    return dataclasses.field(default=default, metadata={"fixed": True})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Base of the per-attack settings.
+
+    FLAG_NAMES maps a field to its flag suffix where the two differ (older
+    command lines keep working, e.g. --pgd_restarts for nb_restarts).
+    """
+    FLAG_NAMES: ClassVar[dict] = {}
+
+    @classmethod
+    def flag_fields(cls):
+        """(field, flag suffix) of the fields exposed as flags and saved in settings."""
+        return [(f, cls.FLAG_NAMES.get(f.name, f.name)) for f in dataclasses.fields(cls)
+                if not f.metadata.get("fixed")]
+
+    def named(self, prefix):
+        """field -> the name used in flags and messages, e.g. 'pgd_restarts'."""
+        return lambda field: prefix + self.FLAG_NAMES.get(field, field)
+
+    def validate(self, prefix):
+        return self
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FgsmSettings(Settings):
+    """FGSM (cleverhans v1): one sign-gradient step of size eps."""
+    eps: float = _help("FGSM eps (paper: 0.2).", 0.2)
+
+    def validate(self, prefix):
+        v.check_real(self.named(prefix)("eps"), self.eps, low=0.0, high=1.0)
+        return self
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PgdSettings(Settings):
+    """L_inf PGD (Madry et al.), an attack beyond the paper's three."""
+    FLAG_NAMES: ClassVar[dict] = {"nb_restarts": "restarts"}
+    eps: float = _help("PGD eps.", 0.2)
+    eps_iter: float = _help("PGD step size.", 0.01)
+    nb_iter: int = _help("PGD steps.", 40)
+    nb_restarts: int = _help("PGD random restarts.", 1)
+    rand_init: bool = _fixed(True)
+    loss: str = _help(f"PGD loss, one of {', '.join(choices(PgdLoss))}: cross-entropy, or the "
+                      "logit margin (sees through a saturated softmax).", PgdLoss.CE.value)
+
+    def validate(self, prefix):
+        name = self.named(prefix)
+        v.check_real(name("eps"), self.eps, low=0.0, high=1.0)
+        v.check_real(name("eps_iter"), self.eps_iter, low=0.0, high=1.0, low_inclusive=False)
+        v.check_int(name("nb_iter"), self.nb_iter, low=1)
+        v.check_int(name("nb_restarts"), self.nb_restarts, low=1)
+        v.check_choice(name("loss"), self.loss, choices(PgdLoss))
+        return self
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JsmaSettings(Settings):
+    """JSMA (Papernot et al. 2016) made untargeted by drawing targets t != y."""
+    theta: float = _help("JSMA theta (paper: 1).", 1.0)
+    gamma: float = _help("JSMA Gamma, max fraction of pixels changed (paper: 0.07).", 0.07)
+    target_mode: str = _help(f"JSMA targets t != y: {', '.join(choices(JsmaTargetMode))}.",
+                             JsmaTargetMode.RANDOM.value)
+
+    def validate(self, prefix):
+        name = self.named(prefix)
+        v.check_real(name("theta"), self.theta, low=-1.0, high=1.0)
+        v.require(self.theta != 0, f"{name('theta')}=0: must be non-zero (> 0 increases pixels)")
+        v.check_real(name("gamma"), self.gamma, low=0.0, high=1.0, low_inclusive=False)
+        v.check_choice(name("target_mode"), self.target_mode, choices(JsmaTargetMode))
+        return self
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CwSettings(Settings):
+    """CW-L2 with confidence kappa (paper: 7 with AdaDelta)."""
+    confidence: float = _help("CW kappa (paper: 7).", 7.0)
+    optimizer: str = _help(f"CW optimizer: {', '.join(choices(CwOptimizer))} (paper: adadelta).",
+                           CwOptimizer.ADADELTA.value)
+    learning_rate: float | None = _help(
+        "CW learning rate (default: the attack's default for the optimizer).", None)
+    binary_search_steps: int = _help("CW binary-search steps over c.", 5)
+    max_iterations: int = _help("CW optimizer steps per binary-search step.", 1000)
+    initial_const: float = _help("CW initial c.", 1e-2)
+
+    def validate(self, prefix):
+        name = self.named(prefix)
+        v.check_real(name("confidence"), self.confidence, low=0.0)
+        v.check_choice(name("optimizer"), self.optimizer, choices(CwOptimizer))
+        if self.learning_rate is not None:
+            v.check_real(name("learning_rate"), self.learning_rate, low=0.0, low_inclusive=False)
+        v.check_int(name("binary_search_steps"), self.binary_search_steps, low=1)
+        v.check_int(name("max_iterations"), self.max_iterations, low=1)
+        v.check_real(name("initial_const"), self.initial_const, low=0.0, low_inclusive=False)
+        return self
+
+
+def _pgd_at_budget(settings, eps):
+    """PGD's step size scales with eps (eps_iter / eps fixed), so a larger ball can
+    still be crossed in nb_iter steps."""
+    eps_iter = settings.eps_iter if settings.eps == 0 else settings.eps_iter * eps / settings.eps
+    return dataclasses.replace(settings, eps=eps, eps_iter=eps_iter)
+
+
+def _cw_resolved(settings):
+    """learning_rate=None: the attack's own default for the optimizer."""
+    if settings.learning_rate is not None:
+        return settings
+    from keras_edd.attacks.carlini_wagner_l2 import DEFAULT_LEARNING_RATES
+    return dataclasses.replace(settings,
+                               learning_rate=DEFAULT_LEARNING_RATES[settings.optimizer])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Attack:
+    """One registry row; see the module docstring.
+
+    sweep: the budget's name in reports and in --sweep_<sweep> (default: budget).
+    real_targets: the attack picks its own targets among the real classes (JSMA),
+      so its plain and adaptive variants are one run, told the outlier class.
+    at_budget(settings, value): the settings at another budget (default: the
+      budget field replaced). resolve(settings): defaults that depend on others.
+    by_default: part of the default --attacks (False: run only when named).
+    """
+    name: str
+    function: str
+    budget: str
+    settings: Settings
+    max_examples: int | None = None
+    sweep: str | None = None
+    real_targets: bool = False
+    at_budget: object = None
+    resolve: object = None
+    by_default: bool = True
+
+    @property
+    def sweep_name(self):
+        return self.sweep or self.budget
+
+    @functools.cached_property
+    def fn(self):
+        module, name = self.function.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    @functools.cached_property
+    def takes_seed(self):
+        return "seed" in inspect.signature(self.fn).parameters
+
+
+_ROWS = (
+    Attack(name="fgsm", function="keras_edd.attacks.fgsm:fgsm", budget="eps",
+           settings=FgsmSettings()),
+    Attack(name="pgd", function="keras_edd.attacks.pgd:pgd", budget="eps",
+           settings=PgdSettings(), at_budget=_pgd_at_budget),
+    Attack(name="jsma", function="keras_edd.attacks.jsma:jsma_untargeted", budget="gamma",
+           settings=JsmaSettings(), max_examples=200, real_targets=True),
+    Attack(name="cw", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
+           budget="confidence", settings=CwSettings(), max_examples=100, sweep="kappa",
+           resolve=_cw_resolved),
+)
+ATTACKS = {row.name: row for row in _ROWS}
+NAMES = tuple(ATTACKS)
+DEFAULT_NAMES = tuple(row.name for row in _ROWS if row.by_default)
+
+
+def get(name):
+    """The registry row of `name`; ValueError naming the allowed values otherwise."""
+    if name not in ATTACKS:
+        raise ValueError(f"attack={name!r}: allowed values are {', '.join(NAMES)}")
+    return ATTACKS[name]
+
+
+def attack_params(name, attack_config, budget=None):
+    """The keyword settings of one attack (an ordered dict), at `budget` if given."""
+    row = get(name)
+    settings = attack_config.settings_for(name)
+    if budget is not None:
+        if row.at_budget is not None:
+            settings = row.at_budget(settings, float(budget))
+        else:
+            settings = dataclasses.replace(settings, **{row.budget: float(budget)})
+    if row.resolve is not None:
+        settings = row.resolve(settings)
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+
+
+def budget_of(name, params):
+    """(name, value) of the budget swept for attack `name`, e.g. ("eps", 0.2)."""
+    row = get(name)
+    return row.sweep_name, params[row.budget]
+
+
+def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0):
+    """Adversarial examples for float32 inputs x, computed on `model` (y = its prediction).
+
+    Batches of `batch_size`; an attack that takes `seed` gets seed + the batch's
+    first index. Returns x_adv as a float32 numpy array shaped like x.
+    """
+    import numpy as np
+    row = get(name)
+    out = []
+    for start in range(0, len(x), batch_size):
+        kwargs = dict(params, outlier_class=outlier_class)
+        if row.takes_seed:
+            kwargs["seed"] = seed + start
+        adv = row.fn(model, x[start:start + batch_size], **kwargs)
+        adv = getattr(adv, "x_adv", adv)  # jsma_untargeted returns (x_adv, target, success)
+        out.append(np.asarray(adv, np.float32))
+    return np.concatenate(out, axis=0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttackConfig:
+    """Settings of every attack of the registry (keras_edd.config.EvalConfig.attack).
+
+    settings: attack name -> its settings dataclass (fields = the attack function's
+      keyword names); attacks left out get the registry's defaults.
+    batch_size: inputs per attack call; seed: of the attacks that take one (PGD
+      starts, JSMA targets), offset by each batch's first index.
+    Saved (to_dict) under the flag names, e.g. {"pgd_restarts": 1, "cw_confidence": 7.0}.
+    """
+    settings: dict = dataclasses.field(default_factory=dict)
+    batch_size: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        merged = {name: row.settings for name, row in ATTACKS.items()}
+        merged.update(self.settings)
+        object.__setattr__(self, "settings", merged)
+
+    def settings_for(self, name):
+        return self.settings[name]
+
+    def validate(self):
+        for name, settings in self.settings.items():
+            row = get(name)
+            v.require(isinstance(settings, type(row.settings)),
+                      f"settings of {name!r}: expected {type(row.settings).__name__}, "
+                      f"got {type(settings).__name__}")
+            settings.validate(f"{name}_")
+        v.check_int("attack_batch_size", self.batch_size, low=1)
+        v.check_int("attack_seed", self.seed, low=0)
+        return self
+
+    def to_dict(self):
+        out = {}
+        for name, settings in self.settings.items():
+            for field, flag in settings.flag_fields():
+                out[f"{name}_{flag}"] = getattr(settings, field.name)
+        out.update(batch_size=self.batch_size, seed=self.seed)
+        return out

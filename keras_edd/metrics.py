@@ -1,0 +1,101 @@
+"""The numbers of Papernot & McDaniel (2017), Figure 1: recovered / detected / misclassified.
+
+An adversarial example x* built from a test input x of true class y is scored
+on the *target* model f, which has n real classes and, for extended
+distillation, an outlier class at index n:
+
+    recovered      argmax f(x*) = y      (the defense undid the attack)
+    detected       argmax f(x*) = n      (flagged as an outlier; 0 without one)
+    misclassified  any other class       (the attack worked)
+
+Filter. The "filtered" rates (the paper's convention, used in plots and tables)
+count only the inputs that the target classifies correctly when clean; the
+"unfiltered" rates count all attacked inputs. Either way the three rates sum
+to 1. Also here: perturbation norms and the size of the deployed logits.
+Pure numpy on predictions; only `logit_statistics` runs a model.
+"""
+
+import numpy as np
+
+FILTER_STATEMENT = (
+    "Adversarial examples are built from the first N test inputs (N per attack in "
+    "'num_examples'). 'filtered' rates count only the inputs the target classifies "
+    "correctly when clean (count in 'filtered.count'); 'unfiltered' rates count all N. "
+    "recovered = target predicts the true class, detected = target predicts the outlier "
+    "class (always 0 for models without one), misclassified = any other class.")
+
+
+def outcome_rates(predictions, labels, *, outlier_class=None, mask=None):
+    """Fractions of recovered, detected and misclassified predictions.
+
+    Args:
+      predictions: [m] predicted classes of the target on adversarial inputs.
+      labels: [m] true classes y (never the outlier class).
+      outlier_class: index n of the outlier class, or None (detected = 0).
+      mask: optional [m] booleans; only those examples are counted.
+    Returns:
+      {"count", "recovered", "detected", "misclassified"}; the rates sum to 1,
+      or are None when no example is counted.
+    """
+    predictions = np.asarray(predictions).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{predictions.size} predictions but {labels.size} labels")
+    if mask is not None:
+        mask = np.asarray(mask, bool).reshape(-1)
+        if mask.shape != labels.shape:
+            raise ValueError(f"mask has {mask.size} entries, expected {labels.size}")
+        predictions, labels = predictions[mask], labels[mask]
+    count = int(labels.size)
+    if count == 0:
+        return {"count": 0, "recovered": None, "detected": None, "misclassified": None}
+    recovered = predictions == labels
+    detected = (np.zeros(count, bool) if outlier_class is None
+                else (predictions == outlier_class) & ~recovered)
+    misclassified = ~recovered & ~detected
+    return {"count": count, "recovered": float(recovered.sum() / count),
+            "detected": float(detected.sum() / count),
+            "misclassified": float(misclassified.sum() / count)}
+
+
+def attack_rates(adversarial_predictions, clean_predictions, labels, *, outlier_class=None):
+    """Rates filtered on the inputs the target gets right when clean, and unfiltered."""
+    correct = np.asarray(clean_predictions) == np.asarray(labels)
+    return {"filtered": outcome_rates(adversarial_predictions, labels,
+                                      outlier_class=outlier_class, mask=correct),
+            "unfiltered": outcome_rates(adversarial_predictions, labels,
+                                        outlier_class=outlier_class)}
+
+
+def clean_rates(clean_predictions, labels, *, outlier_class=None):
+    """Clean accuracy and the clean detected rate (false alarms)."""
+    rates = outcome_rates(clean_predictions, labels, outlier_class=outlier_class)
+    return {"count": rates["count"], "accuracy": rates["recovered"],
+            "detected": rates["detected"], "misclassified": rates["misclassified"]}
+
+
+def success_rate(rates):
+    """1 - recovered: the attack changed the target's decision (detected or not)."""
+    return None if rates["recovered"] is None else 1.0 - rates["recovered"]
+
+
+def norm_summary(x, x_adv):
+    """Mean L0 / L2 / L_inf of x_adv - x, over all inputs and over the changed ones."""
+    from keras_edd.attacks import perturbation_norms
+    norms = perturbation_norms(x, x_adv)
+    changed = norms["l0"] > 0
+    summary = {"changed_fraction": float(changed.mean())}
+    for key, values in norms.items():
+        summary[f"mean_{key}"] = float(np.mean(values))
+        summary[f"mean_{key}_changed"] = float(np.mean(values[changed])) if changed.any() else None
+    return summary
+
+
+def logit_statistics(model, images):
+    """Size of the deployed (T = 1) logits: what the logit penalty controls."""
+    from keras_edd import training
+    logits = training.predict_logits(model, images)
+    return {"mean_abs": float(np.mean(np.abs(logits))),
+            "mean_max": float(np.mean(logits.max(axis=1))),
+            "p99_abs": float(np.quantile(np.abs(logits), 0.99)),
+            "mean_top2_gap": float(np.mean(np.diff(np.sort(logits, axis=1)[:, -2:], axis=1)))}
