@@ -167,8 +167,10 @@ def carlini_wagner_l2(model_fn, x, *, y=None, targeted=False, confidence=0.0,
     else:
         slots = min(batch_size, int(x.shape[0]))
         x_adv, squared_l2, iterations = (
-            value.numpy() for value in _sample_search(model_fn, x, labels, slots=slots,
-                                                      **settings))
+            value.numpy() for value in _sample_search(
+                model_fn, x, labels, slots=slots,
+                **dict(settings, **{key: tf.constant(settings[key], tf.float32) for key in
+                                    ("confidence", "learning_rate", "initial_const")})))
         x_adv = tf.convert_to_tensor(x_adv)
     if not return_details:
         return x_adv
