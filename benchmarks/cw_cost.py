@@ -40,6 +40,8 @@ _OLD_BATCH_SIZE = flags.DEFINE_integer(
 _MAX_ITERATIONS = flags.DEFINE_integer("max_iterations", 1000, "CW iterations per c.")
 _BINARY_STEPS = flags.DEFINE_integer("binary_search_steps", 5, "CW search steps.")
 _MODES = flags.DEFINE_list("modes", ["batch", "sample"], "early_exit values to run.")
+_VARIANTS = flags.DEFINE_list("variants", ["plain", "adaptive"],
+                              "Attacks on f^d: plain and/or adaptive (outlier class).")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the JSON here.")
 
 CONFIDENCE = 7.0
@@ -81,7 +83,7 @@ def _row(seconds, success, l2, iterations, checked_success):
 
 def run(undefended, distilled, data_dir, *, dataset="mnist", num_digits=200, batch_size=128,
         old_batch_size=100, max_iterations=1000, binary_search_steps=5,
-        modes=("batch", "sample")):
+        modes=("batch", "sample"), variants=("plain", "adaptive")):
     """Returns the result dictionary (see the module docstring)."""
     import keras
     import numpy as np
@@ -98,8 +100,9 @@ def run(undefended, distilled, data_dir, *, dataset="mnist", num_digits=200, bat
     if undefended:
         runs.append(("undefended", undefended, "plain", None))
     if distilled:
-        runs.append(("distilled", distilled, "plain", None))
-        runs.append(("distilled", distilled, "adaptive", "outlier"))
+        for variant in variants:
+            runs.append(("distilled", distilled, variant,
+                         "outlier" if variant == "adaptive" else None))
     models = {}
     results = []
     for name, path, variant, outlier in runs:
@@ -147,7 +150,8 @@ def main(argv):
     result = run(_UNDEFENDED.value, _DISTILLED.value, _DATA_DIR.value, dataset=_DATASET.value,
                  num_digits=_NUM_DIGITS.value, batch_size=_BATCH_SIZE.value,
                  old_batch_size=_OLD_BATCH_SIZE.value, max_iterations=_MAX_ITERATIONS.value,
-                 binary_search_steps=_BINARY_STEPS.value, modes=_MODES.value)
+                 binary_search_steps=_BINARY_STEPS.value, modes=_MODES.value,
+                 variants=_VARIANTS.value)
     text = json.dumps(result, indent=2)
     print(text)
     if _OUTPUT.value:
