@@ -23,15 +23,13 @@ the weight update.
 `pgd_evaluator` builds the per-epoch robust-accuracy check that `fit` logs as
 `eval/pgd_accuracy`, so catastrophic overfitting (FGSM-RS robust accuracy
 collapsing to ~0 within an epoch while FGSM accuracy rises) shows in the history.
+
+Importing this module does not load TensorFlow (it is imported inside the
+functions that use it), so flag definitions and config validation can read
+`ADV_TRAIN_ATTACKS` and the defaults while staying light.
 """
 
 import dataclasses
-
-import numpy as np
-import tensorflow as tf
-
-from keras_edd.attacks import utils
-from keras_edd.attacks.pgd import pgd as pgd_attack
 
 ADV_TRAIN_ATTACKS = ("fgsm_rs", "pgd")
 DEFAULT_EPS = 0.3                 # MNIST, Madry et al. and Wong et al.
@@ -45,11 +43,13 @@ DEFAULT_EVAL_STEPS = 40
 
 
 def _check_eps(eps):
+    from keras_edd.attacks import utils
     return utils.check_real("eps", eps, low=0.0, high=1.0, low_inclusive=False)
 
 
 def random_start(x, eps, seed):
     """x + delta, delta ~ U(-eps, eps) per pixel (stateless, keyed on `seed`), clipped to [0, 1]."""
+    import tensorflow as tf
     noise = tf.random.stateless_uniform(tf.shape(x), seed=seed, minval=-eps, maxval=eps,
                                         dtype=x.dtype)
     return tf.clip_by_value(x + noise, 0.0, 1.0)
@@ -57,6 +57,7 @@ def random_start(x, eps, seed):
 
 def _loss_gradient(model, x_adv, target):
     """d/dx of the summed T = 1 cross-entropy of `target` rows, model in inference mode."""
+    import tensorflow as tf
     with tf.GradientTape() as tape:
         tape.watch(x_adv)
         logits = model(x_adv, training=False)
@@ -67,6 +68,7 @@ def _loss_gradient(model, x_adv, target):
 
 def _project(x, x_adv, eps):
     """Back onto the L_inf ball of radius eps around x, then into the [0, 1] box."""
+    import tensorflow as tf
     return tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), 0.0, 1.0)
 
 
@@ -78,6 +80,7 @@ class FgsmRs:
     name = "fgsm_rs"
 
     def __call__(self, model, x, target, seed):
+        import tensorflow as tf
         x_adv = random_start(x, self.eps, seed)
         x_adv = x_adv + self.step * tf.sign(_loss_gradient(model, x_adv, target))
         return _project(x, x_adv, self.eps)
@@ -92,6 +95,8 @@ class Pgd:
     name = "pgd"
 
     def __call__(self, model, x, target, seed):
+        import tensorflow as tf
+
         def body(i, x_adv):
             x_adv = x_adv + self.step * tf.sign(_loss_gradient(model, x_adv, target))
             return i + 1, _project(x, x_adv, self.eps)
@@ -108,6 +113,7 @@ def fgsm_rs(eps=DEFAULT_EPS, step=None):
       eps: L_inf radius, in (0, 1] (MNIST: 0.3).
       step: the sign-gradient step alpha > 0; None = 1.25 eps (Wong et al.).
     """
+    from keras_edd.attacks import utils
     eps = _check_eps(eps)
     step = FGSM_RS_STEP_FACTOR * eps if step is None else step
     step = utils.check_real("step", step, low=0.0, low_inclusive=False)
@@ -122,6 +128,7 @@ def pgd(eps=DEFAULT_EPS, step=DEFAULT_PGD_STEP, steps=DEFAULT_PGD_STEPS):
       step: step size > 0 (Madry et al. MNIST: 0.01).
       steps: number of steps >= 1 (Madry et al. MNIST: 40).
     """
+    from keras_edd.attacks import utils
     eps = _check_eps(eps)
     step = utils.check_real("step", step, low=0.0, low_inclusive=False)
     steps = utils.check_int("steps", steps, low=1)
@@ -134,6 +141,7 @@ def make_adversary(attack, eps=DEFAULT_EPS, **options):
     `options` are the constructor's own keywords: `step` for fgsm_rs, `step`
     and `steps` for pgd.
     """
+    from keras_edd.attacks import utils
     utils.check_choice("adv_train_attack", attack, ADV_TRAIN_ATTACKS)
     return {"fgsm_rs": fgsm_rs, "pgd": pgd}[attack](eps, **options)
 
@@ -146,6 +154,9 @@ def pgd_accuracy(model, images, labels, *, eps, eps_iter=DEFAULT_EVAL_STEP,
     model gives the same number. `images` may be uint8 (scaled by 1/255) or
     float32 in [0, 1].
     """
+    import numpy as np
+
+    from keras_edd.attacks.pgd import pgd as pgd_attack
     eps = _check_eps(eps)
     images = np.asarray(images)
     labels = np.asarray(labels)

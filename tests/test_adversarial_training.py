@@ -194,3 +194,12 @@ def test_make_adversary_uses_the_defaults():
     assert at.make_adversary("fgsm_rs") == at.FgsmRs(eps=0.3, step=0.375)
     assert at.make_adversary("pgd") == at.Pgd(eps=0.3, step=0.01, steps=40)
     assert at.make_adversary("pgd", 0.1, steps=5) == at.Pgd(eps=0.1, step=0.01, steps=5)
+
+
+def test_module_imports_without_tensorflow():
+    """Flags and config read ADV_TRAIN_ATTACKS and the defaults before TensorFlow loads."""
+    import subprocess
+    import sys
+    code = ("import sys; from keras_edd import adversarial_training as at; "
+            "assert at.ADV_TRAIN_ATTACKS and 'tensorflow' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
