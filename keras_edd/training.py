@@ -85,7 +85,8 @@ def evaluate(model, images, labels, *, outlier_class=None, batch_size=EVAL_BATCH
 
 def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", learning_rate=None,
         seed=0, temperature=1.0, penalty_weight=0.0, eval_data=None, outlier_class=None,
-        checkpoint_dir=None, log_dir=None, progress=True, log_epochs=True, description="train"):
+        checkpoint_dir=None, log_dir=None, progress=True, log_epochs=True, description="train",
+        adversary=None, pgd_eval=None):
     """Train `model` in place with the custom loop; resume from `checkpoint_dir`.
 
     Args:
@@ -103,6 +104,15 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       log_dir: TensorBoard folder (`train/loss`, `train/accuracy`, ...).
       progress: show a progress bar per epoch.
       log_epochs: print one summary line per epoch.
+      adversary: optional training-time adversary (keras_edd.adversarial_training),
+        a callable (model, x, target, seed) -> x_adv run inside the compiled step
+        with the model in inference mode; the step then trains on x_adv only
+        (gradient stopped through it), so `train/accuracy` is on x_adv. `seed` is
+        [run seed, global step]: the random starts are stateless, so a resumed
+        run draws the same ones.
+      pgd_eval: optional callable model -> robust accuracy on a held-out slice
+        (e.g. `adversarial_training.pgd_evaluator`), run after every epoch and
+        logged as `eval/pgd_accuracy`, so catastrophic overfitting shows.
     Returns:
       A history dict: per-epoch lists of the logged values (every epoch, also
       those before a resume), `resumed_from_epoch`, `wall_seconds` of this call
@@ -141,9 +151,11 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
     all_targets = tf.convert_to_tensor(targets)
     scale = 1.0 / 255.0 if all_images.dtype == tf.uint8 else 1.0
 
-    def train_step(indices):
+    def train_step(indices, step_seed):
         x = tf.cast(tf.gather(all_images, indices), tf.float32) * scale
         target = tf.gather(all_targets, indices)
+        if adversary is not None:
+            x = tf.stop_gradient(adversary(model, x, target, step_seed))
         with tf.GradientTape() as tape:
             logits = tf.cast(model(x, training=True), tf.float32)  # no-op for float32 logits
             ce = losses.temperature_cross_entropy(target, logits, temperature)
@@ -157,15 +169,18 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         accuracy.update_state(tf.cast(
             tf.equal(tf.argmax(logits, -1), tf.argmax(target, -1)), tf.float32))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, batch_size], tf.int32)])
-    def train_steps(batches):
-        """Several steps per call (an in-graph loop) to keep Python off the hot path."""
+    @tf.function(input_signature=[tf.TensorSpec([None, batch_size], tf.int32),
+                                  tf.TensorSpec([], tf.int64)])
+    def train_steps(batches, first_step):
+        """Several steps per call (an in-graph loop) to keep Python off the hot path;
+        `first_step` is the global index of the first one (keys the adversary's RNG)."""
         for i in tf.range(tf.shape(batches)[0]):
-            train_step(batches[i])
+            step_seed = tf.stack([tf.constant(seed, tf.int64), first_step + tf.cast(i, tf.int64)])
+            train_step(batches[i], step_seed)
 
     history = {"epoch": [], "train/loss": [], "train/accuracy": [], "train/cross_entropy": [],
                "train/logit_penalty": [], "eval/accuracy": [], "eval/detected": [],
-               "epoch_seconds": []}
+               "eval/pgd_accuracy": [], "epoch_seconds": []}
     start_epoch = int(epoch_var.numpy())
     # The per-epoch history is checkpointed beside the weights, so a resumed run
     # reports every epoch, not only those after the restart.
@@ -187,7 +202,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
                   disable=not progress, leave=False, unit="batch") as bar:
             for first in range(0, steps, STEPS_PER_CALL):
                 chunk = order[first:first + STEPS_PER_CALL]
-                train_steps(chunk)
+                train_steps(chunk, epoch * steps + first)
                 bar.update(len(chunk))
         values = {"train/loss": float(loss_mean.result()),
                   "train/cross_entropy": float(ce_mean.result()),
@@ -198,6 +213,8 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
             values["eval/accuracy"] = clean["accuracy"]
             if outlier_class is not None:
                 values["eval/detected"] = clean["detected"]
+        if pgd_eval is not None:
+            values["eval/pgd_accuracy"] = float(pgd_eval(model))
         values["epoch_seconds"] = time.perf_counter() - t_epoch
         history["epoch"].append(epoch + 1)
         for key, value in values.items():
