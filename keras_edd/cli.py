@@ -33,6 +33,7 @@ from absl import flags  # noqa: E402
 from keras_edd import attack_registry  # noqa: E402
 from keras_edd import config as config_lib  # noqa: E402
 from keras_edd.data import DATASETS  # noqa: E402  (light: no TensorFlow)
+from keras_edd.adversarial_training import ADV_TRAIN_ATTACKS  # noqa: E402  (light)
 from keras_edd.models import PRECISIONS  # noqa: E402  (light: no TensorFlow)
 
 DATA, MODELS, EVALUATION, OUTPUT = "data", "models", "evaluation", "output"
@@ -110,6 +111,18 @@ def _define_models(train, reproduce):
         _define(flags.DEFINE_string, "defense", config_lib.DefenseConfig().defense,
                 f"One of {_one_of(config_lib.DEFENSES)}.")
         _define(flags.DEFINE_string, "teacher", None, "Reuse this trained teacher (.keras).")
+    if train or reproduce:
+        adversarial = config_lib.DefenseConfig(defense="adversarial")
+        _define(flags.DEFINE_string, "adv_train_attack", adversarial.adv_train_attack,
+                f"--defense=adversarial: the training adversary, one of "
+                f"{_one_of(ADV_TRAIN_ATTACKS)} (FGSM with a random start, Wong et al. 2020; "
+                "PGD, Madry et al. 2018).")
+        _define(flags.DEFINE_float, "adv_train_eps", adversarial.adv_train_eps,
+                "--defense=adversarial: L_inf radius of the training adversary (MNIST: 0.3).")
+        _define(flags.DEFINE_float, "adv_train_step", None,
+                "--defense=adversarial: its step (default 1.25 eps for fgsm_rs, 0.01 for pgd).")
+        _define(flags.DEFINE_integer, "adv_train_steps", adversarial.adv_train_steps,
+                "--defense=adversarial with pgd: its number of steps.")
     if reproduce:
         _define(flags.DEFINE_float, "distillation_temperature",
                 _DEFAULTS.distillation_temperature,
@@ -228,13 +241,20 @@ def train_config():
                                   precision=value("precision"))
 
 
+_ADV_TRAIN_FLAGS = ("adv_train_attack", "adv_train_eps", "adv_train_step", "adv_train_steps")
+
+
 def defense_config(defense=None):
-    """--defense (or `defense`), alpha, T, N, penalty, teacher epochs, --teacher if defined."""
+    """--defense (or `defense`), alpha, T, N, penalty, teacher epochs, --teacher if defined;
+    the --adv_train_* settings for the adversarial defense."""
+    defense = defense or value("defense")
+    adversarial = {name: value(name) for name in _ADV_TRAIN_FLAGS} if (
+        defense == "adversarial" and "adv_train_attack" in _FLAGS) else {}
     return config_lib.DefenseConfig(
-        defense=defense or value("defense"), alpha=value("alpha"),
+        defense=defense, alpha=value("alpha"),
         temperature=value("temperature"), mc_passes=value("mc_passes"),
         penalty_weight=value("penalty_weight"), teacher_epochs=value("teacher_epochs"),
-        teacher_path=value("teacher") if "teacher" in _FLAGS else None)
+        teacher_path=value("teacher") if "teacher" in _FLAGS else None, **adversarial)
 
 
 def attack_config():

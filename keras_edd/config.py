@@ -24,6 +24,7 @@ class Defense(enum.StrEnum):
     NONE = "none"  # f trained at T = 1 on one-hot labels
     DISTILLATION = "distillation"  # Papernot et al. (2016)
     EXTENDED = "extended"  # Papernot & McDaniel (2017)
+    ADVERSARIAL = "adversarial"  # adversarial training (Wong et al. 2020; Madry et al. 2018)
 
 
 OPTIMIZERS = choices(Optimizer)
@@ -31,7 +32,8 @@ DEFENSES = choices(Defense)
 
 # The defaults that depend on another setting, in one table (flag help texts read it too).
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 0.1}  # adadelta 0.1 as in cleverhans v1
-DEFAULT_TEMPERATURES = {"none": 1.0, "distillation": 100.0, "extended": 4.0}
+DEFAULT_TEMPERATURES = {"none": 1.0, "distillation": 100.0, "extended": 4.0,
+                        "adversarial": 1.0}
 DEFAULT_PENALTY_WEIGHT = 1e-3
 
 # \Z, not $: "$" also matches before a final newline, which would let "name\n" through.
@@ -115,7 +117,12 @@ class DefenseConfig(_Config):
     extended:     Papernot & McDaniel (2017): teacher at T = 1, N MC-dropout passes
                   give sigma(x), labels over n + 1 classes with weight alpha, student
                   trained at T (default 4) plus penalty_weight * mean squared logit.
-    Every model is deployed at T = 1.
+    adversarial:  f trained at T = 1 on adversarial examples of each batch, made by
+                  adv_train_attack ("fgsm_rs": uniform start and one step of
+                  adv_train_step, default 1.25 eps; "pgd": adv_train_steps steps of
+                  adv_train_step, default 0.01) within adv_train_eps.
+    Every model is deployed at T = 1. The adv_train_* settings are saved only
+    when they differ from their defaults, so runs made before they existed match.
     """
     defense: str = "extended"
     alpha: float = 0.9
@@ -124,12 +131,27 @@ class DefenseConfig(_Config):
     penalty_weight: float = DEFAULT_PENALTY_WEIGHT
     teacher_epochs: int = 6
     teacher_path: str | None = None  # reuse a trained teacher (.keras) instead of training one
+    adv_train_attack: str = dataclasses.field(default="fgsm_rs", metadata={"omit_default": True})
+    adv_train_eps: float = dataclasses.field(default=0.3, metadata={"omit_default": True})
+    adv_train_step: float | None = dataclasses.field(default=None,
+                                                     metadata={"omit_default": True})
+    adv_train_steps: int = dataclasses.field(default=40, metadata={"omit_default": True})
 
     def __post_init__(self):
         # Store the default temperature itself, so that "no --temperature" and
         # "--temperature=4" are the same settings (and reuse the same run).
         if self.temperature is None and self.defense in DEFAULT_TEMPERATURES:
             object.__setattr__(self, "temperature", DEFAULT_TEMPERATURES[self.defense])
+
+    @property
+    def resolved_adv_train_step(self):
+        """adv_train_step, or its default: 1.25 eps for fgsm_rs, 0.01 for pgd."""
+        from keras_edd import adversarial_training as at  # light import, no TensorFlow
+        if self.adv_train_step is not None:
+            return float(self.adv_train_step)
+        if self.adv_train_attack == "fgsm_rs":
+            return at.FGSM_RS_STEP_FACTOR * self.adv_train_eps
+        return at.DEFAULT_PGD_STEP
 
     def validate(self):
         check_choice("defense", self.defense, DEFENSES)
@@ -139,9 +161,16 @@ class DefenseConfig(_Config):
         check_int("mc_passes", self.mc_passes, low=2)
         check_real("penalty_weight", self.penalty_weight, low=0.0)
         check_int("teacher_epochs", self.teacher_epochs, low=1)
+        from keras_edd.adversarial_training import ADV_TRAIN_ATTACKS
+        check_choice("adv_train_attack", self.adv_train_attack, ADV_TRAIN_ATTACKS)
+        check_real("adv_train_eps", self.adv_train_eps, low=0.0, high=1.0, low_inclusive=False)
+        if self.adv_train_step is not None:
+            check_real("adv_train_step", self.adv_train_step, low=0.0, high=1.0,
+                       low_inclusive=False)
+        check_int("adv_train_steps", self.adv_train_steps, low=1)
         if self.teacher_path is not None:
-            require(self.defense != "none",
-                    "teacher_path is set but defense='none' trains no student; "
+            require(self.defense not in ("none", "adversarial"),
+                    f"teacher_path is set but defense={self.defense!r} trains no student; "
                     "use --defense=extended or --defense=distillation")
             require(str(self.teacher_path).endswith(".keras"),
                     f"teacher={self.teacher_path!r}: must be a .keras model file")
@@ -179,6 +208,8 @@ class RunConfig(_Config):
         d = self.defense
         if d.defense == "none":
             detail = ""
+        elif d.defense == "adversarial":
+            detail = f"-{d.adv_train_attack}-eps{d.adv_train_eps:g}"
         elif d.defense == "distillation":
             detail = f"-T{d.resolved_temperature:g}"
         else:

@@ -33,8 +33,12 @@ class _Run:
         return os.path.join(self.run_dir, *parts)
 
     def train_stage(self, name, num_outputs, targets, *, epochs, temperature=1.0,
-                    penalty_weight=0.0, outlier_class=None, seed_offset=0):
-        """Train (or, if `<name>.keras` exists, load) one model of the run."""
+                    penalty_weight=0.0, outlier_class=None, seed_offset=0, adversary=None,
+                    pgd_eval=None):
+        """Train (or, if `<name>.keras` exists, load) one model of the run.
+
+        adversary, pgd_eval: adversarial training (see training.fit).
+        """
         final = self.path(f"{name}.keras")
         ds = self.dataset
         if os.path.exists(final):
@@ -51,7 +55,7 @@ class _Run:
                 penalty_weight=penalty_weight, eval_data=(ds.x_test, ds.y_test),
                 outlier_class=outlier_class, checkpoint_dir=self.path("checkpoints", name),
                 log_dir=self.path("logs", name), progress=self.config.progress,
-                description=name)
+                description=name, adversary=adversary, pgd_eval=pgd_eval)
             # Saved, evaluated and used as a teacher in float32, whatever it trained in.
             model = models.with_precision(model, "float32")
             runs.save_model(model, final)
@@ -104,6 +108,23 @@ def train_run(config):
 
     if defense.defense == "none":
         run.train_stage("model", n, one_hot, epochs=config.train.epochs)
+    elif defense.defense == "adversarial":
+        from keras_edd import adversarial_training as at
+        eps = defense.adv_train_eps
+        options = {"step": defense.resolved_adv_train_step}
+        if defense.adv_train_attack == "pgd":
+            options["steps"] = defense.adv_train_steps
+        # The held-out robustness check uses the last test inputs: the evaluation
+        # attacks the first ones.
+        held_out = slice(-min(at.DEFAULT_EVAL_EXAMPLES, len(dataset.y_test)), None)
+        run.train_stage(
+            "model", n, one_hot, epochs=config.train.epochs,
+            adversary=at.make_adversary(defense.adv_train_attack, eps, **options),
+            pgd_eval=at.pgd_evaluator(data_lib.to_float(dataset.x_test[held_out]),
+                                      dataset.y_test[held_out], eps=eps,
+                                      seed=config.train.seed))
+        extra["adversarial_training"] = {"attack": defense.adv_train_attack, "eps": eps,
+                                         **options}
     elif defense.defense == "distillation":
         t = time.perf_counter()
         if teacher is None:
@@ -154,7 +175,7 @@ def train_run(config):
         run.report["teacher"] = {"path": os.path.abspath(defense.teacher_path), "reused": True,
                                  "clean_accuracy": training.evaluate(
                                      teacher, dataset.x_test, dataset.y_test)["accuracy"]}
-    deployed = "model" if defense.defense == "none" else "distilled"
+    deployed = "model" if defense.defense in ("none", "adversarial") else "distilled"
     results = {
         "run_dir": os.path.abspath(run_dir),
         "defense": defense.defense,

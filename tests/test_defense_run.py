@@ -27,6 +27,11 @@ def run(*args):
     (["--defense=magic"], "defense='magic'"),
     (["--teacher=foo.h5"], "teacher='foo.h5'"),
     (["--defense=none", "--teacher=t.keras"], "teacher_path is set"),
+    (["--defense=adversarial", "--teacher=t.keras"], "teacher_path is set"),
+    (["--defense=adversarial", "--adv_train_attack=fgsm"], "adv_train_attack='fgsm'"),
+    (["--defense=adversarial", "--adv_train_eps=0"], "adv_train_eps=0.0"),
+    (["--defense=adversarial", "--adv_train_step=-0.1"], "adv_train_step=-0.1"),
+    (["--defense=adversarial", "--adv_train_steps=0"], "adv_train_steps=0"),
 ])
 def test_bad_defense_flags(tmp_path, args, fragment):
     result = run(f"--output_dir={tmp_path / 'out'}", *args)
@@ -141,3 +146,30 @@ def test_extended_in_bfloat16_saves_float32_models(tmp_path):
     assert results["clean_test_accuracy"] == clean["accuracy"]
     assert results["clean_test_detected"] == clean["detected"]
     assert results["sigma"]["sigma_max"] > 0
+
+
+@pytest.mark.slow
+def test_adversarial_training_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    result = run("--defense=adversarial", "--adv_train_attack=fgsm_rs", "--adv_train_eps=0.3",
+                 "--dataset=mnist_sample", "--train_limit=256", "--test_limit=100",
+                 "--epochs=2", "--batch_size=64", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    run_dir = out / "mnist_sample-adversarial-fgsm_rs-eps0.3-e2-s0"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["defense"] == "adversarial" and results["deployed_model"] == "model.keras"
+    assert results["adversarial_training"] == {"attack": "fgsm_rs", "eps": 0.3,
+                                               "step": pytest.approx(0.375)}
+    history = results["models"]["model"]["history"]
+    assert len(history["eval/pgd_accuracy"]) == 2
+    assert all(0.0 <= a <= 1.0 for a in history["eval/pgd_accuracy"])
+    assert models.load_model(str(run_dir / "model.keras")).output_shape == (None, 10)
+
+
+def test_adversarial_settings_saved_only_for_changed_values():
+    default = config.DefenseConfig(defense="adversarial")
+    assert not {"adv_train_attack", "adv_train_eps", "adv_train_step",
+                "adv_train_steps"} & set(config.DefenseConfig().to_dict())
+    assert default.resolved_adv_train_step == pytest.approx(0.375)
+    pgd = config.DefenseConfig(defense="adversarial", adv_train_attack="pgd")
+    assert pgd.to_dict()["adv_train_attack"] == "pgd" and pgd.resolved_adv_train_step == 0.01
