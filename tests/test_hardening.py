@@ -13,17 +13,21 @@ from keras_edd.config import BlackboxConfig, RunConfig
 TRAIN = os.path.join(REPO, "bin", "train")
 
 
+def binary(name, *args, prefix=()):
+    return subprocess.run([*prefix, sys.executable, os.path.join(REPO, "bin", name), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
 def train(*args):
-    return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
-                          timeout=300)
+    return binary("train", *args)
 
 
-def assert_one_line_error(result, *fragments):
+def assert_one_line_error(result, *fragments, program="bin/train"):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     # TensorFlow's C++ start-up notices may come first; the error is the last line.
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("bin/train: error: "), result.stderr
+    assert last.startswith(f"{program}: error: "), result.stderr
     for fragment in fragments:
         assert fragment in last, last
 
@@ -62,3 +66,71 @@ def test_run_name_ending_in_newline_exits_2_and_creates_nothing(tmp_path):
     result = train("--run_name=run\n", f"--output_dir={tmp_path / 'out'}", "--epochs=1")
     assert_one_line_error(result, "run_name='run\\n'")
     assert not os.path.exists(tmp_path / "out")
+
+
+# ------------------------------------------------------------ unusable output folders
+
+# Each binary with flags that get it as far as creating its run directory, quickly.
+_TINY = {"train": ["--dataset=mnist_sample", "--train_limit=64", "--test_limit=10",
+                   "--epochs=1", "--batch_size=32", "--noprogress"],
+         "eval_whitebox": ["--dataset=mnist_sample", "--test_limit=10", "--attacks=fgsm",
+                           "--num_examples=4", "--check_examples=4", "--nosweeps",
+                           "--noprogress"],
+         "reproduce": ["--quick", "--train_limit=64", "--test_limit=10", "--epochs=1",
+                       "--teacher_epochs=1", "--batch_size=32", "--noprogress"]}
+
+
+@pytest.fixture(scope="module")
+def logits_model(tmp_path_factory):
+    """A tiny valid MNIST model returning 10 logits."""
+    import keras
+    from keras_edd import runs
+    path = str(tmp_path_factory.mktemp("model") / "linear.keras")
+    inputs = keras.Input((28, 28, 1))
+    runs.save_model(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))),
+                    path)
+    return path
+
+
+def _without_write_permission():
+    """Command prefix under which a folder with mode 0555 is not writable, or skip."""
+    if os.geteuid() != 0:
+        return ()
+    prefix = ("setpriv", "--inh-caps=-all", "--bounding-set=-all")
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=30)
+    except OSError:
+        probe = None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("running as root and cannot drop capabilities with setpriv")
+    return prefix
+
+
+@pytest.mark.parametrize("name", ["train", "eval_whitebox", "reproduce"])
+@pytest.mark.parametrize("problem", ["file", "long_name", "read_only"])
+def test_unusable_output_folder_exits_2_naming_it(tmp_path, logits_model, name, problem):
+    args = list(_TINY[name]) + ([f"--model={logits_model}"] if name == "eval_whitebox" else [])
+    prefix = ()
+    if problem == "file":
+        output_dir = tmp_path / "a_file"
+        output_dir.write_text("")
+        args += [f"--output_dir={output_dir}"]
+        fragments = [str(output_dir), "is not a directory"]
+    elif problem == "long_name":
+        output_dir = tmp_path / "out"
+        args += [f"--output_dir={output_dir}", "--run_name=" + "r" * 300]
+        fragments = [str(output_dir / "rrrr"), "the file system allows"]
+    else:
+        prefix = _without_write_permission()
+        output_dir = tmp_path / "read_only"
+        output_dir.mkdir()
+        output_dir.chmod(0o555)
+        args += [f"--output_dir={output_dir}"]
+        fragments = [str(output_dir), "cannot write in", "ermission denied"]
+    result = binary(name, *args, prefix=prefix)
+    assert_one_line_error(result, *fragments, program=f"bin/{name}")
+    if problem == "read_only":
+        assert not os.listdir(output_dir)
+        output_dir.chmod(0o755)
+    else:
+        assert not (tmp_path / "out").exists()
