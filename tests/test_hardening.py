@@ -68,6 +68,21 @@ def test_run_name_ending_in_newline_exits_2_and_creates_nothing(tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.parametrize("name", ["train", "eval_whitebox"])
+def test_empty_test_set_exits_2_before_writing(tmp_path, logits_model, name):
+    folder = str(tmp_path / "idx")
+    write_idx_folder(folder, n_train=64, n_test=0)
+    args = [f"--data_dir={folder}", f"--output_dir={tmp_path / 'out'}", "--noprogress"]
+    if name == "train":
+        args += ["--epochs=1", "--teacher_epochs=1", "--batch_size=32"]
+    else:
+        args += [f"--model={logits_model}", "--attacks=fgsm", "--nosweeps"]
+    result = binary(name, *args)
+    assert_one_line_error(result, os.path.join(folder, "t10k-images-idx3-ubyte.gz"),
+                          "holds no images", program=f"bin/{name}")
+    assert not os.path.exists(tmp_path / "out")
+
+
 # ------------------------------------------------------------ unusable output folders
 
 # Each binary with flags that get it as far as creating its run directory, quickly.
