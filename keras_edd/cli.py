@@ -105,6 +105,9 @@ def _define_models(train, reproduce):
         _define(flags.DEFINE_string, "defense", config_lib.DefenseConfig().defense,
                 f"One of {_one_of(config_lib.DEFENSES)}.")
         _define(flags.DEFINE_string, "teacher", None, "Reuse this trained teacher (.keras).")
+        _define(flags.DEFINE_boolean, "allow_probability_teacher", False,
+                "Use a --teacher whose outputs look like probabilities, not logits (refused "
+                "otherwise: its MC-dropout sigma is meaningless).")
     if reproduce:
         _define(flags.DEFINE_float, "distillation_temperature",
                 _DEFAULTS.distillation_temperature,

@@ -9,6 +9,7 @@ it stopped.
 
 import os
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -77,17 +78,37 @@ class _Run:
         return value
 
 
-def train_run(config):
-    """Run the training pipeline of `config.defense.defense`; returns results.json's dict."""
+# Training inputs on which a reused teacher's outputs are checked to be logits.
+TEACHER_CHECK_EXAMPLES = 100
+
+
+def train_run(config, *, allow_probability_teacher=False):
+    """Run the training pipeline of `config.defense.defense`; returns results.json's dict.
+
+    A reused teacher (`config.defense.teacher_path`) must output logits: one whose
+    outputs look like softmax probabilities gives a tiny MC-dropout sigma and
+    meaningless outlier labels, so it is refused (ValueError naming the file)
+    unless `allow_probability_teacher`, which only warns (also in results.json).
+    """
     config.validate()
     t_start = time.perf_counter()
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     defense = config.defense
     teacher = None
+    run_warnings = []
     if defense.teacher_path:  # checked before the run directory exists
         teacher = models.load_model(defense.teacher_path, num_outputs=dataset.num_classes,
                                     input_shape=dataset.input_shape)
+        if _outputs_probabilities(teacher, dataset.x_train[:TEACHER_CHECK_EXAMPLES]):
+            message = (f"teacher {defense.teacher_path!r}: its outputs look like probabilities "
+                       "(rows in [0, 1] summing to 1), not logits, so MC-dropout sigma(x) and "
+                       "the labels made from it are meaningless; remove the final softmax")
+            if not allow_probability_teacher:
+                raise ValueError(f"{message}, or pass --allow_probability_teacher to use it "
+                                 "anyway")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            run_warnings.append(message)
     run_dir, finished = runs.prepare_run_dir(config.output_dir,
                                              config.resolved_run_name(dataset.name),
                                              config.to_dict())
@@ -150,7 +171,8 @@ def train_run(config):
     if defense.teacher_path:
         run.report["teacher"] = {"path": os.path.abspath(defense.teacher_path), "reused": True,
                                  "clean_accuracy": training.evaluate(
-                                     teacher, dataset.x_test, dataset.y_test)["accuracy"]}
+                                     teacher, dataset.x_test, dataset.y_test)["accuracy"],
+                                 "outputs_probabilities": bool(run_warnings)}
     deployed = "model" if defense.defense == "none" else "distilled"
     results = {
         "run_dir": os.path.abspath(run_dir),
@@ -165,12 +187,19 @@ def train_run(config):
         "versions": runs.versions(),
         "stage_seconds": stages,
         "wall_seconds": time.perf_counter() - t_start,
+        "warnings": run_warnings,
         **extra,
     }
     if defense.defense == "extended":
         results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
     runs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
+
+
+def _outputs_probabilities(model, images):
+    """True when the model's outputs on `images` look like softmax probabilities."""
+    from keras_edd.attacks import checks
+    return checks.check_logits(model, data_lib.to_float(images), action="ignore")
 
 
 def _log_labels(log_dir, sigma_train, sigma_test, sigma_max, outlier_fraction):

@@ -1,5 +1,6 @@
 """The binaries refuse malformed inputs with one `bin/<name>: error: ...` line, exit 2."""
 
+import json
 import os
 import subprocess
 import sys
@@ -149,3 +150,37 @@ def test_unusable_output_folder_exits_2_naming_it(tmp_path, logits_model, name, 
         output_dir.chmod(0o755)
     else:
         assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------- teacher of probabilities
+
+
+@pytest.fixture(scope="module")
+def probability_teacher(tmp_path_factory):
+    """A model with dropout whose last layer is a softmax: probabilities, not logits."""
+    import keras
+    from keras_edd import runs
+    path = str(tmp_path_factory.mktemp("teacher") / "softmax.keras")
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
+    runs.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden)),
+                    path)
+    return path
+
+
+def test_probability_teacher_is_refused_unless_allowed(tmp_path, probability_teacher):
+    out = tmp_path / "out"
+    args = [f"--teacher={probability_teacher}", "--dataset=mnist_sample", "--train_limit=64",
+            "--test_limit=10", "--epochs=1", "--batch_size=32", "--mc_passes=2",
+            f"--output_dir={out}", "--noprogress"]
+    result = train(*args)
+    assert_one_line_error(result, probability_teacher, "look like probabilities",
+                          "--allow_probability_teacher")
+    assert not out.exists()
+    allowed = train(*args, "--allow_probability_teacher")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "warning: teacher" in allowed.stdout
+    (run_dir,) = out.iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["models"]["teacher"]["outputs_probabilities"] is True
+    assert any("look like probabilities" in w for w in results["warnings"])
