@@ -184,3 +184,19 @@ def test_probability_teacher_is_refused_unless_allowed(tmp_path, probability_tea
     results = json.loads((run_dir / "results.json").read_text())
     assert results["models"]["teacher"]["outputs_probabilities"] is True
     assert any("look like probabilities" in w for w in results["warnings"])
+
+
+# ------------------------------------------------------------------ absl's flag parsing
+
+
+@pytest.mark.parametrize("name", ["train", "reproduce"])
+@pytest.mark.parametrize("arg,fragments", [
+    ("--alhpa=0.9", ["'alhpa'", "Did you mean: alpha"]),
+    ("--alpha=abc", ["--alpha=abc", "could not convert string to float"]),
+    ("--epochs=1.5", ["--epochs=1.5"]),
+])
+def test_flag_parse_errors_exit_2_in_one_line(tmp_path, name, arg, fragments):
+    result = binary(name, arg, f"--output_dir={tmp_path / 'out'}")
+    assert_one_line_error(result, *fragments, program=f"bin/{name}")
+    assert "FATAL" not in result.stderr
+    assert not os.path.exists(tmp_path / "out")
