@@ -129,14 +129,16 @@ def prepare_run_dir(output_dir, run_name, flags):
 
     Returns (path, finished). Reopening with other flags raises RunDirError, so a
     rerun can never overwrite a different experiment; reopening with the same
-    flags resumes it (or reports it finished when results.json exists).
-    A folder that cannot be made or written raises RunDirError naming it,
+    flags resumes it (or reports it finished when results.json exists). A run
+    directory holding nothing but flags.json never got past its start (it
+    failed before writing anything else), so other flags take it over and a
+    corrected command is not refused. A folder that cannot be made or written raises RunDirError naming it,
     before anything is written.
     """
     path = os.path.join(output_dir, run_name)
     check_writable_dir(path, "run directory")
     flags_path = os.path.join(path, "flags.json")
-    if os.path.exists(flags_path):
+    if os.path.exists(flags_path) and _started(path):
         previous = _settings(read_json(flags_path))
         canonical = _settings(json.loads(json.dumps(flags, default=_jsonable)))
         if previous != canonical:
@@ -151,6 +153,12 @@ def prepare_run_dir(output_dir, run_name, flags):
         raise RunDirError(f"run directory {path!r}: cannot write flags.json "
                           f"({exc.strerror or exc})") from None
     return path, False
+
+
+def _started(path):
+    """True when the run directory holds anything besides flags.json (and temporary files)."""
+    return any(name != "flags.json" and not name.startswith(".tmp-")
+               for name in os.listdir(path))
 
 
 def open_run(output_dir, run_name, flags):

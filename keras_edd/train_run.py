@@ -40,7 +40,7 @@ class _Run:
         ds = self.dataset
         if os.path.exists(final):
             model = models.load_model(final, num_outputs=num_outputs, input_shape=ds.input_shape)
-            history = None
+            history = _saved_history(self.path("checkpoints", name))
         else:
             train = self.config.train
             keras.utils.set_random_seed(train.seed + seed_offset)
@@ -194,6 +194,23 @@ def train_run(config, *, allow_probability_teacher=False):
         results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
     runs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
+
+
+def _saved_history(checkpoint_dir):
+    """The history of a finished stage, from the history.json training.fit keeps beside
+    its checkpoints, shaped as fit returns it (None if there is none).
+
+    A run resumed after its teacher was saved reports the teacher's epochs as the
+    uninterrupted run does; this call trained nothing (wall_seconds 0).
+    """
+    path = os.path.join(checkpoint_dir, "history.json")
+    if not os.path.exists(path):
+        return None
+    history = {key: value for key, value in runs.read_json(path).items() if value}
+    history["resumed_from_epoch"] = len(history.get("epoch", []))
+    history["wall_seconds"] = 0.0
+    history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))
+    return history
 
 
 def _outputs_probabilities(model, images):

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -200,3 +202,68 @@ def test_flag_parse_errors_exit_2_in_one_line(tmp_path, name, arg, fragments):
     assert_one_line_error(result, *fragments, program=f"bin/{name}")
     assert "FATAL" not in result.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+# ----------------------------------------------------------- failed and killed runs
+
+
+def test_flags_json_alone_does_not_block_a_corrected_rerun(tmp_path):
+    from keras_edd import runs
+    path, finished = runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    assert not finished and os.listdir(path) == ["flags.json"]
+    # The first command failed before writing anything else: other flags take over.
+    path, finished = runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.9})
+    assert not finished and runs.read_json(os.path.join(path, "flags.json")) == {"alpha": 0.9}
+    # Once the run has written something, other flags are refused.
+    os.makedirs(os.path.join(path, "checkpoints"))
+    with pytest.raises(runs.RunDirError, match="other settings"):
+        runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+
+
+def test_reproduce_with_model_dir_a_file_writes_nothing(tmp_path):
+    model_dir = tmp_path / "models"
+    model_dir.write_text("")
+    out = tmp_path / "out"
+    result = binary("reproduce", *_TINY["reproduce"], f"--model_dir={model_dir}",
+                    f"--output_dir={out}")
+    assert_one_line_error(result, f"model_dir {str(model_dir)!r}", "is not a directory",
+                          program="bin/reproduce")
+    assert not out.exists()
+
+
+def _comparable(value):
+    """results.json without what legitimately differs between two runs: timings,
+    paths, and the epoch a stage resumed from."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()
+                if not k.endswith("seconds")
+                and k not in ("run_dir", "output_dir", "resumed_from_epoch")}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_extended_run_killed_in_distilled_stage_resumes_to_the_same_results(tmp_path):
+    args = ["--dataset=mnist_sample", "--train_limit=256", "--test_limit=50", "--epochs=8",
+            "--teacher_epochs=2", "--mc_passes=2", "--batch_size=64", "--noprogress"]
+    run_name = "mnist_sample-extended-a0.9-T4-e8-s0"
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, TRAIN, *args, f"--output_dir={killed}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / run_name / "checkpoints" / "distilled" / "checkpoint"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (killed / run_name / "results.json").exists()
+    resumed = train(*args, f"--output_dir={killed}")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = train(*args, f"--output_dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr
+    after_kill = json.loads((killed / run_name / "results.json").read_text())
+    uninterrupted = json.loads((tmp_path / "whole" / run_name / "results.json").read_text())
+    assert after_kill["models"]["distilled"]["history"]["resumed_from_epoch"] > 0
+    assert after_kill["models"]["teacher"]["history"]["epoch"] == [1, 2]
+    assert _comparable(after_kill) == _comparable(uninterrupted)
