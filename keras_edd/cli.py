@@ -111,6 +111,9 @@ def _define_models(train, reproduce):
         _define(flags.DEFINE_string, "defense", config_lib.DefenseConfig().defense,
                 f"One of {_one_of(config_lib.DEFENSES)}.")
         _define(flags.DEFINE_string, "teacher", None, "Reuse this trained teacher (.keras).")
+        _define(flags.DEFINE_boolean, "allow_probability_teacher", False,
+                "Use a --teacher whose outputs look like probabilities, not logits (refused "
+                "otherwise: its MC-dropout sigma is meaningless).")
     if train or reproduce:
         adversarial = config_lib.DefenseConfig(defense="adversarial")
         _define(flags.DEFINE_string, "adv_train_attack", adversarial.adv_train_attack,
@@ -295,18 +298,40 @@ def check_no_arguments(argv):
         raise ValueError(f"unexpected arguments {argv[1:]!r}; every setting is a --flag")
 
 
-def run_main(program, main):
-    """Run `main()`; a ValueError becomes one line on stderr and exit status 2."""
-    from absl import logging
-    logging.set_verbosity(logging.WARNING)
+def parse_flags(argv):
+    """absl's flag parsing, with its errors as ValueError (one line, exit status 2).
+
+    absl's own parser prints a usage hint and exits with status 1 on an unknown
+    flag (--alhpa=0.9) or a value of the wrong type (--alpha=abc); every other bad
+    value is a one-line error with status 2, and so are these.
+    """
     try:
-        main()
+        return flags.FLAGS(argv)
+    except flags.Error as exc:
+        message = " ".join(str(exc).split())
+        raise ValueError(f"{message} (see --helpfull)") from None
+
+
+def run_main(program, main):
+    """app.run(main) with `parse_flags`; a ValueError becomes one line on stderr, exit 2.
+
+    `main(argv)` gets the arguments left after the flags, as with app.run.
+    """
+    from absl import app
+    try:
+        app.run(lambda argv: _main_quietly(main, argv), flags_parser=parse_flags)
     except ValueError as exc:
         print(f"{program}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"{program}: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+
+
+def _main_quietly(main, argv):
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)
+    return main(argv)
 
 
 class _DropRetracingNotices:

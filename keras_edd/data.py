@@ -158,6 +158,9 @@ def load_idx_folder(name, data_dir):
                                       len(class_names))
     x_test, y_test = _images_labels(files["t10k", "images"], files["t10k", "labels"],
                                     len(class_names))
+    if not len(x_test):
+        raise DataError(f"{files['t10k', 'images']}: holds no images; the test split needs at "
+                        "least one (every model is evaluated on it)")
     for path, x in ((files["train", "images"], x_train), (files["t10k", "images"], x_test)):
         if x.shape[1:] != shape:
             raise DataError(f"{path}: images of shape {x.shape[1:]} do not fit dataset "

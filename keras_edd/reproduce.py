@@ -72,6 +72,8 @@ def run_reproduce(config):
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     run_configs = reproduce_run_configs(config, dataset.name)
+    # The models' folder is checked before flags.json is written.
+    runs.check_writable_dir(config.resolved_model_dir, "model_dir")
     run_dir, done = runs.open_run(config.output_dir, config.resolved_run_name(dataset.name),
                               config.to_dict())
     if done:

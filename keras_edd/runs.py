@@ -19,7 +19,7 @@ import tempfile
 
 
 class RunDirError(ValueError):
-    """A run directory exists with different settings."""
+    """A run directory cannot be made or written, or holds a run with other settings."""
 
 
 def _umask():
@@ -89,16 +89,56 @@ def save_model(model, path):
 _NOT_SETTINGS = ("output_dir", "run_name", "progress")
 
 
+def check_writable_dir(path, what="output folder"):
+    """Raise RunDirError naming `path` unless it is, or can be made, a writable folder.
+
+    Checks, without leaving anything behind, what would otherwise surface later
+    as a raw OSError: a file where a folder should be (or on the way there), a
+    name longer than the file system allows, or a folder without write
+    permission (probed with a temporary file in the nearest existing folder).
+    """
+    path = os.path.abspath(path)
+    existing, missing = path, []
+    while not os.path.lexists(existing):
+        missing.append(os.path.basename(existing))
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "it" if existing == path else repr(existing)
+        raise RunDirError(f"{what} {path!r}: {where} is not a directory")
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for name in missing:
+        if len(os.fsencode(name)) > name_max:
+            raise RunDirError(f"{what} {path!r}: the name {name[:20]}... is "
+                              f"{len(os.fsencode(name))} bytes long; the file system allows "
+                              f"{name_max}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tmp-", dir=existing)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise RunDirError(f"{what} {path!r}: cannot write in {existing!r} "
+                          f"({exc.strerror or exc})") from None
+    return path
+
+
 def prepare_run_dir(output_dir, run_name, flags):
     """Create (or reopen) a run directory and record its flags.
 
     Returns (path, finished). Reopening with other flags raises RunDirError, so a
     rerun can never overwrite a different experiment; reopening with the same
-    flags resumes it (or reports it finished when results.json exists).
+    flags resumes it (or reports it finished when results.json exists). A run
+    directory holding nothing but flags.json never got past its start (it
+    failed before writing anything else), so other flags take it over and a
+    corrected command is not refused. A folder that cannot be made or written raises RunDirError naming it,
+    before anything is written.
     """
     path = os.path.join(output_dir, run_name)
+    check_writable_dir(path, "run directory")
     flags_path = os.path.join(path, "flags.json")
-    if os.path.exists(flags_path):
+    if os.path.exists(flags_path) and _started(path):
         previous = _settings(read_json(flags_path))
         canonical = _settings(json.loads(json.dumps(flags, default=_jsonable)))
         if previous != canonical:
@@ -107,8 +147,18 @@ def prepare_run_dir(output_dir, run_name, flags):
                 f"run directory {path!r} holds a run with other settings ({', '.join(changed)}); "
                 "pass another --run_name or delete that directory")
         return path, os.path.exists(os.path.join(path, "results.json"))
-    write_json(flags_path, flags)
+    try:
+        write_json(flags_path, flags)
+    except OSError as exc:
+        raise RunDirError(f"run directory {path!r}: cannot write flags.json "
+                          f"({exc.strerror or exc})") from None
     return path, False
+
+
+def _started(path):
+    """True when the run directory holds anything besides flags.json (and temporary files)."""
+    return any(name != "flags.json" and not name.startswith(".tmp-")
+               for name in os.listdir(path))
 
 
 def open_run(output_dir, run_name, flags):

@@ -9,6 +9,7 @@ it stopped.
 
 import os
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -43,7 +44,7 @@ class _Run:
         ds = self.dataset
         if os.path.exists(final):
             model = models.load_model(final, num_outputs=num_outputs, input_shape=ds.input_shape)
-            history = None
+            history = _saved_history(self.path("checkpoints", name))
         else:
             train = self.config.train
             keras.utils.set_random_seed(train.seed + seed_offset)
@@ -83,17 +84,37 @@ class _Run:
         return value
 
 
-def train_run(config):
-    """Run the training pipeline of `config.defense.defense`; returns results.json's dict."""
+# Training inputs on which a reused teacher's outputs are checked to be logits.
+TEACHER_CHECK_EXAMPLES = 100
+
+
+def train_run(config, *, allow_probability_teacher=False):
+    """Run the training pipeline of `config.defense.defense`; returns results.json's dict.
+
+    A reused teacher (`config.defense.teacher_path`) must output logits: one whose
+    outputs look like softmax probabilities gives a tiny MC-dropout sigma and
+    meaningless outlier labels, so it is refused (ValueError naming the file)
+    unless `allow_probability_teacher`, which only warns (also in results.json).
+    """
     config.validate()
     t_start = time.perf_counter()
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     defense = config.defense
     teacher = None
+    run_warnings = []
     if defense.teacher_path:  # checked before the run directory exists
         teacher = models.load_model(defense.teacher_path, num_outputs=dataset.num_classes,
                                     input_shape=dataset.input_shape)
+        if _outputs_probabilities(teacher, dataset.x_train[:TEACHER_CHECK_EXAMPLES]):
+            message = (f"teacher {defense.teacher_path!r}: its outputs look like probabilities "
+                       "(rows in [0, 1] summing to 1), not logits, so MC-dropout sigma(x) and "
+                       "the labels made from it are meaningless; remove the final softmax")
+            if not allow_probability_teacher:
+                raise ValueError(f"{message}, or pass --allow_probability_teacher to use it "
+                                 "anyway")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            run_warnings.append(message)
     run_dir, finished = runs.prepare_run_dir(config.output_dir,
                                              config.resolved_run_name(dataset.name),
                                              config.to_dict())
@@ -174,7 +195,8 @@ def train_run(config):
     if defense.teacher_path:
         run.report["teacher"] = {"path": os.path.abspath(defense.teacher_path), "reused": True,
                                  "clean_accuracy": training.evaluate(
-                                     teacher, dataset.x_test, dataset.y_test)["accuracy"]}
+                                     teacher, dataset.x_test, dataset.y_test)["accuracy"],
+                                 "outputs_probabilities": bool(run_warnings)}
     deployed = "model" if defense.defense in ("none", "adversarial") else "distilled"
     results = {
         "run_dir": os.path.abspath(run_dir),
@@ -189,12 +211,36 @@ def train_run(config):
         "versions": runs.versions(),
         "stage_seconds": stages,
         "wall_seconds": time.perf_counter() - t_start,
+        "warnings": run_warnings,
         **extra,
     }
     if defense.defense == "extended":
         results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
     runs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
+
+
+def _saved_history(checkpoint_dir):
+    """The history of a finished stage, from the history.json training.fit keeps beside
+    its checkpoints, shaped as fit returns it (None if there is none).
+
+    A run resumed after its teacher was saved reports the teacher's epochs as the
+    uninterrupted run does; this call trained nothing (wall_seconds 0).
+    """
+    path = os.path.join(checkpoint_dir, "history.json")
+    if not os.path.exists(path):
+        return None
+    history = {key: value for key, value in runs.read_json(path).items() if value}
+    history["resumed_from_epoch"] = len(history.get("epoch", []))
+    history["wall_seconds"] = 0.0
+    history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))
+    return history
+
+
+def _outputs_probabilities(model, images):
+    """True when the model's outputs on `images` look like softmax probabilities."""
+    from keras_edd.attacks import checks
+    return checks.check_logits(model, data_lib.to_float(images), action="ignore")
 
 
 def _log_labels(log_dir, sigma_train, sigma_test, sigma_max, outlier_fraction):

@@ -1,8 +1,11 @@
 """The binaries refuse malformed inputs with one `bin/<name>: error: ...` line, exit 2."""
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,17 +16,21 @@ from keras_edd.config import BlackboxConfig, RunConfig
 TRAIN = os.path.join(REPO, "bin", "train")
 
 
+def binary(name, *args, prefix=()):
+    return subprocess.run([*prefix, sys.executable, os.path.join(REPO, "bin", name), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
 def train(*args):
-    return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
-                          timeout=300)
+    return binary("train", *args)
 
 
-def assert_one_line_error(result, *fragments):
+def assert_one_line_error(result, *fragments, program="bin/train"):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     # TensorFlow's C++ start-up notices may come first; the error is the last line.
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("bin/train: error: "), result.stderr
+    assert last.startswith(f"{program}: error: "), result.stderr
     for fragment in fragments:
         assert fragment in last, last
 
@@ -62,3 +69,201 @@ def test_run_name_ending_in_newline_exits_2_and_creates_nothing(tmp_path):
     result = train("--run_name=run\n", f"--output_dir={tmp_path / 'out'}", "--epochs=1")
     assert_one_line_error(result, "run_name='run\\n'")
     assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["train", "eval_whitebox"])
+def test_empty_test_set_exits_2_before_writing(tmp_path, logits_model, name):
+    folder = str(tmp_path / "idx")
+    write_idx_folder(folder, n_train=64, n_test=0)
+    args = [f"--data_dir={folder}", f"--output_dir={tmp_path / 'out'}", "--noprogress"]
+    if name == "train":
+        args += ["--epochs=1", "--teacher_epochs=1", "--batch_size=32"]
+    else:
+        args += [f"--model={logits_model}", "--attacks=fgsm", "--nosweeps"]
+    result = binary(name, *args)
+    assert_one_line_error(result, os.path.join(folder, "t10k-images-idx3-ubyte.gz"),
+                          "holds no images", program=f"bin/{name}")
+    assert not os.path.exists(tmp_path / "out")
+
+
+# ------------------------------------------------------------ unusable output folders
+
+# Each binary with flags that get it as far as creating its run directory, quickly.
+_TINY = {"train": ["--dataset=mnist_sample", "--train_limit=64", "--test_limit=10",
+                   "--epochs=1", "--batch_size=32", "--noprogress"],
+         "eval_whitebox": ["--dataset=mnist_sample", "--test_limit=10", "--attacks=fgsm",
+                           "--num_examples=4", "--check_examples=4", "--nosweeps",
+                           "--noprogress"],
+         "reproduce": ["--quick", "--train_limit=64", "--test_limit=10", "--epochs=1",
+                       "--teacher_epochs=1", "--batch_size=32", "--noprogress"]}
+
+
+@pytest.fixture(scope="module")
+def logits_model(tmp_path_factory):
+    """A tiny valid MNIST model returning 10 logits."""
+    import keras
+    from keras_edd import runs
+    path = str(tmp_path_factory.mktemp("model") / "linear.keras")
+    inputs = keras.Input((28, 28, 1))
+    runs.save_model(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))),
+                    path)
+    return path
+
+
+def _without_write_permission():
+    """Command prefix under which a folder with mode 0555 is not writable, or skip."""
+    if os.geteuid() != 0:
+        return ()
+    prefix = ("setpriv", "--inh-caps=-all", "--bounding-set=-all")
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=30)
+    except OSError:
+        probe = None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("running as root and cannot drop capabilities with setpriv")
+    return prefix
+
+
+@pytest.mark.parametrize("name", ["train", "eval_whitebox", "reproduce"])
+@pytest.mark.parametrize("problem", ["file", "long_name", "read_only"])
+def test_unusable_output_folder_exits_2_naming_it(tmp_path, logits_model, name, problem):
+    args = list(_TINY[name]) + ([f"--model={logits_model}"] if name == "eval_whitebox" else [])
+    prefix = ()
+    if problem == "file":
+        output_dir = tmp_path / "a_file"
+        output_dir.write_text("")
+        args += [f"--output_dir={output_dir}"]
+        fragments = [str(output_dir), "is not a directory"]
+    elif problem == "long_name":
+        output_dir = tmp_path / "out"
+        args += [f"--output_dir={output_dir}", "--run_name=" + "r" * 300]
+        fragments = [str(output_dir / "rrrr"), "the file system allows"]
+    else:
+        prefix = _without_write_permission()
+        output_dir = tmp_path / "read_only"
+        output_dir.mkdir()
+        output_dir.chmod(0o555)
+        args += [f"--output_dir={output_dir}"]
+        fragments = [str(output_dir), "cannot write in", "ermission denied"]
+    result = binary(name, *args, prefix=prefix)
+    assert_one_line_error(result, *fragments, program=f"bin/{name}")
+    if problem == "read_only":
+        assert not os.listdir(output_dir)
+        output_dir.chmod(0o755)
+    else:
+        assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------- teacher of probabilities
+
+
+@pytest.fixture(scope="module")
+def probability_teacher(tmp_path_factory):
+    """A model with dropout whose last layer is a softmax: probabilities, not logits."""
+    import keras
+    from keras_edd import runs
+    path = str(tmp_path_factory.mktemp("teacher") / "softmax.keras")
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
+    runs.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden)),
+                    path)
+    return path
+
+
+def test_probability_teacher_is_refused_unless_allowed(tmp_path, probability_teacher):
+    out = tmp_path / "out"
+    args = [f"--teacher={probability_teacher}", "--dataset=mnist_sample", "--train_limit=64",
+            "--test_limit=10", "--epochs=1", "--batch_size=32", "--mc_passes=2",
+            f"--output_dir={out}", "--noprogress"]
+    result = train(*args)
+    assert_one_line_error(result, probability_teacher, "look like probabilities",
+                          "--allow_probability_teacher")
+    assert not out.exists()
+    allowed = train(*args, "--allow_probability_teacher")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "warning: teacher" in allowed.stdout
+    (run_dir,) = out.iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["models"]["teacher"]["outputs_probabilities"] is True
+    assert any("look like probabilities" in w for w in results["warnings"])
+
+
+# ------------------------------------------------------------------ absl's flag parsing
+
+
+@pytest.mark.parametrize("name", ["train", "reproduce"])
+@pytest.mark.parametrize("arg,fragments", [
+    ("--alhpa=0.9", ["'alhpa'", "Did you mean: alpha"]),
+    ("--alpha=abc", ["--alpha=abc", "could not convert string to float"]),
+    ("--epochs=1.5", ["--epochs=1.5"]),
+])
+def test_flag_parse_errors_exit_2_in_one_line(tmp_path, name, arg, fragments):
+    result = binary(name, arg, f"--output_dir={tmp_path / 'out'}")
+    assert_one_line_error(result, *fragments, program=f"bin/{name}")
+    assert "FATAL" not in result.stderr
+    assert not os.path.exists(tmp_path / "out")
+
+
+# ----------------------------------------------------------- failed and killed runs
+
+
+def test_flags_json_alone_does_not_block_a_corrected_rerun(tmp_path):
+    from keras_edd import runs
+    path, finished = runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    assert not finished and os.listdir(path) == ["flags.json"]
+    # The first command failed before writing anything else: other flags take over.
+    path, finished = runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.9})
+    assert not finished and runs.read_json(os.path.join(path, "flags.json")) == {"alpha": 0.9}
+    # Once the run has written something, other flags are refused.
+    os.makedirs(os.path.join(path, "checkpoints"))
+    with pytest.raises(runs.RunDirError, match="other settings"):
+        runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+
+
+def test_reproduce_with_model_dir_a_file_writes_nothing(tmp_path):
+    model_dir = tmp_path / "models"
+    model_dir.write_text("")
+    out = tmp_path / "out"
+    result = binary("reproduce", *_TINY["reproduce"], f"--model_dir={model_dir}",
+                    f"--output_dir={out}")
+    assert_one_line_error(result, f"model_dir {str(model_dir)!r}", "is not a directory",
+                          program="bin/reproduce")
+    assert not out.exists()
+
+
+def _comparable(value):
+    """results.json without what legitimately differs between two runs: timings,
+    paths, and the epoch a stage resumed from."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()
+                if not k.endswith("seconds")
+                and k not in ("run_dir", "output_dir", "resumed_from_epoch")}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_extended_run_killed_in_distilled_stage_resumes_to_the_same_results(tmp_path):
+    args = ["--dataset=mnist_sample", "--train_limit=256", "--test_limit=50", "--epochs=8",
+            "--teacher_epochs=2", "--mc_passes=2", "--batch_size=64", "--noprogress"]
+    run_name = "mnist_sample-extended-a0.9-T4-e8-s0"
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, TRAIN, *args, f"--output_dir={killed}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / run_name / "checkpoints" / "distilled" / "checkpoint"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (killed / run_name / "results.json").exists()
+    resumed = train(*args, f"--output_dir={killed}")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = train(*args, f"--output_dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr
+    after_kill = json.loads((killed / run_name / "results.json").read_text())
+    uninterrupted = json.loads((tmp_path / "whole" / run_name / "results.json").read_text())
+    assert after_kill["models"]["distilled"]["history"]["resumed_from_epoch"] > 0
+    assert after_kill["models"]["teacher"]["history"]["epoch"] == [1, 2]
+    assert _comparable(after_kill) == _comparable(uninterrupted)
