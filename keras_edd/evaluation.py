@@ -160,7 +160,7 @@ class _Evaluation:
                 outlier_class=source.outlier_class)
         return result
 
-    def detection(self, targets):
+    def detection_results(self, targets):
         """results["detection"]: the outlier class of each target as a detector.
 
         Per target with an outlier class, clean accuracy against the threshold of
@@ -334,7 +334,7 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     stage_seconds["sweeps"] = time.perf_counter() - t
     warnings_found += gradient_free_masking(entries, config.masking_threshold)
     t = time.perf_counter()
-    detection_results = ev.detection(targets)
+    detection_results = ev.detection_results(targets)
     stage_seconds["detection"] = time.perf_counter() - t
     stage_seconds["attacks_total"] = ev.attack_seconds
     counts = {a: ev.count(a) for a in config.attacks}
