@@ -135,7 +135,7 @@ def test_attack_flags_flow_into_the_attack_params():
     assert out["params"]["cw_adam"]["learning_rate"] == 0.01  # Carlini's default
     quick = parsed("--quick")
     assert quick["params"]["square"]["max_queries"] == 300
-    assert quick["params"]["cw_adam"]["max_iterations"] == 50
+    assert quick["params"]["cw_adam"]["max_iterations"] == 100
     assert quick["caps"] == [30, 10]
 
 
