@@ -8,7 +8,7 @@
   blackbox.png     misclassified (filtered rates), one panel per target
   sweeps.png       success (1 - recovered) and detected against eps, Gamma, kappa
   roc.png, .pdf    the outlier class as a detector: ROC of clean vs adversarial
-                   inputs, a panel per target with an outlier class and score
+                   inputs, a row per target and attack origin, a column per score
   logs/evaluation/ TensorBoard: every rate as a scalar, clean vs adversarial
                    image grids per attack (tf.summary.image), detection PR curves
   report.md        the tables, the filter, detection, warnings and timings
@@ -166,21 +166,18 @@ def plot_sweeps(sweeps, path, threshold=None):
     return True
 
 
-def _curve_label(e):
-    where = "white-box" if e["setting"] == "whitebox" else f"from {e['source']}"
-    return f"{e['attack']} {e['variant']}, {where} (n={e['count']})"
-
-
-def _curve_key(e):
-    return (e["setting"], e["source"], e["attack"], e["variant"])
+def _where(e):
+    return "white-box" if e["setting"] == "whitebox" else f"black-box from {e['source']}"
 
 
 def plot_roc(detection, path_png, path_pdf):
-    """ROC curves of the outlier-class scores: rows = targets, columns = scores.
+    """ROC curves of the outlier-class scores.
 
-    A curve per attack / variant / source (same colour in every panel, one legend
-    outside the axes; AUROCs in report.md); the false-detection targets as dotted
-    lines. PNG at 200 dpi and PDF. Returns False (no file) when there is no curve.
+    A row per target with an outlier class and origin of the attacks (white-box,
+    black-box from each surrogate), a column per score; in each panel a curve per
+    attack (colour) and variant (solid plain, dashed adaptive), one legend outside
+    the axes (AUROCs in report.md), the false-detection targets as dotted lines.
+    PNG at 200 dpi and PDF. Returns False (no file) when there is no curve.
     """
     entries = [e for e in (detection or {}).get("entries", []) if "roc" in e["softmax"]]
     if not entries:
@@ -188,37 +185,41 @@ def plot_roc(detection, path_png, path_pdf):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from keras_edd.detection import FALSE_ALARM_TARGETS, SCORES
-    titles = {"softmax": "score softmax(z)_n", "margin": "score z_n - max_{i<n} z_i"}
-    targets = list(dict.fromkeys(e["target"] for e in entries))
-    fig, axes = plt.subplots(len(targets), len(SCORES), figsize=(4.2 * len(SCORES),
-                                                                 3.8 * len(targets)),
-                             squeeze=False)
-    styles = {"whitebox": "-", "blackbox": "--"}
-    curves = list(dict.fromkeys(_curve_key(e) for e in entries))
-    colors = plt.get_cmap("tab20")
-    handles = {}
-    for row, target in enumerate(targets):
+    titles = {"softmax": "softmax(z)_n", "margin": "z_n - max_{i<n} z_i"}
+    panels = list(dict.fromkeys((e["target"], _where(e)) for e in entries))
+    attacks = list(dict.fromkeys(e["attack"] for e in entries))
+    colors = plt.get_cmap("tab10")
+    styles = {"plain": "-", "adaptive": "--"}
+    fig, axes = plt.subplots(len(panels), len(SCORES),
+                             figsize=(4.0 * len(SCORES), 3.4 * len(panels)), squeeze=False)
+    for row, (target, where) in enumerate(panels):
         for col, score in enumerate(SCORES):
             ax = axes[row][col]
-            for e in (x for x in entries if x["target"] == target):
-                roc = e[score]["roc"]
-                key = _curve_key(e)
-                line, = ax.plot(roc["fpr"], roc["tpr"], linestyle=styles.get(e["setting"], "-"),
-                                linewidth=1.2, color=colors(curves.index(key) % 20))
-                handles.setdefault(key, (line, _curve_label(e)))
+            for e in entries:
+                if (e["target"], _where(e)) != (target, where):
+                    continue
+                ax.plot(e[score]["roc"]["fpr"], e[score]["roc"]["tpr"],
+                        linestyle=styles.get(e["variant"], ":"), linewidth=1.2,
+                        color=colors(attacks.index(e["attack"]) % 10))
             for alpha in FALSE_ALARM_TARGETS:
                 ax.axvline(alpha, color="grey", linestyle=":", linewidth=0.8)
             ax.plot([0, 1], [0, 1], color="lightgrey", linewidth=0.8)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.01)
-            ax.set_xlabel("false detection rate (clean)")
-            ax.set_ylabel("true detection rate (adversarial)")
-            ax.set_title(f"{target}: {titles[score]}", fontsize=9)
+            ax.set_xlabel("false detection rate (clean)", fontsize=8)
+            ax.set_ylabel("true detection rate (adversarial)", fontsize=8)
+            ax.set_title(f"{target}, {where}: score {titles[score]}", fontsize=8)
             ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.legend([h for h, _ in handles.values()], [label for _, label in handles.values()],
-               fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 0.98), borderaxespad=0.0)
+    handles = [Line2D([], [], color=colors(i % 10), label=a) for i, a in enumerate(attacks)]
+    handles += [Line2D([], [], color="black", linestyle=style, label=variant)
+                for variant, style in styles.items()]
+    handles.append(Line2D([], [], color="grey", linestyle=":",
+                          label="1 % / 5 % false detection"))
+    fig.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.98),
+               borderaxespad=0.0)
     _save_figure(fig, path_png, dpi=200)
     _save_figure(fig, path_pdf, dpi=200)
     plt.close(fig)
