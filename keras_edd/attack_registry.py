@@ -6,17 +6,19 @@ A row (`Attack`) names
   budget       the function's keyword that is swept (eps, gamma, confidence);
   settings     the default settings: a frozen dataclass whose field names are the
                function's own keyword names, passed to it as they are;
-  max_examples an optional default cap on the inputs it attacks (slow attacks).
+  max_examples an optional default cap on the inputs it attacks (slow attacks);
+  success      how the attack judges its own success (SuccessCriterion), read by
+               `attack_succeeded` for the `attack_failed` rate of the reports.
 Everything else is derived: `attack_params` (settings at a budget), `craft`
 (batched calls, a per-batch seed for functions that take `seed`), `budget_of`,
 the flags `--<name>_<field>` of keras_edd.cli and `--num_examples_<name>`, and
 AttackConfig (at the end), the settings of every attack in one config.
 
 A new attack is its file under keras_edd/attacks/ and one row in _ROWS (plus, when it has
-options of its own, their settings dataclass next to it), e.g.
+options of its own, their settings dataclass next to it), e.g. CW with Adam:
     Attack(name="cw_adam", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(optimizer="adam"), max_examples=100,
-           sweep="kappa", resolve=_cw_resolved, by_default=False)
+           sweep="kappa", resolve=_cw_resolved)
 """
 
 import dataclasses
@@ -48,6 +50,19 @@ class CwOptimizer(enum.StrEnum):
 class CwEarlyExit(enum.StrEnum):
     SAMPLE = "sample"  # each input stops on its own abort-early test; slots are refilled
     BATCH = "batch"  # the whole batch runs until its slowest input stops (the old way)
+
+
+class SuccessCriterion(enum.StrEnum):
+    """How an attack judges its own success, on the model it was computed on (the source).
+
+    MARGIN: the source's logits on x_adv have margin >= kappa (`utils.attack_success`)
+      against y = the source's own clean prediction, avoiding the outlier class for an
+      adaptive run; kappa = the settings' `confidence` (CW), else 0 (margin > 0: the
+      decision left y).
+    REPORTED: the attack returns per-sample `success` itself (JSMA: target reached).
+    """
+    MARGIN = "margin"
+    REPORTED = "reported"
 
 
 def _help(text, default, **kwargs):
@@ -161,6 +176,21 @@ class CwSettings(Settings):
         return self
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SquareSettings(Settings):
+    """L_inf Square Attack (Andriushchenko et al. 2020): score-based, no gradients."""
+    eps: float = _help("Square eps (0.2, the FGSM/PGD budget).", 0.2)
+    max_queries: int = _help("Square queries per input.", 5000)
+    p_init: float = _help("Square initial fraction of the image a square covers.", 0.8)
+
+    def validate(self, prefix):
+        name = self.named(prefix)
+        v.check_real(name("eps"), self.eps, low=0.0, high=1.0)
+        v.check_int(name("max_queries"), self.max_queries, low=1)
+        v.check_real(name("p_init"), self.p_init, low=0.0, high=1.0, low_inclusive=False)
+        return self
+
+
 def _pgd_at_budget(settings, eps):
     """PGD's step size scales with eps (eps_iter / eps fixed), so a larger ball can
     still be crossed in nb_iter steps."""
@@ -187,6 +217,9 @@ class Attack:
     at_budget(settings, value): the settings at another budget (default: the
       budget field replaced). resolve(settings): defaults that depend on others.
     by_default: part of the default --attacks (False: run only when named).
+    success: a SuccessCriterion, for the attack_failed rate.
+    gradient_free: uses only the model's outputs (Square): where it succeeds and a
+      gradient attack fails, the report flags gradient masking.
     """
     name: str
     function: str
@@ -198,6 +231,8 @@ class Attack:
     at_budget: object = None
     resolve: object = None
     by_default: bool = True
+    success: str = SuccessCriterion.MARGIN.value
+    gradient_free: bool = False
 
     @property
     def sweep_name(self):
@@ -219,10 +254,19 @@ _ROWS = (
     Attack(name="pgd", function="keras_edd.attacks.pgd:pgd", budget="eps",
            settings=PgdSettings(), at_budget=_pgd_at_budget),
     Attack(name="jsma", function="keras_edd.attacks.jsma:jsma_untargeted", budget="gamma",
-           settings=JsmaSettings(), max_examples=200, real_targets=True),
+           settings=JsmaSettings(), max_examples=200, real_targets=True,
+           success=SuccessCriterion.REPORTED.value),
     Attack(name="cw", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(), max_examples=100, sweep="kappa",
            resolve=_cw_resolved),
+    # Carlini's own optimiser (Adam, lr 0.01) next to the paper's AdaDelta, same kappa
+    # and 5 x 1000 steps: a CW failure can then be told apart from an optimiser's.
+    Attack(name="cw_adam", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
+           budget="confidence", settings=CwSettings(optimizer=CwOptimizer.ADAM.value),
+           max_examples=100, sweep="kappa", resolve=_cw_resolved),
+    # Gradient-free confirmation at the FGSM/PGD budget (see `gradient_free`).
+    Attack(name="square", function="keras_edd.attacks.square:square", budget="eps",
+           settings=SquareSettings(), max_examples=200, gradient_free=True),
 )
 ATTACKS = {row.name: row for row in _ROWS}
 NAMES = tuple(ATTACKS)
@@ -256,23 +300,58 @@ def budget_of(name, params):
     return row.sweep_name, params[row.budget]
 
 
-def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0):
+def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,
+          details=None):
     """Adversarial examples for float32 inputs x, computed on `model` (y = its prediction).
 
     Batches of `batch_size`; an attack that takes `seed` gets seed + the batch's
-    first index. Returns x_adv as a float32 numpy array shaped like x.
+    first index. Returns x_adv as a float32 numpy array shaped like x. `details`,
+    if a dict, receives the per-sample fields the attack returns besides x_adv
+    (jsma_untargeted: "target", "success"), concatenated over the batches.
     """
     import numpy as np
     row = get(name)
     out = []
+    extra = {}
     for start in range(0, len(x), batch_size):
         kwargs = dict(params, outlier_class=outlier_class)
         if row.takes_seed:
             kwargs["seed"] = seed + start
         adv = row.fn(model, x[start:start + batch_size], **kwargs)
-        adv = getattr(adv, "x_adv", adv)  # jsma_untargeted returns (x_adv, target, success)
+        if hasattr(adv, "_fields"):  # jsma_untargeted returns (x_adv, target, success)
+            for field in adv._fields[1:]:
+                extra.setdefault(field, []).append(np.asarray(getattr(adv, field)))
+            adv = adv.x_adv
         out.append(np.asarray(adv, np.float32))
+    if details is not None:
+        details.update({field: np.concatenate(parts) for field, parts in extra.items()})
     return np.concatenate(out, axis=0)
+
+
+def attack_succeeded(name, params, source_logits, clean_logits, *, outlier_class=None,
+                     details=None):
+    """Per-sample booleans: did attack `name` meet its own success criterion?
+
+    The one place where `attack_failed` (= 1 - this, in the reports) is judged.
+    Args:
+      params: the attack's settings (kappa is params["confidence"] where present).
+      source_logits: [m, k] logits of the model the attack ran on, at x_adv.
+      clean_logits: [m, k] the same model's logits at the clean inputs: y is its own
+        prediction, as the attack used (y=None).
+      outlier_class: what the attack was told (None for a plain run).
+      details: what `craft` collected; REPORTED attacks read details["success"].
+    """
+    import numpy as np
+    row = get(name)
+    if row.success == SuccessCriterion.REPORTED:
+        if not details or "success" not in details:
+            raise ValueError(f"attack {name!r} reports its success, but no details were kept")
+        return np.asarray(details["success"], bool)
+    from keras_edd.attacks import utils
+    labels = utils.predicted_labels(clean_logits, outlier_class)
+    return np.asarray(utils.attack_success(
+        np.asarray(source_logits, np.float32), labels, targeted=False,
+        outlier_class=outlier_class, confidence=float(params.get("confidence", 0.0))))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -45,6 +45,11 @@ QUICK_PRESET = {
     "num_examples": 100, "num_examples_jsma": 20, "num_examples_cw": 10,
     "pgd_nb_iter": 10, "pgd_eps_iter": 0.05,
     "cw_max_iterations": 100, "cw_binary_search_steps": 3, "cw_initial_const": 10.0,
+    # Adam's 0.01 assumes ~10,000 steps; with 3 x 100 it barely moves (see README), 0.1 does.
+    "num_examples_cw_adam": 10, "cw_adam_max_iterations": 100,
+    "cw_adam_binary_search_steps": 3, "cw_adam_initial_const": 10.0,
+    "cw_adam_learning_rate": 0.1,
+    "num_examples_square": 30, "square_max_queries": 300,
     # CW needs ~1000 iterations per binary-search step to reach ~100 % on MNIST (pixels
     # at 0 or 1 sit where tanh is flat); too slow for a demo, so it is not swept here.
     "sweep_attacks": ["fgsm", "pgd", "jsma"],

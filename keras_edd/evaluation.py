@@ -23,6 +23,16 @@ Every model also gets the sanity checks of `keras_edd.attacks.checks`
 (probabilities instead of logits, fraction of exactly-zero input gradients,
 stochasticity at attack time).
 
+Also per entry: `attack_failed` (in "filtered" and "unfiltered"), the fraction
+of attacked inputs for which the attack found no example meeting its own
+success criterion on the model it ran on (attack_registry.attack_succeeded), so
+a reader sees how much of "recovered" is the attack giving up. Gradient-free
+confirmation: where a gradient attack's white-box success stays below
+`masking_threshold` but Square's reaches it on the same target and variant, a
+gradient-masking warning (`gradient_free_masking`). Detection: for targets with
+an outlier class, the ROC of its scores, clean inputs against each entry's
+adversarial ones (keras_edd.detection; results["detection"]).
+
 Entry points: `run_whitebox`, `run_blackbox` (one per binary); `evaluate_models`
 does the work for them and for keras_edd.reproduce. This module never trains.
 """
@@ -33,11 +43,11 @@ import time
 
 import numpy as np
 
-from keras_edd import attack_registry, reporting, runs
+from keras_edd import attack_registry, detection, reporting, runs
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
-from keras_edd.metrics import (FILTER_STATEMENT, attack_rates, clean_rates, logit_statistics,
-                               norm_summary, success_rate)
+from keras_edd.metrics import (FILTER_STATEMENT, attack_rates, clean_rates, failure_rate,
+                               logit_statistics, norm_summary, success_rate)
 from keras_edd.models import ModelSpec, load_model_spec, model_label  # noqa: F401  (re-export)
 
 
@@ -55,7 +65,9 @@ class _Evaluation:
         self.x = data_lib.to_float(dataset.x_test[:needed])
         self.y = np.asarray(dataset.y_test[:needed])
         self.cache = {}
-        self.clean_predictions = {}
+        self.details = {}  # cache key -> the per-sample fields an attack returned (craft)
+        self.clean_logits = {}
+        self.adversarial_logits = {}  # main entries on outlier models, for detection
         self.images = {}
         self.attack_seconds = 0.0
 
@@ -66,17 +78,23 @@ class _Evaluation:
     def count(self, attack):
         return min(self.config.examples_for(attack), len(self.y))
 
-    def predict(self, spec, x):
+    def logits(self, spec, x):
         from keras_edd import training
-        return training.predict_logits(spec.model, x).argmax(axis=1)
+        return training.predict_logits(spec.model, x)
+
+    def predict(self, spec, x):
+        return self.logits(spec, x).argmax(axis=1)
+
+    def clean_logits_of(self, spec):
+        if spec.name not in self.clean_logits:
+            self.clean_logits[spec.name] = self.logits(spec, self.x)
+        return self.clean_logits[spec.name]
 
     def clean(self, spec):
-        if spec.name not in self.clean_predictions:
-            self.clean_predictions[spec.name] = self.predict(spec, self.x)
-        return self.clean_predictions[spec.name]
+        return self.clean_logits_of(spec).argmax(axis=1)
 
-    def adversarial(self, source, attack, variant, n, budget=None):
-        """(x_adv, params, seconds) for the first n inputs, attacked on `source`."""
+    def crafted(self, source, attack, variant, n, budget=None):
+        """(cache key, params, outlier_class the attack is told) of one craft."""
         params = attack_registry.attack_params(attack, self.config.attack, budget)
         outlier_class = source.attack_outlier_class(variant)
         if attack_registry.get(attack).real_targets:
@@ -84,13 +102,20 @@ class _Evaluation:
             # ("detected") class, so its plain and adaptive variants coincide.
             outlier_class = source.outlier_class
             variant = "plain"
-        key = (source.name, attack, variant, n, tuple(sorted(params.items())))
+        return (source.name, attack, variant, n, tuple(sorted(params.items()))), params, \
+            outlier_class
+
+    def adversarial(self, source, attack, variant, n, budget=None):
+        """(x_adv, params, seconds) for the first n inputs, attacked on `source`."""
+        key, params, outlier_class = self.crafted(source, attack, variant, n, budget)
         if key not in self.cache:
             t = time.perf_counter()
+            details = {}
             x_adv = attack_registry.craft(source.model, attack, self.x[:n], params,
                                           outlier_class=outlier_class,
                                           batch_size=self.config.attack.batch_size,
-                                          seed=self.config.attack.seed)
+                                          seed=self.config.attack.seed, details=details)
+            self.details[key] = details
             seconds = time.perf_counter() - t
             self.attack_seconds += seconds
             self.cache[key] = (x_adv, params, seconds)
@@ -101,11 +126,28 @@ class _Evaluation:
                      f"{reporting.format_params(params)}: {seconds:.1f}s")
         return self.cache[key]
 
+    def attack_failed(self, source, attack, variant, n, budget, source_logits, correct):
+        """attack_failed over the filtered and all inputs: the attack's own criterion
+        (attack_registry.attack_succeeded) judged on the source's logits at x_adv."""
+        key, params, outlier_class = self.crafted(source, attack, variant, n, budget)
+        succeeded = attack_registry.attack_succeeded(
+            attack, params, source_logits, self.clean_logits_of(source)[:n],
+            outlier_class=outlier_class, details=self.details.get(key))
+        return failure_rate(succeeded, correct), failure_rate(succeeded)
+
     def entry(self, setting, source, target, attack, variant, n, budget=None):
         x_adv, params, seconds = self.adversarial(source, attack, variant, n, budget)
         y = self.y[:n]
-        rates = attack_rates(self.predict(target, x_adv), self.clean(target)[:n], y,
+        target_logits = self.logits(target, x_adv)
+        rates = attack_rates(target_logits.argmax(axis=1), self.clean(target)[:n], y,
                              outlier_class=target.outlier_class)
+        source_logits = target_logits if source is target else self.logits(source, x_adv)
+        correct = self.clean(target)[:n] == y
+        rates["filtered"]["attack_failed"], rates["unfiltered"]["attack_failed"] = \
+            self.attack_failed(source, attack, variant, n, budget, source_logits, correct)
+        if budget is None and target.outlier_class is not None:
+            self.adversarial_logits[(setting, target.name, source.name, attack, variant)] = \
+                (target_logits, n)
         name, value = attack_registry.budget_of(attack, params)
         result = {"setting": setting, "target": target.name, "source": source.name,
                   "attack": attack, "variant": variant, "params": params,
@@ -114,9 +156,68 @@ class _Evaluation:
                   "norms": norm_summary(self.x[:n], x_adv), "attack_seconds": seconds}
         if setting == "blackbox":
             result["source_rates"] = attack_rates(
-                self.predict(source, x_adv), self.clean(source)[:n], y,
+                source_logits.argmax(axis=1), self.clean(source)[:n], y,
                 outlier_class=source.outlier_class)
         return result
+
+    def detection_results(self, targets):
+        """results["detection"]: the outlier class of each target as a detector.
+
+        Per target with an outlier class, clean accuracy against the threshold of
+        each score; per main entry scored on it, clean inputs (negatives) against
+        that entry's adversarial inputs (positives), both restricted, like the
+        filtered rates, to the attacked inputs the target classifies correctly when
+        clean. See keras_edd.detection for the scores and the threshold rule.
+        """
+        out = {"scores": {"softmax": "softmax(z)_n at T = 1",
+                          "margin": "z_n - max_{i<n} z_i"},
+               "positives": "adversarial inputs built from the attacked test inputs the "
+                            "target classifies correctly when clean",
+               "negatives": "the same test inputs, clean",
+               "threshold_rule": "flag when score > tau; tau is the (k+1)-th largest clean "
+                                 "score, k = floor(alpha * number of clean inputs), so the "
+                                 "false-detection rate is <= alpha (no interpolation)",
+               "targets": {}, "entries": []}
+        for spec in targets:
+            if spec.outlier_class is None:
+                continue
+            n = min(self.config.num_examples, len(self.y))
+            logits = self.clean_logits_of(spec)[:n]
+            scores = detection.outlier_scores(logits, spec.outlier_class)
+            real_correct = np.delete(logits, spec.outlier_class, axis=1).argmax(axis=1) == \
+                self.y[:n]
+            by_score = {}
+            for score, values in scores.items():
+                # Here the false detections are counted over all attacked clean inputs.
+                thresholds = {f"fpr {alpha:g}": detection.false_alarm_threshold(values, alpha)
+                              for alpha in detection.FALSE_ALARM_TARGETS}
+                if score == "margin":
+                    thresholds["argmax (margin 0)"] = 0.0
+                quantiles = np.quantile(values, np.linspace(0, 1, 21))
+                by_score[score] = {
+                    "at_threshold": {label: {
+                        "threshold": tau if np.isfinite(tau) else None,
+                        "clean_accuracy": detection.clean_accuracy_vs_threshold(
+                            values, real_correct, [tau])[0],
+                        "flagged": float(np.mean(values > tau))}
+                        for label, tau in thresholds.items()},
+                    "curve": {"threshold": [float(t) for t in quantiles],
+                              "clean_accuracy": detection.clean_accuracy_vs_threshold(
+                                  values, real_correct, quantiles)}}
+            out["targets"][spec.name] = {"num_examples": n, "scores": by_score}
+            for key, (adv_logits, count) in self.adversarial_logits.items():
+                setting, target, source, attack, variant = key
+                if target != spec.name:
+                    continue
+                mask = self.clean(spec)[:count] == self.y[:count]
+                clean_scores = detection.outlier_scores(logits[:count][mask], spec.outlier_class)
+                adv_scores = detection.outlier_scores(adv_logits[mask], spec.outlier_class)
+                out["entries"].append({
+                    "setting": setting, "target": target, "source": source, "attack": attack,
+                    "variant": variant, "num_examples": count, "count": int(mask.sum()),
+                    **{score: detection.summarize(clean_scores[score], adv_scores[score])
+                       for score in detection.SCORES}})
+        return out
 
     def checks(self, spec):
         """Gradient-masking / logits / stochasticity checks on a few clean inputs."""
@@ -231,13 +332,41 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
                     warnings_found.append(f"{spec.name}: {attack} ({variant}) sweep has no "
                                           "correctly classified inputs; masking not checked")
     stage_seconds["sweeps"] = time.perf_counter() - t
+    warnings_found += gradient_free_masking(entries, config.masking_threshold)
+    t = time.perf_counter()
+    detection_results = ev.detection_results(targets)
+    stage_seconds["detection"] = time.perf_counter() - t
     stage_seconds["attacks_total"] = ev.attack_seconds
     counts = {a: ev.count(a) for a in config.attacks}
     results = {"filter": FILTER_STATEMENT, "models": models, "evaluations": entries,
                "sweeps": sweeps, "warnings": warnings_found, "num_examples": counts,
-               "evaluation_settings": config.to_dict(),
+               "detection": detection_results, "evaluation_settings": config.to_dict(),
                "evaluation_seconds": stage_seconds}
     return results, ev.images
+
+
+def gradient_free_masking(entries, threshold):
+    """Warnings where a gradient attack fails but a gradient-free one (Square) succeeds.
+
+    Per white-box target and variant: a gradient attack whose success (1 -
+    recovered, filtered) stays below `threshold` while a gradient-free attack's
+    reaches it on the same target and variant. The gradients mislead, the model
+    is not robust: gradient masking.
+    """
+    found = []
+    whitebox = [e for e in entries if e["setting"] == "whitebox" and e["success"] is not None]
+    for free in (e for e in whitebox if attack_registry.get(e["attack"]).gradient_free):
+        if free["success"] < threshold:
+            continue
+        for e in whitebox:
+            if (e["target"], e["variant"]) != (free["target"], free["variant"]) or \
+                    attack_registry.get(e["attack"]).gradient_free or e["success"] >= threshold:
+                continue
+            found.append(f"{e['target']}: gradient masking: {e['attack']} ({e['variant']}) "
+                         f"fails where the gradient-free {free['attack'].capitalize()} attack "
+                         f"succeeds ({e['success']:.1%} vs {free['success']:.1%}, threshold "
+                         f"{threshold:.0%})")
+    return found
 
 
 # ------------------------------------------------------------------------------ runs

@@ -11,7 +11,8 @@ distillation, an outlier class at index n:
 Filter. The "filtered" rates (the paper's convention, used in plots and tables)
 count only the inputs that the target classifies correctly when clean; the
 "unfiltered" rates count all attacked inputs. Either way the three rates sum
-to 1. Also here: perturbation norms and the size of the deployed logits.
+to 1. Also here: attack_failed (`failure_rate`), perturbation norms and the size
+of the deployed logits.
 Pure numpy on predictions; only `logit_statistics` runs a model.
 """
 
@@ -22,7 +23,10 @@ FILTER_STATEMENT = (
     "'num_examples'). 'filtered' rates count only the inputs the target classifies "
     "correctly when clean (count in 'filtered.count'); 'unfiltered' rates count all N. "
     "recovered = target predicts the true class, detected = target predicts the outlier "
-    "class (always 0 for models without one), misclassified = any other class.")
+    "class (always 0 for models without one), misclassified = any other class. "
+    "attack_failed = the attack found no example meeting its own success criterion on the "
+    "model it ran on (CW: margin >= kappa; JSMA: target reached; others: the decision left "
+    "the true class and, adaptive, the outlier class), over the same inputs.")
 
 
 def outcome_rates(predictions, labels, *, outlier_class=None, mask=None):
@@ -99,3 +103,12 @@ def logit_statistics(model, images):
             "mean_max": float(np.mean(logits.max(axis=1))),
             "p99_abs": float(np.quantile(np.abs(logits), 0.99)),
             "mean_top2_gap": float(np.mean(np.diff(np.sort(logits, axis=1)[:, -2:], axis=1)))}
+
+
+def failure_rate(succeeded, mask=None):
+    """attack_failed: the fraction of inputs (those in `mask`, if given) where the
+    attack found no example meeting its own success criterion; None if none counted."""
+    succeeded = np.asarray(succeeded, bool).reshape(-1)
+    if mask is not None:
+        succeeded = succeeded[np.asarray(mask, bool).reshape(-1)]
+    return None if succeeded.size == 0 else float(1.0 - succeeded.mean())

@@ -7,9 +7,11 @@
   whitebox.png     Figure-1-style stacked bars recovered / detected /
   blackbox.png     misclassified (filtered rates), one panel per target
   sweeps.png       success (1 - recovered) and detected against eps, Gamma, kappa
+  roc.png, .pdf    the outlier class as a detector: ROC of clean vs adversarial
+                   inputs, a row per target and attack origin, a column per score
   logs/evaluation/ TensorBoard: every rate as a scalar, clean vs adversarial
-                   image grids per attack (tf.summary.image)
-  report.md        the tables, the filter, warnings and timings
+                   image grids per attack (tf.summary.image), detection PR curves
+  report.md        the tables, the filter, detection, warnings and timings
   results.json     last, so its presence means the evaluation finished
 
 Every file is written to a temporary name in the same folder and renamed
@@ -26,7 +28,8 @@ import numpy as np
 from keras_edd import runs
 
 CSV_COLUMNS = ("kind", "setting", "target", "source", "attack", "variant", "parameter", "value",
-               "subset", "num_examples", "count", "recovered", "detected", "misclassified")
+               "subset", "num_examples", "count", "recovered", "detected", "misclassified",
+               "attack_failed")
 RATE_KEYS = ("recovered", "detected", "misclassified")
 COLORS = {"recovered": "#4c9a2a", "detected": "#3b6fb6", "misclassified": "#c0392b"}
 
@@ -39,7 +42,7 @@ def _rate_row(kind, setting, target, source, attack, variant, parameter, value, 
     return {"kind": kind, "setting": setting, "target": target, "source": source,
             "attack": attack, "variant": variant, "parameter": parameter, "value": value,
             "subset": subset, "num_examples": num_examples, "count": rates["count"],
-            **{k: rates[k] for k in RATE_KEYS}}
+            **{k: rates[k] for k in RATE_KEYS}, "attack_failed": rates.get("attack_failed")}
 
 
 def result_rows(results):
@@ -86,9 +89,11 @@ def write_csv(path, rows):
 # ------------------------------------------------------------------------------ plots
 
 
-def _save_figure(fig, path):
-    runs.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"),
-                 binary=True)
+def _save_figure(fig, path, dpi=100):
+    """Save as the file's extension says (png, pdf)."""
+    kind = os.path.splitext(path)[1].lstrip(".")
+    runs.atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, bbox_inches="tight"),
+                      binary=True)
 
 
 def plot_rates(entries, path, title):
@@ -161,6 +166,66 @@ def plot_sweeps(sweeps, path, threshold=None):
     return True
 
 
+def _where(e):
+    return "white-box" if e["setting"] == "whitebox" else f"black-box from {e['source']}"
+
+
+def plot_roc(detection, path_png, path_pdf):
+    """ROC curves of the outlier-class scores.
+
+    A row per target with an outlier class and origin of the attacks (white-box,
+    black-box from each surrogate), a column per score; in each panel a curve per
+    attack (colour) and variant (solid plain, dashed adaptive), one legend outside
+    the axes (AUROCs in report.md), the false-detection targets as dotted lines.
+    PNG at 200 dpi and PDF. Returns False (no file) when there is no curve.
+    """
+    entries = [e for e in (detection or {}).get("entries", []) if "roc" in e["softmax"]]
+    if not entries:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from keras_edd.detection import FALSE_ALARM_TARGETS, SCORES
+    titles = {"softmax": "softmax(z)_n", "margin": "z_n - max_{i<n} z_i"}
+    panels = list(dict.fromkeys((e["target"], _where(e)) for e in entries))
+    attacks = list(dict.fromkeys(e["attack"] for e in entries))
+    colors = plt.get_cmap("tab10")
+    styles = {"plain": "-", "adaptive": "--"}
+    fig, axes = plt.subplots(len(panels), len(SCORES),
+                             figsize=(4.0 * len(SCORES), 3.4 * len(panels)), squeeze=False)
+    for row, (target, where) in enumerate(panels):
+        for col, score in enumerate(SCORES):
+            ax = axes[row][col]
+            for e in entries:
+                if (e["target"], _where(e)) != (target, where):
+                    continue
+                ax.plot(e[score]["roc"]["fpr"], e[score]["roc"]["tpr"],
+                        linestyle=styles.get(e["variant"], ":"), linewidth=1.2,
+                        color=colors(attacks.index(e["attack"]) % 10))
+            for alpha in FALSE_ALARM_TARGETS:
+                ax.axvline(alpha, color="grey", linestyle=":", linewidth=0.8)
+            ax.plot([0, 1], [0, 1], color="lightgrey", linewidth=0.8)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.01)
+            ax.set_xlabel("false detection rate (clean)", fontsize=8)
+            ax.set_ylabel("true detection rate (adversarial)", fontsize=8)
+            ax.set_title(f"{target}, {where}: score {titles[score]}", fontsize=8)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    handles = [Line2D([], [], color=colors(i % 10), label=a) for i, a in enumerate(attacks)]
+    handles += [Line2D([], [], color="black", linestyle=style, label=variant)
+                for variant, style in styles.items()]
+    handles.append(Line2D([], [], color="grey", linestyle=":",
+                          label="1 % / 5 % false detection"))
+    fig.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.98),
+               borderaxespad=0.0)
+    _save_figure(fig, path_png, dpi=200)
+    _save_figure(fig, path_pdf, dpi=200)
+    plt.close(fig)
+    return True
+
+
 # ------------------------------------------------------------------------ TensorBoard
 
 
@@ -178,8 +243,44 @@ def image_grid(clean, adversarial):
     return np.concatenate([top, bottom], axis=0)[None]
 
 
+def pr_curve_data(roc, positives, negatives):
+    """The pr_curve plugin's raw data (TP, FP, TN, FN, precision, recall) from ROC points.
+
+    Ordered by increasing threshold, as the plugin expects (recall decreasing).
+    """
+    tpr = np.asarray(roc["tpr"], np.float64)[::-1]
+    fpr = np.asarray(roc["fpr"], np.float64)[::-1]
+    tp, fp = tpr * positives, fpr * negatives
+    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-12), 1.0)
+    return {"true_positive_counts": tp, "false_positive_counts": fp,
+            "true_negative_counts": negatives - fp, "false_negative_counts": positives - tp,
+            "precision": precision, "recall": tpr}
+
+
+def _write_pr_curves(detection):
+    """Detection PR curves (adversarial = positive) into the default summary writer.
+
+    tensorboard.plugins.pr_curve builds a tf.compat.v1 Summary protobuf from raw
+    counts; tf.summary.experimental.write_raw_pb writes it under TF2.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.pr_curve import summary as pr_summary
+    for e in (detection or {}).get("entries", []):
+        where = e["target"] if e["setting"] == "whitebox" else f"{e['target']}/{e['source']}"
+        for score in ("softmax", "margin"):
+            if "roc" not in e[score]:
+                continue
+            data = pr_curve_data(e[score]["roc"], e["count"], e["count"])
+            pb = pr_summary.raw_data_pb(
+                f"detection/{e['setting']}/{where}/{e['attack']}_{e['variant']}/{score}",
+                num_thresholds=len(data["recall"]),
+                description=f"outlier-class score {score}: adversarial (positive) vs clean; "
+                            "points of the ROC curve, not evenly spaced thresholds", **data)
+            tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=0)
+
+
 def write_tensorboard(log_dir, results, images=None):
-    """Rates as scalars and image grids as tf.summary.image, in `log_dir`."""
+    """Rates as scalars, image grids (tf.summary.image), detection PR curves, in `log_dir`."""
     import tensorflow as tf
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
@@ -209,6 +310,7 @@ def write_tensorboard(log_dir, results, images=None):
         for tag, (clean, adversarial) in (images or {}).items():
             tf.summary.image(f"images/{tag}", image_grid(clean, adversarial), step=0,
                              description="top: clean test inputs; bottom: adversarial")
+        _write_pr_curves(results.get("detection"))
     writer.close()
 
 
@@ -266,14 +368,18 @@ def markdown_report(results):
         if not entries:
             continue
         out += [f"## {title}", "",
-                "Filtered rates (unfiltered in results.csv / results.json).", "", _table(
+                "Filtered rates (unfiltered in results.csv / results.json). attack failed = "
+                "the attack found no example meeting its own success criterion on the model "
+                "it ran on (part of 'recovered' is the attack giving up).", "", _table(
                     ["target", "source", "attack", "variant", "settings", "n (filtered / all)",
-                     "recovered", "detected", "misclassified", "mean L2", "seconds"],
+                     "recovered", "detected", "misclassified", "attack failed", "mean L2",
+                     "seconds"],
                     [[e["target"], e["source"], e["attack"], e["variant"],
                       format_params(e["params"]),
                       f"{e['filtered']['count']} / {e['num_examples']}",
                       _pct(e["filtered"]["recovered"]), _pct(e["filtered"]["detected"]),
-                      _pct(e["filtered"]["misclassified"]), f"{e['norms']['mean_l2']:.3f}",
+                      _pct(e["filtered"]["misclassified"]),
+                      _pct(e["filtered"].get("attack_failed")), f"{e['norms']['mean_l2']:.3f}",
                       f"{e['attack_seconds']:.1f}"] for e in entries]), ""]
     if results.get("sweeps"):
         out += ["## Budget sweeps (gradient-masking check)", "",
@@ -286,6 +392,7 @@ def markdown_report(results):
                       _pct(s["max_success"]),
                       {True: "**possible masking**", False: "ok", None: "unchecked"}[
                           s["masking_suspected"]]] for s in results["sweeps"]]), ""]
+    out += _detection_markdown(results.get("detection"))
     seconds = results.get("evaluation_seconds", {})
     out += ["## Timing and versions", "",
             f"Wall time {results.get('wall_seconds', 0):.1f} s ("
@@ -293,6 +400,45 @@ def markdown_report(results):
             "Versions: " + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()),
             "", "Files: " + ", ".join(results.get("files", [])), ""]
     return "\n".join(out)
+
+
+def _num(value, digits=3):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _detection_markdown(detection):
+    """report.md lines of the detection section (none without an outlier-class target)."""
+    if not detection or not detection.get("targets"):
+        return []
+    out = ["## Detection by the outlier class (roc.png)", "",
+           f"Scores: softmax = {detection['scores']['softmax']}, margin = "
+           f"{detection['scores']['margin']}. Positives: {detection['positives']}; negatives: "
+           f"{detection['negatives']}. Threshold: {detection['threshold_rule']}. TPR = true "
+           "detection rate of the adversarial inputs (failed attacks included).", ""]
+    rows = []
+    for e in detection["entries"]:
+        row = [e["target"], e["source"] if e["setting"] == "blackbox" else "(white-box)",
+               e["attack"], e["variant"], e["count"]]
+        for score in ("softmax", "margin"):
+            d = e[score]
+            row += [_num(d["auroc"]), _pct(d["at_fpr"]["0.01"]["tpr"]),
+                    _pct(d["at_fpr"]["0.05"]["tpr"])]
+        rows.append(row)
+    out += [_table(["target", "source", "attack", "variant", "n", "AUROC (softmax)",
+                    "TPR @ 1 % FPR", "TPR @ 5 % FPR", "AUROC (margin)", "TPR @ 1 % FPR",
+                    "TPR @ 5 % FPR"], rows), ""]
+    rows = []
+    for name, t in detection["targets"].items():
+        for score, d in t["scores"].items():
+            for label, point in d["at_threshold"].items():
+                rows.append([name, score, label, _num(point["threshold"], 4),
+                             _pct(point["clean_accuracy"]), _pct(point["flagged"])])
+    out += ["Clean accuracy against the threshold, over all attacked clean inputs (correct = "
+            "not flagged and the real-class argmax is the true class; 'fpr a': the threshold "
+            "flagging at most a of them; curve in results.json):", "",
+            _table(["target", "score", "threshold chosen at", "threshold", "clean accuracy",
+                    "clean flagged"], rows), ""]
+    return out
 
 
 # ------------------------------------------------------------------------------- all
@@ -313,6 +459,9 @@ def write_report(run_dir, results, images=None):
         files.append("blackbox.png")
     if plot_sweeps(results.get("sweeps", []), os.path.join(run_dir, "sweeps.png"), threshold):
         files.append("sweeps.png")
+    if plot_roc(results.get("detection"), os.path.join(run_dir, "roc.png"),
+                os.path.join(run_dir, "roc.pdf")):
+        files += ["roc.png", "roc.pdf"]
     write_tensorboard(os.path.join(run_dir, "logs", "evaluation"), results, images)
     files += ["report.md", "logs/evaluation"]
     results["files"] = files

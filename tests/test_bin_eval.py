@@ -89,7 +89,10 @@ def test_flag_names_of_every_binary_are_kept():
                     "pgd_loss", "jsma_theta", "jsma_gamma", "jsma_target_mode", "cw_confidence",
                     "cw_optimizer", "cw_learning_rate", "cw_binary_search_steps",
                     "cw_max_iterations", "cw_initial_const", "attack_batch_size", "attack_seed",
-                    "num_examples_jsma", "num_examples_cw", "quick", "sweep_kappa"}
+                    "num_examples_jsma", "num_examples_cw", "quick", "sweep_kappa",
+                    "cw_adam_confidence", "cw_adam_optimizer", "cw_adam_learning_rate",
+                    "num_examples_cw_adam", "square_eps", "square_max_queries", "square_p_init",
+                    "num_examples_square"}
     data_flags = {"dataset", "data_dir", "train_limit", "test_limit"}
     model_flags = {"epochs", "batch_size", "optimizer", "learning_rate", "seed", "alpha",
                    "temperature", "mc_passes", "penalty_weight", "teacher_epochs"}
@@ -102,6 +105,39 @@ def test_flag_names_of_every_binary_are_kept():
     assert model_flags | data_flags | output_flags | {"defense", "teacher"} <= names["train"]
     assert not (attack_flags & names["train"])  # bin/train takes no evaluation flags
     assert "pgd_rand_init" not in names["reproduce"]  # fixed settings are not flags
+
+
+def test_attack_flags_flow_into_the_attack_params():
+    """--square_eps and --cw_adam_confidence reach the settings the attacks are called with,
+    and --quick sets its cheaper values for the new rows."""
+    code = (
+        "import sys, json\n"
+        "from absl import flags\n"
+        "from keras_edd import attack_registry, cli\n"
+        "cli.define_flags(cli.EVALUATION)\n"
+        "flags.FLAGS(sys.argv)\n"
+        "config = cli.eval_config().validate()\n"
+        "params = {a: attack_registry.attack_params(a, config.attack) for a in "
+        "('square', 'cw_adam')}\n"
+        "print(json.dumps({'params': params, 'caps': [config.examples_for('square'), "
+        "config.examples_for('cw_adam')]}))\n")
+    env = dict(os.environ, PYTHONPATH=REPO)
+
+    def parsed(*args):
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                                text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    out = parsed("--square_eps=0.3", "--square_max_queries=77", "--cw_adam_confidence=3")
+    assert out["params"]["square"] == {"eps": 0.3, "max_queries": 77, "p_init": 0.8}
+    assert out["params"]["cw_adam"]["confidence"] == 3.0
+    assert out["params"]["cw_adam"]["optimizer"] == "adam"
+    assert out["params"]["cw_adam"]["learning_rate"] == 0.01  # Carlini's default
+    quick = parsed("--quick")
+    assert quick["params"]["square"]["max_queries"] == 300
+    assert quick["params"]["cw_adam"]["max_iterations"] == 100
+    assert quick["caps"] == [30, 10]
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,89 @@ def test_registry_settings_are_the_functions_keywords():
             assert field in keywords or accepts_any, (name, field)
         assert row.budget in fields, name
     assert [row.takes_seed for row in attack_registry.ATTACKS.values()] == [
-        False, True, True, False]
+        False, True, True, False, False, True]
+
+
+def test_cw_adam_and_square_rows():
+    config = AttackConfig()
+    params = attack_registry.attack_params
+    adadelta, adam = params("cw", config), params("cw_adam", config)
+    assert adam["optimizer"] == "adam" and adam["learning_rate"] == 0.01  # Carlini's
+    assert adadelta["optimizer"] == "adadelta" and adadelta["learning_rate"] == 10.0
+    for key in ("confidence", "binary_search_steps", "max_iterations", "initial_const"):
+        assert adam[key] == adadelta[key], key  # kappa 7, 5 x 1000: only the optimiser differs
+    assert params("square", config) == {"eps": 0.2, "max_queries": 5000, "p_init": 0.8}
+    assert params("square", config, 0.4)["eps"] == 0.4
+    assert attack_registry.budget_of("square", params("square", config)) == ("eps", 0.2)
+    assert {"cw_adam", "square"} <= set(attack_registry.DEFAULT_NAMES)  # bin/reproduce runs them
+    assert [n for n, row in attack_registry.ATTACKS.items() if row.gradient_free] == ["square"]
+    saved = config.to_dict()
+    assert saved["square_max_queries"] == 5000 and saved["cw_adam_optimizer"] == "adam"
+    with pytest.raises(ValueError, match="square_p_init=0.0"):
+        AttackConfig(settings={"square": attack_registry.SquareSettings(p_init=0.0)}).validate()
+
+
+def test_attack_succeeded_is_each_attacks_own_criterion():
+    # Three inputs, 4 logits, outlier class 3. Clean: y = 0 for all (Z_0 largest real logit).
+    clean = np.array([[5.0, 0.0, 0.0, 0.0]] * 3)
+    adv = np.array([[0.0, 8.0, 0.0, 0.0],    # margin 8 over y
+                    [0.0, 5.0, 0.0, 0.0],    # margin 5
+                    [0.0, 1.0, 0.0, 9.0]])   # outlier on top: margin vs y is 9, adaptive -8
+    succeeded = attack_registry.attack_succeeded
+    cw = {"confidence": 7.0}
+    np.testing.assert_array_equal(succeeded("cw", cw, adv, clean), [True, False, True])
+    np.testing.assert_array_equal(succeeded("cw_adam", cw, adv, clean, outlier_class=3),
+                                  [True, False, False])
+    np.testing.assert_array_equal(succeeded("fgsm", {"eps": 0.2}, adv, clean),
+                                  [True, True, True])
+    np.testing.assert_array_equal(succeeded("square", {"eps": 0.2}, adv, clean, outlier_class=3),
+                                  [True, True, False])
+    # Adaptive labels: y is the best real class even where the outlier logit is larger.
+    clean_outlier_top = np.array([[1.0, 0.0, 0.0, 9.0]])
+    assert not succeeded("pgd", {}, np.array([[2.0, 1.0, 0.0, 0.0]]), clean_outlier_top,
+                         outlier_class=3)[0]
+    # JSMA reports its own success (target reached).
+    np.testing.assert_array_equal(
+        succeeded("jsma", {}, adv, clean, details={"success": np.array([1, 0, 1])}),
+        [True, False, True])
+    with pytest.raises(ValueError, match="no details"):
+        succeeded("jsma", {}, adv, clean)
+
+
+def test_craft_collects_the_details_jsma_returns():
+    model = _linear_model(10)
+    x = np.random.default_rng(0).uniform(size=(5, 28, 28, 1)).astype(np.float32)
+    details = {}
+    params = attack_registry.attack_params("jsma", AttackConfig())
+    x_adv = attack_registry.craft(model, "jsma", x, params, batch_size=2, details=details)
+    assert x_adv.shape == x.shape
+    assert details["success"].shape == (5,) and details["target"].shape == (5,)
+    logits = np.asarray(model(x_adv))
+    np.testing.assert_array_equal(details["success"], logits.argmax(1) == details["target"])
+
+
+def _hand_entry(target, attack, variant, success, setting="whitebox"):
+    return {"setting": setting, "target": target, "attack": attack, "variant": variant,
+            "success": success}
+
+
+def test_gradient_free_masking_flag_on_hand_made_entries():
+    entries = [_hand_entry("distillation", "fgsm", "plain", 0.02),
+               _hand_entry("distillation", "pgd", "plain", 0.96),
+               _hand_entry("distillation", "cw", "plain", 0.5),
+               _hand_entry("distillation", "square", "plain", 1.0),
+               _hand_entry("extended", "fgsm", "plain", 0.3),     # Square fails here too
+               _hand_entry("extended", "square", "plain", 0.9),
+               _hand_entry("extended", "fgsm", "adaptive", 0.1),  # no Square on this variant
+               _hand_entry("distillation", "fgsm", "plain", 0.0, setting="blackbox"),
+               _hand_entry("undefended", "fgsm", "plain", None)]
+    warnings = evaluation.gradient_free_masking(entries, 0.95)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("distillation: gradient masking: fgsm (plain) fails where "
+                                  "the gradient-free Square attack succeeds")
+    assert "cw (plain)" in warnings[1]
+    assert evaluation.gradient_free_masking(entries, 0.01) == []  # everything "succeeds"
+
 
 
 def test_attack_config_is_saved_under_the_flag_names():
@@ -231,7 +313,9 @@ def test_evaluate_models_structure_and_masking_flag(small_data, trained_linear):
     # Transferring from a copy of `linear` equals the white-box attack on it.
     self_transfer = next(e for e in blackbox if e["target"] == "linear" and e["attack"] == "fgsm")
     assert self_transfer["filtered"] == whitebox[0]["filtered"]
-    assert self_transfer["source_rates"]["filtered"] == whitebox[0]["filtered"]
+    # attack_failed is judged on the source already, so the source's rates omit it.
+    assert self_transfer["source_rates"]["filtered"] == {
+        k: v for k, v in whitebox[0]["filtered"].items() if k != "attack_failed"}
     # Same predictions, so the filter keeps the same inputs for both models.
     assert whitebox[0]["filtered"]["count"] == whitebox[2]["filtered"]["count"] > 0
     sweeps = {s["target"]: s for s in results["sweeps"]}
@@ -274,6 +358,65 @@ def test_jsma_targets_real_classes_on_outlier_models(small_data, monkeypatch):
     rows = [e for e in results["evaluations"] if e["attack"] == "jsma"]
     assert sorted(e["variant"] for e in rows) == ["adaptive", "plain"]
     assert rows[0]["filtered"] == rows[1]["filtered"]
+
+
+def _outlier_model(trained_linear):
+    """11 logits: the trained linear classifier and a weak outlier logit."""
+    model = _linear_model(11)
+    kernel, bias = trained_linear.get_weights()
+    rng = np.random.default_rng(0)
+    model.set_weights([np.concatenate([kernel, rng.normal(0, 0.02, (784, 1))], 1)
+                       .astype(np.float32), np.append(bias, -1.0).astype(np.float32)])
+    return model
+
+
+def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained_linear,
+                                                             tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+    from keras_edd import reporting
+    spec = models.ModelSpec("ext", _outlier_model(trained_linear), "ext.keras", 10, 10)
+    spec.describe = lambda: {"path": "ext.keras", "outputs": 11, "outlier_class": 10}
+    config = EvalConfig(attacks=("fgsm", "square"), num_examples=20, sweeps=False,
+                        check_examples=5, image_examples=0,
+                        attack=AttackConfig(settings={
+                            "square": attack_registry.SquareSettings(max_queries=30)}))
+    results, images = evaluation.evaluate_models(small_data, [spec], [], config)
+    rows = {(e["attack"], e["variant"]): e for e in results["evaluations"]}
+    for (attack, variant), e in rows.items():
+        f = e["filtered"]
+        # White-box on inputs the target gets right: the attack failed exactly where the
+        # decision stayed on y (plain), or on y or the outlier class (adaptive).
+        expected = f["recovered"] + (f["detected"] if variant == "adaptive" else 0.0)
+        assert f["attack_failed"] == pytest.approx(expected), (attack, variant)
+        assert e["unfiltered"]["attack_failed"] is not None
+    assert 0 < rows[("square", "plain")]["filtered"]["attack_failed"] < 1  # 30 queries
+    detection_results = results["detection"]
+    assert list(detection_results["targets"]) == ["ext"]
+    entries = detection_results["entries"]
+    assert {(e["attack"], e["variant"]) for e in entries} == set(rows)
+    for e in entries:
+        assert e["count"] == rows[(e["attack"], e["variant"])]["filtered"]["count"]
+        for score in ("softmax", "margin"):
+            assert 0.0 <= e[score]["auroc"] <= 1.0
+            assert set(e[score]["at_fpr"]) == {"0.01", "0.05"}
+            assert e[score]["roc"]["fpr"][0] == 0.0 and e[score]["roc"]["tpr"][-1] == 1.0
+    at = detection_results["targets"]["ext"]["scores"]["margin"]["at_threshold"]
+    # Margin 0 is the model's own decision: clean accuracy there is the plain accuracy.
+    assert at["argmax (margin 0)"]["clean_accuracy"] == pytest.approx(
+        results["models"]["ext"]["clean_attacked"]["accuracy"])
+    reporting.write_report(str(tmp_path), results, images)
+    for name in ("roc.png", "roc.pdf"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+    assert {"roc.png", "roc.pdf"} <= set(runs.read_json(tmp_path / "results.json")["files"])
+    csv_rows = reporting.read_csv(tmp_path / "results.csv")
+    attack_rows = [r for r in csv_rows if r["kind"] == "attack" and r["subset"] == "filtered"]
+    assert all(r["attack_failed"] != "" for r in attack_rows)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Detection by the outlier class" in report and "TPR @ 1 % FPR" in report
+    accumulator = event_accumulator.EventAccumulator(
+        str(tmp_path / "logs" / "evaluation"), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    assert "detection/whitebox/ext/fgsm_plain/softmax/pr_curves" in accumulator.Tags()["tensors"]
 
 
 # ------------------------------------------------------------------------ reproduce

@@ -141,3 +141,16 @@ def test_plots_skip_empty_inputs(tmp_path):
     assert reporting.plot_rates([], str(tmp_path / "a.png"), "t") is False
     assert reporting.plot_sweeps([], str(tmp_path / "b.png")) is False
     assert os.listdir(tmp_path) == []
+
+
+def test_pr_curve_data_from_roc_points():
+    # 4 adversarial, 4 clean: (fpr, tpr) corners (0, 0) -> (0, 0.5) -> (0.25, 1) -> (1, 1).
+    roc = {"fpr": [0.0, 0.0, 0.25, 1.0], "tpr": [0.0, 0.5, 1.0, 1.0]}
+    data = reporting.pr_curve_data(roc, 4, 4)
+    # Increasing threshold: recall decreasing, as the pr_curve plugin expects.
+    np.testing.assert_allclose(data["recall"], [1.0, 1.0, 0.5, 0.0])
+    np.testing.assert_allclose(data["true_positive_counts"], [4, 4, 2, 0])
+    np.testing.assert_allclose(data["false_positive_counts"], [4, 1, 0, 0])
+    np.testing.assert_allclose(data["precision"], [0.5, 0.8, 1.0, 1.0])
+    np.testing.assert_allclose(data["true_negative_counts"], [0, 3, 4, 4])
+    assert reporting.plot_roc({"entries": []}, "a.png", "a.pdf") is False
