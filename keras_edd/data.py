@@ -105,6 +105,9 @@ def read_idx(path):
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(rank))
     dtype = np.dtype(_IDX_DTYPES[type_code])
     expected = math.prod(shape) * dtype.itemsize  # exact: np.prod wraps past 2**63
+    if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        # numpy refuses such a shape even when a zero dimension makes it empty
+        raise DataError(f"{path}: header says shape {shape}, too large for an array")
     body = raw[4 + 4 * rank:]
     if len(body) != expected:
         raise DataError(f"{path}: header says shape {shape} ({expected} data bytes) but the file "

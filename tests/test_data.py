@@ -165,6 +165,15 @@ def test_dimensions_whose_product_wraps_in_int64_are_refused(tmp_path):
         data.read_idx(path)
 
 
+def test_empty_shape_too_large_for_numpy_is_refused(tmp_path):
+    # Rank 3 of float64 with a zero dimension: 0 data bytes, but numpy cannot even
+    # make an empty array of shape (0, 2**31, 2**31) of 8-byte items.
+    raw = b"\x00\x00\x0e\x03" + (0).to_bytes(4, "big") + (2 ** 31).to_bytes(4, "big") * 2
+    path = _write_bytes(str(tmp_path / "g-idx"), raw, compress=False)
+    with pytest.raises(data.DataError, match="g-idx.*too large"):
+        data.read_idx(path)
+
+
 def test_mismatched_counts(tmp_path):
     folder = str(tmp_path)
     write_idx_folder(folder)
