@@ -177,6 +177,9 @@ class Attack:
     at_budget(settings, value): the settings at another budget (default: the
       budget field replaced). resolve(settings): defaults that depend on others.
     by_default: part of the default --attacks (False: run only when named).
+    chunk_size: inputs per call of the function, instead of the attack batch
+      size (an attack that batches internally, e.g. CW keeping a batch of slots
+      full, gets large chunks; progress still moves once per chunk).
     """
     name: str
     function: str
@@ -188,6 +191,7 @@ class Attack:
     at_budget: object = None
     resolve: object = None
     by_default: bool = True
+    chunk_size: int | None = None
 
     @property
     def sweep_name(self):
@@ -202,6 +206,10 @@ class Attack:
     def takes_seed(self):
         return "seed" in inspect.signature(self.fn).parameters
 
+    @functools.cached_property
+    def takes_details(self):
+        return "return_details" in inspect.signature(self.fn).parameters
+
 
 _ROWS = (
     Attack(name="fgsm", function="keras_edd.attacks.fgsm:fgsm", budget="eps",
@@ -212,7 +220,7 @@ _ROWS = (
            settings=JsmaSettings(), max_examples=200, real_targets=True),
     Attack(name="cw", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(), max_examples=100, sweep="kappa",
-           resolve=_cw_resolved),
+           resolve=_cw_resolved, chunk_size=512),
 )
 ATTACKS = {row.name: row for row in _ROWS}
 NAMES = tuple(ATTACKS)
@@ -246,22 +254,46 @@ def budget_of(name, params):
     return row.sweep_name, params[row.budget]
 
 
-def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0):
+def chunk_size(name, batch_size):
+    """Inputs per call of attack `name`: its row's chunk_size, else `batch_size`."""
+    return get(name).chunk_size or batch_size
+
+
+def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,
+          on_chunk=None, details=None):
     """Adversarial examples for float32 inputs x, computed on `model` (y = its prediction).
 
-    Batches of `batch_size`; an attack that takes `seed` gets seed + the batch's
-    first index. Returns x_adv as a float32 numpy array shaped like x.
+    Calls of `chunk_size(name, batch_size)` inputs; an attack that takes `seed`
+    gets seed + the chunk's first index, so a prefix of whole chunks is the same
+    craft as the start of a longer one. on_chunk(k) is called after each chunk
+    of k inputs (progress bars). `details`, a dict, receives the per-input
+    arrays the attack reports besides x_adv (a function taking
+    `return_details` is asked for them; a result with fields, such as JSMA's
+    (x_adv, target, success), gives its other fields), concatenated over chunks:
+    e.g. details["success"]. Returns x_adv as a float32 numpy array shaped like x.
     """
     import numpy as np
     row = get(name)
-    out = []
-    for start in range(0, len(x), batch_size):
+    step = chunk_size(name, batch_size)
+    out, parts = [], {}
+    for start in range(0, len(x), step):
         kwargs = dict(params, outlier_class=outlier_class)
         if row.takes_seed:
             kwargs["seed"] = seed + start
-        adv = row.fn(model, x[start:start + batch_size], **kwargs)
-        adv = getattr(adv, "x_adv", adv)  # jsma_untargeted returns (x_adv, target, success)
+        if row.takes_details:
+            kwargs["return_details"] = True
+        chunk = x[start:start + step]
+        result = row.fn(model, chunk, **kwargs)
+        adv = getattr(result, "x_adv", result)
+        for field, value in getattr(result, "_asdict", dict)().items():
+            if field != "x_adv":
+                parts.setdefault(field, []).append(np.asarray(value))
         out.append(np.asarray(adv, np.float32))
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    if details is not None:
+        details.update({field: np.concatenate(values, axis=0) for field, values in parts.items()
+                        if all(np.ndim(v) >= 1 for v in values)})
     return np.concatenate(out, axis=0)
 
 
