@@ -217,7 +217,7 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     assert results["dataset"]["train_size"] == 256 and results["dataset"]["test_size"] == 40
     assert results["settings"]["evaluation"]["attack"]["cw_max_iterations"] == 10
     assert set(results["versions"]) >= {"tensorflow", "keras", "numpy"}
-    assert results["wall_seconds"] > 0 and results["evaluation_seconds"]["training"] > 0
+    assert results["wall_seconds"] > 0 and results["stage_seconds"]["training"]["seconds_total"] > 0
     _assert_rates_consistent(results, run_dir)
     # The stdout summary repeats the JSON numbers.
     first = next(e for e in results["evaluations"] if e["filtered"]["count"])
