@@ -294,6 +294,13 @@ def _stage_seconds(wall, ev):
 # ------------------------------------------------------------------------------ runs
 
 
+def announce(config, run_dir):
+    """One line at the start of a run: where it writes and which preset it uses."""
+    if config.progress:
+        preset = config.preset or "none (defaults and flags)"
+        print(f"run directory {run_dir}; preset {preset}", flush=True)
+
+
 def crafts_dir(run_dir):
     """Where an evaluation run keeps its crafts (keras_edd.attack_cache)."""
     return os.path.join(run_dir, "attacks")
@@ -324,6 +331,7 @@ def run_whitebox(config):
     run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done
+    announce(config, run_dir)
     results, images = evaluate_models(dataset, [spec], (), config.evaluation,
                                       progress=config.progress, cache_dir=crafts_dir(run_dir))
     return finish_run(run_dir, results, images, config, dataset, t_start, "whitebox")
@@ -340,6 +348,7 @@ def run_blackbox(config):
     run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done
+    announce(config, run_dir)
     # The target is scored on the surrogates' attacks only: no white-box attacks or sweeps.
     evaluation = dataclasses.replace(config.evaluation, sweeps=False)
     results, images = evaluate_models(dataset, [target], surrogates, evaluation,

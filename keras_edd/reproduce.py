@@ -12,7 +12,7 @@ import time
 
 from keras_edd import data as data_lib
 from keras_edd import runs, train_run
-from keras_edd.evaluation import crafts_dir, evaluate_models, finish_run
+from keras_edd.evaluation import announce, crafts_dir, evaluate_models, finish_run
 from keras_edd.models import load_model_spec
 from keras_edd.validation import check_batch_size
 
@@ -76,6 +76,7 @@ def run_reproduce(config):
                               config.to_dict())
     if done:
         return done
+    announce(config, run_dir)
     training_report = {}
     specs = {}
     t = time.perf_counter()
