@@ -157,3 +157,31 @@ def test_a_rerun_loads_every_craft_and_gives_the_same_results(tmp_path, small_da
     assert stages["attacks"]["seconds_total"] == pytest.approx(
         first["stage_seconds"]["attacks"]["seconds_here"])
     assert stages["whitebox"]["seconds_total"] >= stages["whitebox"]["seconds_here"]
+
+
+def test_a_new_settings_field_reaches_the_attack_and_the_key(monkeypatch, small_data):
+    """A field added to a row's settings (e.g. CW's early_exit) is passed to the function
+    as a keyword and is part of the craft key, with no change to the engine."""
+    seen = []
+
+    def fake_cw(model, x, *, outlier_class=None, **kwargs):
+        seen.append(kwargs["early_exit"])
+        return x
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Settings(attack_registry.CwSettings):
+        early_exit: str = "sample"
+
+    row = dataclasses.replace(attack_registry.get("cw"), settings=Settings())
+    row.__dict__["fn"] = fake_cw  # what the cached `fn` would import
+    monkeypatch.setitem(attack_registry.ATTACKS, "cw", row)
+    config = AttackConfig(settings={"cw": Settings(early_exit="batch")})
+    params = attack_registry.attack_params("cw", config)
+    assert params["early_exit"] == "batch"
+    attack_registry.craft(None, "cw", data.to_float(small_data.x_test[:3]), params)
+    assert seen == ["batch"]
+    keys = {attack_cache.key_digest(attack_cache.craft_key(
+        "m", "cw", row.function, attack_registry.attack_params("cw", AttackConfig(
+            settings={"cw": Settings(early_exit=mode)})), variant="plain", outlier_class=None,
+        chunk=512, seed=0)) for mode in ("sample", "batch")}
+    assert len(keys) == 2
