@@ -15,5 +15,4 @@ def tqdm_disable(progress):
 def bar(*, total, desc, progress, unit="it", leave=False):
     """A tqdm bar (tqdm.auto) following `tqdm_disable(progress)`."""
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True,
-                disable=tqdm_disable(progress))
+    return tqdm(total=total, desc=desc, unit=unit, leave=leave, disable=tqdm_disable(progress))
