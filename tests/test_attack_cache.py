@@ -1,7 +1,6 @@
 """Crafts kept across runs (keras_edd.attack_cache), progress bars, per-row chunks."""
 
 import dataclasses
-import io
 import os
 
 import keras
@@ -74,9 +73,9 @@ def test_key_changes_with_everything_that_determines_a_craft():
     assert digest() == reference
     assert digest(params={"nb_iter": 40, "eps": 0.2}) == reference  # order does not matter
     others = [digest(model="m2"), digest(attack="fgsm"), digest(function="g"),
-              digest(params={"eps": 0.3, "nb_iter": 40}), digest(params={"eps": 0.2, "nb_iter": 41}),
-              digest(variant="adaptive"), digest(outlier_class=10), digest(chunk=50),
-              digest(seed=1)]
+              digest(params={"eps": 0.3, "nb_iter": 40}),
+              digest(params={"eps": 0.2, "nb_iter": 41}), digest(variant="adaptive"),
+              digest(outlier_class=10), digest(chunk=50), digest(seed=1)]
     assert len({reference, *others}) == len(others) + 1
 
 
