@@ -45,6 +45,11 @@ class CwOptimizer(enum.StrEnum):
     ADAM = "adam"
 
 
+class CwEarlyExit(enum.StrEnum):
+    SAMPLE = "sample"  # each input stops on its own abort-early test; slots are refilled
+    BATCH = "batch"  # the whole batch runs until its slowest input stops (the old way)
+
+
 def _help(text, default, **kwargs):
     """A settings field with the help text of its flag."""
     return dataclasses.field(default=default, metadata={"help": text, **kwargs})
@@ -138,6 +143,10 @@ class CwSettings(Settings):
     binary_search_steps: int = _help("CW binary-search steps over c.", 5)
     max_iterations: int = _help("CW optimizer steps per binary-search step.", 1000)
     initial_const: float = _help("CW initial c.", 1e-2)
+    early_exit: str = _help(
+        f"CW abort-early per {' or '.join(choices(CwEarlyExit))}: 'sample' stops each input "
+        "on its own test and refills its slot (same results, less work).",
+        CwEarlyExit.SAMPLE.value)
 
     def validate(self, prefix):
         name = self.named(prefix)
@@ -148,6 +157,7 @@ class CwSettings(Settings):
         v.check_int(name("binary_search_steps"), self.binary_search_steps, low=1)
         v.check_int(name("max_iterations"), self.max_iterations, low=1)
         v.check_real(name("initial_const"), self.initial_const, low=0.0, low_inclusive=False)
+        v.check_choice(name("early_exit"), self.early_exit, choices(CwEarlyExit))
         return self
 
 

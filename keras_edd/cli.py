@@ -34,6 +34,7 @@ from absl import flags  # noqa: E402
 from keras_edd import attack_registry  # noqa: E402
 from keras_edd import config as config_lib  # noqa: E402
 from keras_edd.data import DATASETS  # noqa: E402  (light: no TensorFlow)
+from keras_edd.models import PRECISIONS  # noqa: E402  (light: no TensorFlow)
 
 DATA, MODELS, EVALUATION, OUTPUT = "data", "models", "evaluation", "output"
 
@@ -108,6 +109,10 @@ def _define_models(train, reproduce):
     _define(flags.DEFINE_integer, "seed", _DEFAULTS.train.seed,
             "Seed: the run is deterministic given it (bin/reproduce: the surrogates use "
             "seed+1 and seed+2).")
+    _define(flags.DEFINE_string, "precision", _DEFAULTS.train.precision,
+            f"One of {_one_of(PRECISIONS)}: the arithmetic of training and MC-dropout "
+            "labelling (logits, losses and sigma stay float32; bfloat16 is faster only on "
+            "CPUs with AVX512_BF16 or AMX). Saved models and attacks are float32.")
     _define(flags.DEFINE_float, "alpha", _DEFAULTS.extended.alpha,
             "alpha in [0, 1]: outlier label weight of extended distillation (paper: 0.9).")
     _define(flags.DEFINE_float, "temperature", None,
@@ -255,7 +260,8 @@ def data_config():
 def train_config():
     return config_lib.TrainConfig(epochs=value("epochs"), batch_size=value("batch_size"),
                                   optimizer=value("optimizer"),
-                                  learning_rate=value("learning_rate"), seed=value("seed"))
+                                  learning_rate=value("learning_rate"), seed=value("seed"),
+                                  precision=value("precision"))
 
 
 def defense_config(defense=None):

@@ -52,6 +52,8 @@ def _as_dict(config):
     out = {}
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
+        if field.metadata.get("omit_default") and value == field.default:
+            continue
         out[field.name] = value.to_dict() if hasattr(value, "to_dict") else value
     return out
 
@@ -83,14 +85,18 @@ class TrainConfig(_Config):
     optimizer: str = "adam"
     learning_rate: float | None = None  # None: DEFAULT_LEARNING_RATES[optimizer]
     seed: int = 0
+    # Saved only when not float32: runs made before the field existed stay reusable.
+    precision: str = dataclasses.field(default="float32", metadata={"omit_default": True})
 
     def validate(self):
+        from keras_edd.models import check_precision  # light import, no TensorFlow
         check_int("epochs", self.epochs, low=1)
         check_int("batch_size", self.batch_size, low=1)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.learning_rate is not None:
             check_real("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
         check_int("seed", self.seed, low=0)
+        check_precision(self.precision)
         return self
 
     @property
@@ -179,7 +185,9 @@ class RunConfig(_Config):
             detail = f"-T{d.resolved_temperature:g}"
         else:
             detail = f"-a{d.alpha:g}-T{d.resolved_temperature:g}"
-        return f"{dataset_name}-{d.defense}{detail}-e{self.train.epochs}-s{self.train.seed}"
+        precision = "" if self.train.precision == "float32" else "-bf16"
+        return (f"{dataset_name}-{d.defense}{detail}-e{self.train.epochs}-s{self.train.seed}"
+                f"{precision}")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -389,4 +397,5 @@ class ReproduceConfig(_Config):
     def resolved_run_name(self, dataset_name):
         if self.run_name:
             return self.run_name
-        return f"reproduce-{dataset_name}-e{self.train.epochs}-s{self.train.seed}"
+        precision = "" if self.train.precision == "float32" else "-bf16"
+        return f"reproduce-{dataset_name}-e{self.train.epochs}-s{self.train.seed}{precision}"

@@ -14,6 +14,12 @@ the labels over n + 1 classes are, for true class l and sigma_max = max over the
 and 0 elsewhere. Inputs the teacher is unsure about move label mass to the
 outlier class n, which the distilled model learns to predict for them.
 
+With `precision="mixed_bfloat16"` the N passes run in bfloat16 on a copy of the
+teacher (keras_edd.models.with_precision; the teacher itself is untouched and
+may be float32-trained); the logits stay float32 and sigma is computed in
+float32 from them. The dropout masks are then drawn in bfloat16, so sigma is
+not bit-identical to the float32 one for the same seed, only close.
+
 The original defensive distillation (Papernot et al., 2016) instead uses
 `distillation_labels`: softmax(z(x) / T) of a teacher trained at temperature T.
 """
@@ -23,6 +29,7 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
+from keras_edd import models
 from keras_edd import progress as progress_lib
 from keras_edd.data import make_pipeline
 
@@ -83,14 +90,18 @@ def seeded_dropout(model, seed):
 
 
 def mc_uncertainty(model, images, *, passes=20, seed=0, batch_size=LABEL_BATCH_SIZE,
-                   progress=False):
+                   precision="float32", progress=False):
     """sigma(x) for every image, from a batched `tf.data` pipeline.
 
-    Deterministic given `seed` (see `seeded_dropout`). Returns float32 [n].
+    Deterministic given `seed` (see `seeded_dropout`). `precision` (one of
+    keras_edd.models.PRECISIONS) is the arithmetic of the forward passes; the
+    teacher is run as a copy in that precision when its own differs. Returns
+    float32 [n].
     """
     if int(passes) < 2:
         raise ValueError(f"passes={passes!r}: MC-dropout needs at least 2 passes")
     passes = int(passes)
+    model = models.with_precision(model, models.check_precision(precision))
     pipeline = make_pipeline(images, np.zeros(len(images), np.int32), batch_size)
     out = []
     with seeded_dropout(model, seed):

@@ -3,6 +3,17 @@
 `cleverhans_cnn` is the MNIST CNN of cleverhans v1 (`make_basic_cnn`), the
 architecture used by Papernot & McDaniel (2017), with dropout before the first
 convolution and before the classifier so that MC-dropout has something to sample.
+
+Precision: a model is built in one of `PRECISIONS`. "mixed_bfloat16" gives its
+hidden layers the Keras policy of that name (float32 variables, bfloat16
+arithmetic; faster on CPUs with AVX512_BF16, slower without) and keeps the
+logits layer float32, so logits, losses and sigma stay float32. The policy is
+set per layer, never globally, so models built side by side do not affect each
+other. Attacks and evaluation run in float32: `load_model` always returns a
+float32 model and `with_precision` converts in either direction.
+
+This module imports Keras only inside its functions, so `PRECISIONS` and
+`check_precision` are a light import for configuration and flag validation.
 """
 
 import dataclasses
@@ -11,14 +22,22 @@ import os
 import re
 import zipfile
 
-import keras
-
 # Layer names are part of the saved-model format; keep them stable.
 CLEVERHANS_CNN_PARAMS_10 = 710_218
 
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def check_precision(precision):
+    """Return `precision` if it is one of PRECISIONS, else raise a one-line ValueError."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: allowed values are {', '.join(PRECISIONS)}")
+    return precision
+
 
 def cleverhans_cnn(num_classes=10, input_shape=(28, 28, 1), *,
-                   input_dropout=0.2, hidden_dropout=0.5, name="cleverhans_cnn"):
+                   input_dropout=0.2, hidden_dropout=0.5, precision="float32",
+                   name="cleverhans_cnn"):
     """Dropout 0.2 -> Conv 64 8x8/2 same -> ReLU -> Conv 128 6x6/2 valid -> ReLU
     -> Conv 128 5x5/1 valid -> ReLU -> Dropout 0.5 -> Flatten -> Dense (logits).
 
@@ -26,9 +45,13 @@ def cleverhans_cnn(num_classes=10, input_shape=(28, 28, 1), *,
       num_classes: number of logits, e.g. 10, or 11 with the outlier class.
       input_shape: (height, width, channels); 28x28x1 for MNIST, 32x32x3 works.
       input_dropout, hidden_dropout: dropout rates (0 disables the layer's effect).
+      precision: one of PRECISIONS; the logits layer is float32 in both.
     Returns:
-      An uncompiled `keras.Model` mapping float32 NHWC images in [0, 1] to logits.
+      An uncompiled `keras.Model` mapping float32 NHWC images in [0, 1] to
+      float32 logits.
     """
+    import keras
+
     if int(num_classes) < 2:
         raise ValueError(f"num_classes={num_classes!r}: need at least 2 classes")
     if len(input_shape) != 3:
@@ -36,19 +59,74 @@ def cleverhans_cnn(num_classes=10, input_shape=(28, 28, 1), *,
     for rate_name, rate in (("input_dropout", input_dropout), ("hidden_dropout", hidden_dropout)):
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"{rate_name}={rate!r}: allowed range is [0, 1)")
+    hidden = {"dtype": check_precision(precision)}
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = keras.layers.Dropout(input_dropout, name="input_dropout")(inputs)
-    x = keras.layers.Conv2D(64, 8, strides=2, padding="same", activation="relu", name="conv1")(x)
-    x = keras.layers.Conv2D(128, 6, strides=2, padding="valid", activation="relu", name="conv2")(x)
-    x = keras.layers.Conv2D(128, 5, strides=1, padding="valid", activation="relu", name="conv3")(x)
-    x = keras.layers.Dropout(hidden_dropout, name="hidden_dropout")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logits = keras.layers.Dense(int(num_classes), name="logits")(x)
+    x = keras.layers.Dropout(input_dropout, name="input_dropout", **hidden)(inputs)
+    x = keras.layers.Conv2D(64, 8, strides=2, padding="same", activation="relu", name="conv1",
+                            **hidden)(x)
+    x = keras.layers.Conv2D(128, 6, strides=2, padding="valid", activation="relu", name="conv2",
+                            **hidden)(x)
+    x = keras.layers.Conv2D(128, 5, strides=1, padding="valid", activation="relu", name="conv3",
+                            **hidden)(x)
+    x = keras.layers.Dropout(hidden_dropout, name="hidden_dropout", **hidden)(x)
+    x = keras.layers.Flatten(name="flatten", **hidden)(x)
+    logits = keras.layers.Dense(int(num_classes), name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def model_precision(model):
+    """"mixed_bfloat16" if any layer of `model` computes in bfloat16, else "float32"."""
+    compute = {layer.dtype_policy.compute_dtype for layer in model.layers}
+    return "mixed_bfloat16" if "bfloat16" in compute else "float32"
+
+
+def with_precision(model, precision):
+    """`model` rebuilt in `precision` with the same layers, names and weights.
+
+    Returns `model` itself when it already has that precision. Otherwise the
+    architecture is rebuilt from its config with every layer's dtype policy set
+    to `precision`, except the output layer(s), which stay float32 so the
+    logits are float32; then all weights are copied by value, including the
+    dropout layers' RNG states. The copy shares nothing with `model`.
+
+    Use it to label a float32 teacher in bfloat16 and to attack or evaluate
+    a model trained in bfloat16 in float32.
+    """
+    check_precision(precision)
+    if model_precision(model) == precision:
+        return model
+    config = model.get_config()
+    if "layers" not in config:
+        raise ValueError(f"model {model.name!r}: only Sequential and functional models can "
+                         "change precision")
+    if "output_layers" in config:  # functional: [name, node, tensor] or a list of them
+        entries = config["output_layers"]
+        outputs = {entries[0]} if isinstance(entries[0], str) else {e[0] for e in entries}
+    else:  # Sequential: the last layer gives the logits
+        outputs = {config["layers"][-1]["config"]["name"]}
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            continue
+        name = layer["config"]["name"]
+        layer["config"]["dtype"] = "float32" if name in outputs else precision
+    copy = model.__class__.from_config(config)
+    # Layer by layer (names are kept; RNG variables get fresh global names).
+    for old_layer, new_layer in zip(model.layers, copy.layers, strict=True):
+        pairs = list(zip(old_layer.variables, new_layer.variables, strict=True))
+        for src, dst in pairs:
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ValueError(f"model {model.name!r}: layer {old_layer.name!r} changed shape "
+                                 "when rebuilt from its config")
+        for src, dst in pairs:
+            dst.assign(src)
+    return copy
 
 
 def load_model(path, *, num_outputs=None, input_shape=None):
     """Load a `.keras` model with Keras' safe mode (no arbitrary code from the file).
+
+    The model comes back in float32 whatever precision it was trained and saved
+    in (see `with_precision`): attacks and evaluation run in float32.
 
     Args:
       path: a `.keras` file.
@@ -58,6 +136,7 @@ def load_model(path, *, num_outputs=None, input_shape=None):
       ValueError naming the file when it is missing, not a Keras model file, or
       of the wrong shape.
     """
+    import keras
     path = str(path)
     if not path.endswith(".keras"):
         raise ValueError(f"model {path!r}: only .keras files are loaded")
@@ -76,7 +155,7 @@ def load_model(path, *, num_outputs=None, input_shape=None):
     if input_shape is not None and tuple(model.input_shape[1:]) != tuple(input_shape):
         raise ValueError(f"model {path!r} takes inputs of shape {tuple(model.input_shape[1:])}, "
                          f"expected {tuple(input_shape)}")
-    return model
+    return with_precision(model, "float32")
 
 
 # ----------------------------------------------------------------------- model specs

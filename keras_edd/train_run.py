@@ -43,7 +43,7 @@ class _Run:
         else:
             train = self.config.train
             keras.utils.set_random_seed(train.seed + seed_offset)
-            model = models.cleverhans_cnn(num_outputs, ds.input_shape)
+            model = models.cleverhans_cnn(num_outputs, ds.input_shape, precision=train.precision)
             history = training.fit(
                 model, ds.x_train, targets, epochs=epochs, batch_size=train.batch_size,
                 optimizer=train.optimizer, learning_rate=train.resolved_learning_rate,
@@ -52,6 +52,8 @@ class _Run:
                 outlier_class=outlier_class, checkpoint_dir=self.path("checkpoints", name),
                 log_dir=self.path("logs", name), progress=self.config.progress,
                 description=name)
+            # Saved, evaluated and used as a teacher in float32, whatever it trained in.
+            model = models.with_precision(model, "float32")
             runs.save_model(model, final)
         clean = training.evaluate(model, ds.x_test, ds.y_test, outlier_class=outlier_class)
         entry = {"path": f"{name}.keras", "outputs": num_outputs,
@@ -125,9 +127,10 @@ def train_run(config):
         t = time.perf_counter()
         sigma_train = run.cached_array("sigma_train", lambda: labeling.mc_uncertainty(
             teacher, dataset.x_train, passes=defense.mc_passes, seed=config.train.seed,
-            progress=config.progress))
+            precision=config.train.precision, progress=config.progress))
         sigma_test = run.cached_array("sigma_test", lambda: labeling.mc_uncertainty(
-            teacher, dataset.x_test, passes=defense.mc_passes, seed=config.train.seed + 1))
+            teacher, dataset.x_test, passes=defense.mc_passes, seed=config.train.seed + 1,
+            precision=config.train.precision))
         stages["labeling_seconds"] = time.perf_counter() - t
         sigma_max = float(sigma_train.max())
         if not sigma_max > 0:

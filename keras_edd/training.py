@@ -6,6 +6,13 @@ same loop trains the undefended model (one-hot labels, T = 1), the defensive
 distillation baseline and the extended-distillation model. It checkpoints every
 epoch with `tf.train.CheckpointManager` and, rerun with the same settings,
 resumes from the last finished epoch with the same data order and dropout state.
+
+Reduced precision comes with the model: a model built with
+`precision="mixed_bfloat16"` (keras_edd.models) trains here unchanged. Its
+variables, and so the gradients, the Adam/Adadelta slots and the checkpoints,
+stay float32; only the hidden layers' arithmetic is bfloat16, and the logits
+and the loss are float32. bfloat16 has float32's exponent range, so no loss
+scaling is needed.
 """
 
 import os
@@ -83,7 +90,8 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
     """Train `model` in place with the custom loop; resume from `checkpoint_dir`.
 
     Args:
-      model: a Keras model returning logits.
+      model: a Keras model returning logits, in float32 or mixed_bfloat16
+        (see the module docstring); the loss is computed in float32.
       images: uint8 or float32 NHWC training images.
       targets: [n, classes] soft-label rows (use `one_hot` for hard labels).
       epochs, batch_size, optimizer, learning_rate, seed: the optimisation.
@@ -138,7 +146,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         x = tf.cast(tf.gather(all_images, indices), tf.float32) * scale
         target = tf.gather(all_targets, indices)
         with tf.GradientTape() as tape:
-            logits = model(x, training=True)
+            logits = tf.cast(model(x, training=True), tf.float32)  # no-op for float32 logits
             ce = losses.temperature_cross_entropy(target, logits, temperature)
             penalty = losses.logit_penalty(logits)
             loss = ce + penalty_weight * penalty if penalty_weight else ce

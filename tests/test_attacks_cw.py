@@ -1,11 +1,14 @@
-"""Carlini-Wagner L2: success with margin kappa, binary search, state, outlier class."""
+"""Carlini-Wagner L2: success with margin kappa, binary search, state, outlier class,
+per-sample abort-early with refilled slots (early_exit="sample") versus the batch."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import LinearModel
 from keras_edd.attacks import carlini_wagner_l2, fgsm, pgd
+from keras_edd.attacks.carlini_wagner_l2 import adadelta_update, adam_update
 
 NUM_CLASSES = 4
 
@@ -32,11 +35,13 @@ def margins(model, x_adv, labels, targeted=False):
 FAST = dict(learning_rate=0.1, max_iterations=60, binary_search_steps=4, initial_const=1.0)
 
 
+@pytest.mark.parametrize("early_exit", ["sample", "batch"])
 @pytest.mark.parametrize("optimizer,lr", [("adam", 0.1), ("adadelta", 10.0)])
-def test_untargeted_success_with_margin_kappa(easy, optimizer, lr):
+def test_untargeted_success_with_margin_kappa(easy, optimizer, lr, early_exit):
     x = images(8)
     labels = np.argmax(easy(x).numpy(), axis=1)
-    kwargs = dict(FAST, optimizer=optimizer, learning_rate=lr, confidence=2.0)
+    kwargs = dict(FAST, optimizer=optimizer, learning_rate=lr, confidence=2.0,
+                  early_exit=early_exit)
     x_adv = carlini_wagner_l2(easy, x, **kwargs).numpy()
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     margin = margins(easy, x_adv, labels)
@@ -116,3 +121,134 @@ def test_binary_search_raises_a_too_small_const(easy):
     searched = carlini_wagner_l2(easy, x, binary_search_steps=6, **kwargs)
     assert np.all(margins(easy, stuck, labels) <= 0)  # c = 1e-4: the L2 term wins
     assert np.all(margins(easy, searched, labels) >= 1.0 - 1e-4)  # c grew 10x per failure
+
+
+# --------------------------------------------------------------------------
+# early_exit: per-sample abort-early with refilled slots versus the batch.
+
+SEARCH = dict(confidence=2.0, max_iterations=50, binary_search_steps=4, initial_const=0.1)
+OPTIMIZERS = [("adam", 0.1), ("adadelta", 10.0)]
+
+
+def l2_norms(x_adv, x):
+    return np.sqrt(((np.asarray(x_adv, np.float64) - x) ** 2).sum(axis=(1, 2)))
+
+
+@pytest.mark.parametrize("optimizer,lr,expected", [
+    # Numbers of the batch-level implementation before early_exit existed.
+    ("adam", 0.1, [0.216273, 0.284155, 0.253073, 0.229832, 0.254313]),
+    ("adadelta", 10.0, [0.213666, 0.279217, 0.247228, 0.228450, 0.241092]),
+])
+def test_batch_early_exit_reproduces_earlier_numbers(easy, optimizer, lr, expected):
+    x = images(5, seed=4)
+    result = carlini_wagner_l2(easy, x, optimizer=optimizer, learning_rate=lr,
+                               early_exit="batch", return_details=True, **SEARCH)
+    np.testing.assert_allclose(l2_norms(result.x_adv, x), expected, atol=2e-5)
+    # The whole batch shares one iteration count per binary-search step.
+    assert np.all(result.iterations == result.iterations[:1])
+
+
+@pytest.mark.parametrize("optimizer,lr", OPTIMIZERS)
+def test_sample_early_exit_is_each_input_on_its_own(easy, optimizer, lr):
+    """Same result for any batch_size (slot refilling) as each input run alone,
+    and, alone, as the batch-level code path (one input = its own batch)."""
+    x = images(5, seed=4)
+    kwargs = dict(SEARCH, optimizer=optimizer, learning_rate=lr, return_details=True)
+    together = carlini_wagner_l2(easy, x, **kwargs)
+    for batch_size in (1, 2, 3):
+        refilled = carlini_wagner_l2(easy, x, batch_size=batch_size, **kwargs)
+        np.testing.assert_allclose(refilled.x_adv, together.x_adv, atol=1e-5)
+        np.testing.assert_array_equal(refilled.iterations, together.iterations)
+    for i in range(len(x)):
+        alone = carlini_wagner_l2(easy, x[i:i + 1], **kwargs)
+        old_alone = carlini_wagner_l2(easy, x[i:i + 1], early_exit="batch", **kwargs)
+        for single in (alone, old_alone):
+            np.testing.assert_allclose(single.x_adv[0], together.x_adv[i], atol=1e-5)
+            np.testing.assert_array_equal(single.iterations[0], together.iterations[i])
+            np.testing.assert_allclose(single.l2[0], together.l2[i], rtol=1e-5)
+    # Each input stops on its own; the batch waits for its slowest input.
+    batch = carlini_wagner_l2(easy, x, early_exit="batch", **kwargs)
+    assert together.iterations.sum() < batch.iterations.sum()
+
+
+@pytest.mark.parametrize("early_exit", ["sample", "batch"])
+def test_details_describe_the_result(easy, early_exit):
+    x = images(6, seed=5)
+    labels = np.argmax(easy(x).numpy(), axis=1)
+    result = carlini_wagner_l2(easy, x, learning_rate=0.1, max_iterations=40,
+                               binary_search_steps=1, initial_const=0.05, confidence=3.0,
+                               early_exit=early_exit, batch_size=4, return_details=True)
+    x_adv = result.x_adv.numpy()
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    assert 0 < result.success.sum() < len(x)  # one step at c = 0.05: some fail
+    np.testing.assert_array_equal(result.success, margins(easy, x_adv, labels) >= 3.0 - 1e-4)
+    np.testing.assert_allclose(result.l2[result.success],
+                               l2_norms(x_adv, x)[result.success], rtol=1e-4)
+    assert np.all(np.isinf(result.l2[~result.success]))
+    np.testing.assert_array_equal(x_adv[~result.success], x[~result.success])
+    assert result.iterations.shape == (6, 1)
+    assert result.iterations.min() >= 1 and result.iterations.max() <= 40
+
+
+@pytest.mark.parametrize("early_exit", ["sample", "batch"])
+def test_without_abort_early_every_step_runs_max_iterations(easy, early_exit):
+    result = carlini_wagner_l2(easy, images(3), learning_rate=0.1, max_iterations=17,
+                               binary_search_steps=2, abort_early=False,
+                               early_exit=early_exit, batch_size=2, return_details=True)
+    np.testing.assert_array_equal(result.iterations, np.full((3, 2), 17))
+
+
+def test_per_sample_abort_early_stops_a_stuck_input(easy):
+    """Z = relu(x - 0.5) W: an input with every pixel at 0.2 has zero gradient,
+    so its loss is constant and abort-early stops each of its steps at the
+    first check after iteration 0 (iteration max_iterations // 10 + 1); a
+    movable input in the same batch keeps its own counts."""
+    weights = np.asarray(easy.weights)
+
+    def model(x):
+        return tf.nn.relu(tf.reshape(x, [tf.shape(x)[0], -1]) - 0.5) @ weights
+
+    x = np.stack([np.full((3, 4), 0.2, np.float32), images(1, seed=6)[0] * 0 + 0.7])
+    labels = np.array([0, 1])
+    kwargs = dict(y=labels, learning_rate=0.1, max_iterations=50, binary_search_steps=3,
+                  initial_const=0.1, confidence=1.0, return_details=True)
+    sample = carlini_wagner_l2(model, x, **kwargs)
+    batch = carlini_wagner_l2(model, x, early_exit="batch", **kwargs)
+    np.testing.assert_array_equal(sample.iterations[0], [6, 6, 6])
+    assert not sample.success[0] and sample.success[1]
+    np.testing.assert_array_equal(batch.iterations[0], batch.iterations[1])
+    assert batch.iterations[0].sum() > 18
+
+
+def _keras_reference(optimizer, grads, learning_rate):
+    w = keras.Variable(np.zeros(grads.shape[1:], np.float32))
+    if optimizer == "adam":
+        opt = keras.optimizers.Adam(learning_rate=learning_rate)
+    else:
+        opt = keras.optimizers.Adadelta(learning_rate=learning_rate, rho=0.95, epsilon=1e-6)
+    for grad in grads:
+        opt.apply([tf.constant(grad)], [w])
+    return w.numpy()
+
+
+@pytest.mark.parametrize("optimizer,lr", OPTIMIZERS)
+def test_per_slot_optimizer_updates_equal_keras(optimizer, lr):
+    """Restart-free runs of the per-slot update rules equal Keras' optimizers."""
+    grads = np.random.default_rng(7).normal(size=(25, 2, 5)).astype(np.float32)
+    w = tf.zeros([2, 5])
+    state_1, state_2 = tf.zeros_like(w), tf.zeros_like(w)
+    for step, grad in enumerate(grads, start=1):
+        if optimizer == "adam":
+            w, state_1, state_2 = adam_update(w, grad, state_1, state_2,
+                                              tf.fill([2], step), lr)
+        else:
+            w, state_1, state_2 = adadelta_update(w, grad, state_1, state_2, lr)
+    np.testing.assert_allclose(w.numpy(), _keras_reference(optimizer, grads, lr),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_bad_early_exit_and_batch_size_raise(easy):
+    with pytest.raises(ValueError, match="early_exit='slowest'"):
+        carlini_wagner_l2(easy, images(2), early_exit="slowest")
+    with pytest.raises(ValueError, match="batch_size=0"):
+        carlini_wagner_l2(easy, images(2), batch_size=0)

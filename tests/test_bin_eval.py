@@ -53,6 +53,7 @@ def model_file(tmp_path):
     ("eval_whitebox", ["--model={model}", "--fgsm_eps=2"], "fgsm_eps=2.0"),
     ("eval_whitebox", ["--model={model}", "--jsma_gamma=0"], "jsma_gamma=0.0"),
     ("eval_whitebox", ["--model={model}", "--cw_optimizer=sgd"], "cw_optimizer='sgd'"),
+    ("eval_whitebox", ["--model={model}", "--cw_early_exit=never"], "cw_early_exit='never'"),
     ("eval_whitebox", ["--model={model}", "--pgd_loss=hinge"], "pgd_loss='hinge'"),
     ("eval_whitebox", ["--model={model}", "--sweep_eps=0.1,abc"],
      "sweep_eps: 'abc' is not a number"),

@@ -26,6 +26,7 @@ def run(*args, cwd=None):
     (["--train_limit=0"], "train_limit=0"),
     (["--run_name=../escape"], "run_name='../escape'"),
     (["--seed=-1"], "seed=-1"),
+    (["--precision=float16"], "precision='float16'"),
     (["extra"], "unexpected arguments"),
 ])
 def test_bad_flags_one_line_error_nothing_written(tmp_path, args, fragment):

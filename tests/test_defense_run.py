@@ -102,3 +102,42 @@ def test_config_defaults_follow_the_paper():
     d = config.DefenseConfig()
     assert (d.defense, d.alpha, d.resolved_temperature, d.mc_passes) == ("extended", 0.9, 4.0, 20)
     assert config.DefenseConfig(defense="distillation").resolved_temperature == 100.0
+
+
+def test_precision_is_saved_only_when_not_float32():
+    # Runs made before the precision setting existed stored no such key: a float32
+    # run must keep matching them, a bf16 run must not.
+    fp32 = config.RunConfig(train=config.TrainConfig())
+    bf16 = config.RunConfig(train=config.TrainConfig(precision="mixed_bfloat16"))
+    assert "precision" not in fp32.to_dict()["train"]
+    assert bf16.to_dict()["train"]["precision"] == "mixed_bfloat16"
+    assert fp32.resolved_run_name("mnist") == "mnist-extended-a0.9-T4-e6-s0"
+    assert bf16.resolved_run_name("mnist") == "mnist-extended-a0.9-T4-e6-s0-bf16"
+    with pytest.raises(ValueError, match="precision='float16'"):
+        config.TrainConfig(precision="float16").validate()
+
+
+@pytest.mark.slow
+def test_extended_in_bfloat16_saves_float32_models(tmp_path):
+    out = tmp_path / "out"
+    result = run("--dataset=mnist_sample", "--train_limit=256", "--test_limit=100",
+                 "--epochs=1", "--teacher_epochs=1", "--mc_passes=2", "--batch_size=64",
+                 "--precision=mixed_bfloat16", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    run_dir = out / "mnist_sample-extended-a0.9-T4-e1-s0-bf16"
+    flags_saved = json.loads((run_dir / "flags.json").read_text())
+    assert flags_saved["train"]["precision"] == "mixed_bfloat16"
+    for name in ("teacher.keras", "distilled.keras"):
+        saved = json.loads(__import__("zipfile").ZipFile(run_dir / name).read("config.json"))
+        dtypes = {layer["config"]["dtype"]["config"]["name"]
+                  for layer in saved["config"]["layers"] if layer["class_name"] != "InputLayer"}
+        assert dtypes == {"float32"}, (name, dtypes)
+    # The reported numbers are those of the saved float32 model.
+    results = json.loads((run_dir / "results.json").read_text())
+    from keras_edd.data import load_dataset
+    ds = load_dataset("mnist_sample", test_limit=100)
+    clean = training.evaluate(models.load_model(str(run_dir / "distilled.keras")), ds.x_test,
+                              ds.y_test, outlier_class=10)
+    assert results["clean_test_accuracy"] == clean["accuracy"]
+    assert results["clean_test_detected"] == clean["detected"]
+    assert results["sigma"]["sigma_max"] > 0

@@ -19,3 +19,21 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert "pytest" in test and test in ci_lines
     assert main_command.startswith("bin/")
     assert os.access(os.path.join(REPO, main_command.split()[0]), os.X_OK)
+
+
+def test_license_file_matches_setup_cfg():
+    setup = open(os.path.join(REPO, "setup.cfg")).read()
+    license_name = re.search(r"^license = (\S+)$", setup, re.M).group(1)
+    text = open(os.path.join(REPO, "LICENSE")).read()
+    assert license_name == "Apache-2.0"
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def test_citation_file_cites_the_paper_and_the_project():
+    text = open(os.path.join(REPO, "CITATION.cff")).read()
+    assert re.search(r"^cff-version: 1\.2\.0$", text, re.M)
+    assert re.search(r"^title: .*keras_edd", text, re.M)
+    preferred = text.split("preferred-citation:", 1)[1]
+    assert 'title: "Extending Defensive Distillation"' in preferred
+    assert "family-names: Papernot" in preferred and "family-names: McDaniel" in preferred
+    assert "year: 2017" in preferred

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_edd import models, training
+from keras_edd import losses, models, runs, training
 
 
 def _linear_model(inputs=4, classes=3, seed=0):
@@ -50,12 +50,12 @@ def test_logit_penalty_shrinks_logits():
     assert norms[1] < 0.5 * norms[0]
 
 
-def _tiny_run(tmp_path, epochs, name="run"):
+def _tiny_run(tmp_path, epochs, name="run", precision="float32"):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (96, 28, 28, 1), dtype=np.uint8)
     y = training.one_hot(np.arange(96) % 10, 10)
     keras.utils.set_random_seed(5)
-    model = models.cleverhans_cnn(10)
+    model = models.cleverhans_cnn(10, precision=precision)
     history = training.fit(model, x, y, epochs=epochs, batch_size=32, seed=5,
                            checkpoint_dir=str(tmp_path / name / "ckpt"),
                            log_dir=str(tmp_path / name / "logs"), progress=False,
@@ -63,15 +63,16 @@ def _tiny_run(tmp_path, epochs, name="run"):
     return model, history
 
 
-def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
-    straight, _ = _tiny_run(tmp_path, 3, "straight")
-    _tiny_run(tmp_path, 1, "resumed")  # "killed" after epoch 1
-    resumed, history = _tiny_run(tmp_path, 3, "resumed")
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, precision):
+    straight, _ = _tiny_run(tmp_path, 3, "straight", precision)
+    _tiny_run(tmp_path, 1, "resumed", precision)  # "killed" after epoch 1
+    resumed, history = _tiny_run(tmp_path, 3, "resumed", precision)
     assert history["resumed_from_epoch"] == 1 and history["epoch"] == [1, 2, 3]
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     # The history survives the restart: every epoch, with the uninterrupted run's values.
-    _, straight_history = _tiny_run(tmp_path, 3, "straight")  # finished: reloads, trains nothing
+    _, straight_history = _tiny_run(tmp_path, 3, "straight", precision)  # finished: trains nothing
     assert straight_history["epoch"] == [1, 2, 3]
     np.testing.assert_allclose(history["train/loss"], straight_history["train/loss"], rtol=1e-6)
     assert history["training_seconds"] == pytest.approx(sum(history["epoch_seconds"]))
@@ -112,3 +113,49 @@ def test_logit_statistics_by_hand():
     assert stats["mean_abs"] == pytest.approx(4 / 3)
     assert stats["mean_max"] == pytest.approx(3.0)
     assert stats["mean_top2_gap"] == pytest.approx(3.0)
+
+
+def _digits(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, 28, 28, 1), dtype=np.float32),
+            training.one_hot(np.arange(n) % 10, 10))
+
+
+def test_one_bfloat16_step_decreases_the_float32_loss():
+    x, y = _digits()
+    keras.utils.set_random_seed(0)
+    model = models.cleverhans_cnn(10, input_dropout=0.0, hidden_dropout=0.0,
+                                  precision="mixed_bfloat16")
+    before = float(losses.temperature_cross_entropy(y, model(x)))
+    training.fit(model, x, y, epochs=1, batch_size=32, learning_rate=1e-3, progress=False,
+                 log_epochs=False)
+    after = float(losses.temperature_cross_entropy(y, model(x)))
+    assert model(x).dtype == "float32"
+    assert after < before - 0.01
+    assert {v.dtype for v in model.trainable_variables} == {"float32"}
+
+
+def test_bfloat16_trained_model_loads_and_runs_in_float32(tmp_path):
+    x, y = _digits(64, seed=1)
+    keras.utils.set_random_seed(2)
+    trained = models.cleverhans_cnn(10, precision="mixed_bfloat16")
+    training.fit(trained, x, y, epochs=3, batch_size=32, progress=False, log_epochs=False)
+    path = str(tmp_path / "model.keras")
+    runs.save_model(trained, path)
+    loaded = models.load_model(path, num_outputs=10)
+    assert models.model_precision(loaded) == "float32"
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    assert {v.dtype for v in loaded.variables if "seed_generator" not in v.path} == {"float32"}
+    for a, b in zip(trained.trainable_variables, loaded.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    bf16_logits = training.predict_logits(trained, x[:16])
+    fp32_logits = training.predict_logits(loaded, x[:16])
+    assert fp32_logits.dtype == np.float32
+    # Same weights, bfloat16 vs float32 arithmetic: close logits; the same class
+    # wherever the bfloat16 model's top-2 margin exceeds that rounding.
+    spread = np.ptp(fp32_logits)
+    np.testing.assert_allclose(bf16_logits, fp32_logits, atol=0.05 * spread)
+    top2 = np.sort(bf16_logits, axis=1)
+    clear = top2[:, -1] - top2[:, -2] > 0.1 * spread
+    assert clear.sum() >= 8
+    np.testing.assert_array_equal(bf16_logits[clear].argmax(1), fp32_logits[clear].argmax(1))
