@@ -220,6 +220,9 @@ class Attack:
     success: a SuccessCriterion, for the attack_failed rate.
     gradient_free: uses only the model's outputs (Square): where it succeeds and a
       gradient attack fails, the report flags gradient masking.
+    chunk_size: inputs per call of the function, instead of the attack batch
+      size (an attack that batches internally, e.g. CW keeping a batch of slots
+      full, gets large chunks; progress still moves once per chunk).
     """
     name: str
     function: str
@@ -233,6 +236,7 @@ class Attack:
     by_default: bool = True
     success: str = SuccessCriterion.MARGIN.value
     gradient_free: bool = False
+    chunk_size: int | None = None
 
     @property
     def sweep_name(self):
@@ -247,6 +251,10 @@ class Attack:
     def takes_seed(self):
         return "seed" in inspect.signature(self.fn).parameters
 
+    @functools.cached_property
+    def takes_details(self):
+        return "return_details" in inspect.signature(self.fn).parameters
+
 
 _ROWS = (
     Attack(name="fgsm", function="keras_edd.attacks.fgsm:fgsm", budget="eps",
@@ -258,12 +266,13 @@ _ROWS = (
            success=SuccessCriterion.REPORTED.value),
     Attack(name="cw", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(), max_examples=100, sweep="kappa",
-           resolve=_cw_resolved),
+           resolve=_cw_resolved, chunk_size=512, success=SuccessCriterion.REPORTED.value),
     # Carlini's own optimiser (Adam, lr 0.01) next to the paper's AdaDelta, same kappa
     # and 5 x 1000 steps: a CW failure can then be told apart from an optimiser's.
     Attack(name="cw_adam", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(optimizer=CwOptimizer.ADAM.value),
-           max_examples=100, sweep="kappa", resolve=_cw_resolved),
+           max_examples=100, sweep="kappa", resolve=_cw_resolved, chunk_size=512,
+           success=SuccessCriterion.REPORTED.value),
     # Gradient-free confirmation at the FGSM/PGD budget (see `gradient_free`).
     Attack(name="square", function="keras_edd.attacks.square:square", budget="eps",
            settings=SquareSettings(), max_examples=200, gradient_free=True),
@@ -300,31 +309,46 @@ def budget_of(name, params):
     return row.sweep_name, params[row.budget]
 
 
+def chunk_size(name, batch_size):
+    """Inputs per call of attack `name`: its row's chunk_size, else `batch_size`."""
+    return get(name).chunk_size or batch_size
+
+
 def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,
-          details=None):
+          on_chunk=None, details=None):
     """Adversarial examples for float32 inputs x, computed on `model` (y = its prediction).
 
-    Batches of `batch_size`; an attack that takes `seed` gets seed + the batch's
-    first index. Returns x_adv as a float32 numpy array shaped like x. `details`,
-    if a dict, receives the per-sample fields the attack returns besides x_adv
-    (jsma_untargeted: "target", "success"), concatenated over the batches.
+    Calls of `chunk_size(name, batch_size)` inputs; an attack that takes `seed`
+    gets seed + the chunk's first index, so a prefix of whole chunks is the same
+    craft as the start of a longer one. on_chunk(k) is called after each chunk
+    of k inputs (progress bars). `details`, a dict, receives the per-input
+    arrays the attack reports besides x_adv (a function taking
+    `return_details` is asked for them; a result with fields, such as JSMA's
+    (x_adv, target, success), gives its other fields), concatenated over chunks:
+    e.g. details["success"]. Returns x_adv as a float32 numpy array shaped like x.
     """
     import numpy as np
     row = get(name)
-    out = []
-    extra = {}
-    for start in range(0, len(x), batch_size):
+    step = chunk_size(name, batch_size)
+    out, parts = [], {}
+    for start in range(0, len(x), step):
         kwargs = dict(params, outlier_class=outlier_class)
         if row.takes_seed:
             kwargs["seed"] = seed + start
-        adv = row.fn(model, x[start:start + batch_size], **kwargs)
-        if hasattr(adv, "_fields"):  # jsma_untargeted returns (x_adv, target, success)
-            for field in adv._fields[1:]:
-                extra.setdefault(field, []).append(np.asarray(getattr(adv, field)))
-            adv = adv.x_adv
+        if row.takes_details:
+            kwargs["return_details"] = True
+        chunk = x[start:start + step]
+        result = row.fn(model, chunk, **kwargs)
+        adv = getattr(result, "x_adv", result)
+        for field, value in getattr(result, "_asdict", dict)().items():
+            if field != "x_adv":
+                parts.setdefault(field, []).append(np.asarray(value))
         out.append(np.asarray(adv, np.float32))
+        if on_chunk is not None:
+            on_chunk(len(chunk))
     if details is not None:
-        details.update({field: np.concatenate(parts) for field, parts in extra.items()})
+        details.update({field: np.concatenate(values, axis=0) for field, values in parts.items()
+                        if all(np.ndim(v) >= 1 for v in values)})
     return np.concatenate(out, axis=0)
 
 

@@ -29,6 +29,8 @@ class Defense(enum.StrEnum):
 
 OPTIMIZERS = choices(Optimizer)
 DEFENSES = choices(Defense)
+# Named flag presets of the evaluation binaries (their values: keras_edd.cli.PRESETS).
+PRESETS = ("quick", "paper")
 
 # The defaults that depend on another setting, in one table (flag help texts read it too).
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 0.1}  # adadelta 0.1 as in cleverhans v1
@@ -330,12 +332,13 @@ class WhiteboxConfig(_Config):
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: whitebox-<model run dir>-<model file>
     progress: bool = True
+    preset: str | None = None  # the flag preset the settings came from (recorded only)
 
     def validate(self):
         _check_model_path("model", self.model_path)
         self.data.validate()
         self.evaluation.validate()
-        _check_output(self.output_dir, self.run_name)
+        _check_output(self.output_dir, self.run_name, self.preset)
         return self
 
 
@@ -352,6 +355,7 @@ class BlackboxConfig(_Config):
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: blackbox-<target run dir>-<target file>
     progress: bool = True
+    preset: str | None = None  # the flag preset the settings came from (recorded only)
 
     def validate(self):
         _check_model_path("target", self.target_path)
@@ -365,11 +369,13 @@ class BlackboxConfig(_Config):
             _check_model_path(f"surrogate {name}", path)
         self.data.validate()
         self.evaluation.validate()
-        _check_output(self.output_dir, self.run_name)
+        _check_output(self.output_dir, self.run_name, self.preset)
         return self
 
 
-def _check_output(output_dir, run_name):
+def _check_output(output_dir, run_name, preset=None):
+    if preset is not None:
+        check_choice("preset", preset, PRESETS)
     require(bool(output_dir), "output_dir='': must name a directory")
     if run_name is not None:
         require(bool(_RUN_NAME.match(run_name)),
@@ -397,6 +403,7 @@ class ReproduceConfig(_Config):
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: reproduce-<dataset>-e<epochs>-s<seed>
     progress: bool = True
+    preset: str | None = None  # the flag preset the settings came from (recorded only)
 
     def validate(self):
         self.data.validate()
@@ -409,7 +416,7 @@ class ReproduceConfig(_Config):
         check_real("distillation_temperature", self.distillation_temperature, low=0.0,
                    low_inclusive=False)
         self.evaluation.validate()
-        _check_output(self.output_dir, self.run_name)
+        _check_output(self.output_dir, self.run_name, self.preset)
         if self.model_dir is not None:
             require(bool(self.model_dir), "model_dir='': must name a directory")
         return self

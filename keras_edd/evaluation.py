@@ -37,13 +37,15 @@ Entry points: `run_whitebox`, `run_blackbox` (one per binary); `evaluate_models`
 does the work for them and for keras_edd.reproduce. This module never trains.
 """
 
+import collections
 import dataclasses
 import os
 import time
 
 import numpy as np
 
-from keras_edd import attack_registry, detection, reporting, runs
+from keras_edd import attack_cache, attack_registry, detection, reporting, runs
+from keras_edd import progress as progress_lib
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
 from keras_edd.metrics import (FILTER_STATEMENT, attack_rates, clean_rates, failure_rate,
@@ -52,9 +54,9 @@ from keras_edd.models import ModelSpec, load_model_spec, model_label  # noqa: F4
 
 
 class _Evaluation:
-    """State of one evaluation: the attacked inputs, cached crafts and predictions."""
+    """State of one evaluation: the attacked inputs, the crafts and predictions."""
 
-    def __init__(self, dataset, config, progress):
+    def __init__(self, dataset, config, progress, cache_dir=None):
         self.dataset = dataset
         self.config = config
         self.progress = progress
@@ -64,12 +66,17 @@ class _Evaluation:
         needed = min(needed, len(dataset.y_test))
         self.x = data_lib.to_float(dataset.x_test[:needed])
         self.y = np.asarray(dataset.y_test[:needed])
-        self.cache = {}
-        self.details = {}  # cache key -> the per-sample fields an attack returned (craft)
+        self.crafts = attack_cache.CraftCache(cache_dir)
+        self.details = {}  # (craft key digest, n) -> the per-sample fields it reported
         self.clean_logits = {}
         self.adversarial_logits = {}  # main entries on outlier models, for detection
         self.images = {}
-        self.attack_seconds = 0.0
+        self.stage = None
+        # Seconds of crafting computed here, and the recorded seconds of crafts
+        # loaded from the run directory, per stage; crafts counted by origin.
+        self.computed_seconds = collections.Counter()
+        self.loaded_seconds = collections.Counter()
+        self.craft_counts = collections.Counter()
 
     def log(self, message):
         if self.progress:
@@ -94,45 +101,65 @@ class _Evaluation:
         return self.clean_logits_of(spec).argmax(axis=1)
 
     def crafted(self, source, attack, variant, n, budget=None):
-        """(cache key, params, outlier_class the attack is told) of one craft."""
-        params = attack_registry.attack_params(attack, self.config.attack, budget)
+        """(craft key, params, outlier_class the attack is told, variant) of one craft."""
+        settings = self.config.attack
+        params = attack_registry.attack_params(attack, settings, budget)
         outlier_class = source.attack_outlier_class(variant)
         if attack_registry.get(attack).real_targets:
             # A targeted attack (JSMA) aims at a real class, never at the outlier
             # ("detected") class, so its plain and adaptive variants coincide.
             outlier_class = source.outlier_class
             variant = "plain"
-        return (source.name, attack, variant, n, tuple(sorted(params.items()))), params, \
-            outlier_class
+        key = attack_cache.craft_key(
+            self.crafts.model_id(source.model), attack, attack_registry.get(attack).function,
+            params, variant=variant, outlier_class=outlier_class,
+            chunk=attack_registry.chunk_size(attack, settings.batch_size), seed=settings.seed)
+        return key, params, outlier_class, variant
 
     def adversarial(self, source, attack, variant, n, budget=None):
-        """(x_adv, params, seconds) for the first n inputs, attacked on `source`."""
-        key, params, outlier_class = self.crafted(source, attack, variant, n, budget)
-        if key not in self.cache:
-            t = time.perf_counter()
+        """(x_adv, params, seconds) for the first n inputs, attacked on `source`.
+
+        A craft made before (in this run, by the interrupted run whose directory
+        this is, or as the first inputs of a longer craft) is not computed again;
+        see keras_edd.attack_cache.
+        """
+        settings = self.config.attack
+        key, params, outlier_class, variant = self.crafted(source, attack, variant, n, budget)
+        craft = self.crafts.get(key, self.x, n)
+        what = (f"{attack} ({variant}) on {source.name}, {n} inputs, "
+                f"{reporting.format_params(params)}")
+        if craft is None:
             details = {}
-            x_adv = attack_registry.craft(source.model, attack, self.x[:n], params,
-                                          outlier_class=outlier_class,
-                                          batch_size=self.config.attack.batch_size,
-                                          seed=self.config.attack.seed, details=details)
-            self.details[key] = details
-            seconds = time.perf_counter() - t
-            self.attack_seconds += seconds
-            self.cache[key] = (x_adv, params, seconds)
-            k = min(self.config.image_examples, n)
-            if budget is None and k:
-                self.images[f"{source.name}/{attack}_{variant}"] = (self.x[:k], x_adv[:k])
-            self.log(f"  {attack} ({variant}) on {source.name}, {n} inputs, "
-                     f"{reporting.format_params(params)}: {seconds:.1f}s")
-        return self.cache[key]
+            t = time.perf_counter()
+            with progress_lib.bar(total=n, desc=f"{attack} ({variant}) on {source.name}",
+                                  progress=self.progress, unit="input") as bar:
+                x_adv = attack_registry.craft(source.model, attack, self.x[:n], params,
+                                              outlier_class=outlier_class,
+                                              batch_size=settings.batch_size, seed=settings.seed,
+                                              on_chunk=bar.update, details=details)
+            craft = self.crafts.put(key, self.x, n, x_adv, time.perf_counter() - t, details)
+            self.computed_seconds[self.stage] += craft.seconds
+        elif craft.origin == "loaded":
+            self.loaded_seconds[self.stage] += craft.seconds
+        self.craft_counts[craft.origin] += 1
+        self.details[(attack_cache.key_digest(key), n)] = craft.details
+        k = min(self.config.image_examples, n)
+        tag = f"{source.name}/{attack}_{variant}"
+        if budget is None and k and tag not in self.images:
+            self.images[tag] = (self.x[:k], craft.x_adv[:k])
+        if craft.origin != "memory":
+            self.log(f"  {what}: {craft.seconds:.1f}s"
+                     + ("" if craft.origin == "computed" else f" ({craft.origin})"))
+        return craft.x_adv, params, craft.seconds
 
     def attack_failed(self, source, attack, variant, n, budget, source_logits, correct):
         """attack_failed over the filtered and all inputs: the attack's own criterion
         (attack_registry.attack_succeeded) judged on the source's logits at x_adv."""
-        key, params, outlier_class = self.crafted(source, attack, variant, n, budget)
+        key, params, outlier_class, _ = self.crafted(source, attack, variant, n, budget)
         succeeded = attack_registry.attack_succeeded(
             attack, params, source_logits, self.clean_logits_of(source)[:n],
-            outlier_class=outlier_class, details=self.details.get(key))
+            outlier_class=outlier_class,
+            details=self.details.get((attack_cache.key_digest(key), n)))
         return failure_rate(succeeded, correct), failure_rate(succeeded)
 
     def entry(self, setting, source, target, attack, variant, n, budget=None):
@@ -251,7 +278,8 @@ class _Evaluation:
                 "masking_suspected": None if best is None else best < self.config.masking_threshold}
 
 
-def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=False):
+def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=False,
+                    cache_dir=None, whitebox=True):
     """Run every evaluation of `config` and collect the numbers.
 
     Args:
@@ -259,19 +287,23 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
       targets: ModelSpecs attacked white-box (and scored in black-box runs).
       surrogates: ModelSpecs the black-box attacks are computed on.
       config: an EvalConfig.
-      progress: print one line per attack.
+      progress: print one line per attack and show a progress bar per craft
+        (on a terminal only, see keras_edd.progress).
+      cache_dir: keep every craft there (keras_edd.attack_cache), so that a
+        rerun after a kill computes only the crafts that were missing.
+      whitebox: run the white-box attacks on the targets (False: black-box only).
     Returns:
       (results, images): results is a JSON-ready dict ("models", "evaluations",
-      "sweeps", "warnings", ...); images maps "<source>/<attack>_<variant>" to
-      (clean, adversarial) arrays for TensorBoard.
+      "sweeps", "warnings", "stage_seconds", "crafts", ...); images maps
+      "<source>/<attack>_<variant>" to (clean, adversarial) arrays for TensorBoard.
     """
     config = (config or config_lib.EvalConfig()).validate()
     names = [s.name for s in list(targets) + list(surrogates)]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique, got {names}")
-    ev = _Evaluation(dataset, config, progress)
+    ev = _Evaluation(dataset, config, progress, cache_dir)
     t_start = time.perf_counter()
-    stage_seconds = {}
+    wall = {}
     warnings_found = []
     models = {}
     for spec in list(targets) + list(surrogates):
@@ -294,17 +326,19 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
             if checks.get(key, 0.0) > 0.5:
                 warnings_found.append(f"{spec.name}: {checks[key]:.1%} of input gradients are "
                                       f"exactly zero ({key}): likely gradient masking")
-    stage_seconds["clean_and_checks"] = time.perf_counter() - t_start
+    wall["clean_and_checks"] = time.perf_counter() - t_start
 
     entries = []
     t = time.perf_counter()
-    for spec in targets:
+    ev.stage = "whitebox"
+    for spec in (targets if whitebox else ()):
         ev.log(f"white-box on {spec.name}")
         for attack in config.attacks:
             for variant in spec.variants(config.adaptive):
                 entries.append(ev.entry("whitebox", spec, spec, attack, variant, ev.count(attack)))
-    stage_seconds["whitebox"] = time.perf_counter() - t
+    wall["whitebox"] = time.perf_counter() - t
     t = time.perf_counter()
+    ev.stage = "blackbox"
     for source in surrogates:
         ev.log(f"black-box from {source.name}")
         for attack in config.attacks:
@@ -312,8 +346,9 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
                 for target in targets:
                     entries.append(ev.entry("blackbox", source, target, attack, variant,
                                             ev.count(attack)))
-    stage_seconds["blackbox"] = time.perf_counter() - t
+    wall["blackbox"] = time.perf_counter() - t
     t = time.perf_counter()
+    ev.stage = "sweeps"
     sweeps = []
     for spec in targets:
         if config.resolved_sweep_attacks:
@@ -331,18 +366,36 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
                 elif sweep["masking_suspected"] is None:
                     warnings_found.append(f"{spec.name}: {attack} ({variant}) sweep has no "
                                           "correctly classified inputs; masking not checked")
-    stage_seconds["sweeps"] = time.perf_counter() - t
+    wall["sweeps"] = time.perf_counter() - t
     warnings_found += gradient_free_masking(entries, config.masking_threshold)
     t = time.perf_counter()
     detection_results = ev.detection_results(targets)
-    stage_seconds["detection"] = time.perf_counter() - t
-    stage_seconds["attacks_total"] = ev.attack_seconds
+    wall["detection"] = time.perf_counter() - t
     counts = {a: ev.count(a) for a in config.attacks}
     results = {"filter": FILTER_STATEMENT, "models": models, "evaluations": entries,
                "sweeps": sweeps, "warnings": warnings_found, "num_examples": counts,
                "detection": detection_results, "evaluation_settings": config.to_dict(),
-               "evaluation_seconds": stage_seconds}
+               "stage_seconds": _stage_seconds(wall, ev),
+               "crafts": {origin: ev.craft_counts[origin]
+                          for origin in ("computed", "loaded", "prefix", "memory")}}
     return results, ev.images
+
+
+def _stage_seconds(wall, ev):
+    """Per stage: `seconds_here`, the wall time of this call, and `seconds_total`,
+    which adds the recorded seconds of the crafts loaded from an earlier, killed
+    run (what an uninterrupted run would have spent, about). `attacks`: the
+    crafting alone, summed over the stages."""
+    out = {"clean_and_checks": {"seconds_here": wall["clean_and_checks"],
+                                "seconds_total": wall["clean_and_checks"]}}
+    for stage in ("whitebox", "blackbox", "sweeps"):
+        out[stage] = {"seconds_here": wall[stage],
+                      "seconds_total": wall[stage] + ev.loaded_seconds[stage]}
+    out["detection"] = {"seconds_here": wall["detection"], "seconds_total": wall["detection"]}
+    here = sum(ev.computed_seconds.values())
+    out["attacks"] = {"seconds_here": here,
+                      "seconds_total": here + sum(ev.loaded_seconds.values())}
+    return out
 
 
 def gradient_free_masking(entries, threshold):
@@ -372,6 +425,18 @@ def gradient_free_masking(entries, threshold):
 # ------------------------------------------------------------------------------ runs
 
 
+def announce(config, run_dir):
+    """One line at the start of a run: where it writes and which preset it uses."""
+    if config.progress:
+        preset = config.preset or "none (defaults and flags)"
+        print(f"run directory {run_dir}; preset {preset}", flush=True)
+
+
+def crafts_dir(run_dir):
+    """Where an evaluation run keeps its crafts (keras_edd.attack_cache)."""
+    return os.path.join(run_dir, "attacks")
+
+
 def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=None):
     """Add the run's context to `results` and write the report (results.json last)."""
     results.update({
@@ -397,8 +462,9 @@ def run_whitebox(config):
     run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done
+    announce(config, run_dir)
     results, images = evaluate_models(dataset, [spec], (), config.evaluation,
-                                      progress=config.progress)
+                                      progress=config.progress, cache_dir=crafts_dir(run_dir))
     return finish_run(run_dir, results, images, config, dataset, t_start, "whitebox")
 
 
@@ -413,9 +479,10 @@ def run_blackbox(config):
     run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done
-    # The target is scored on the surrogates' attacks only: no white-box sweeps of it.
+    announce(config, run_dir)
+    # The target is scored on the surrogates' attacks only: no white-box attacks or sweeps.
     evaluation = dataclasses.replace(config.evaluation, sweeps=False)
     results, images = evaluate_models(dataset, [target], surrogates, evaluation,
-                                      progress=config.progress)
-    results["evaluations"] = [e for e in results["evaluations"] if e["setting"] == "blackbox"]
+                                      progress=config.progress, cache_dir=crafts_dir(run_dir),
+                                      whitebox=False)
     return finish_run(run_dir, results, images, config, dataset, t_start, "blackbox")

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_edd import models
+from keras_edd import progress as progress_lib
 from keras_edd.data import make_pipeline
 
 LABEL_BATCH_SIZE = 256  # images per MC call; the model sees LABEL_BATCH_SIZE * N at once
@@ -104,13 +105,11 @@ def mc_uncertainty(model, images, *, passes=20, seed=0, batch_size=LABEL_BATCH_S
     pipeline = make_pipeline(images, np.zeros(len(images), np.int32), batch_size)
     out = []
     with seeded_dropout(model, seed):
-        iterator = pipeline
-        if progress:
-            from tqdm.auto import tqdm
-            iterator = tqdm(pipeline, total=-(-len(images) // batch_size),
-                            desc=f"MC-dropout sigma (N={passes})", leave=False, unit="batch")
-        for x, _ in iterator:
-            out.append(_batch_sigma(model, x, passes).numpy())
+        with progress_lib.bar(total=-(-len(images) // batch_size), progress=progress,
+                              desc=f"MC-dropout sigma (N={passes})", unit="batch") as bar:
+            for x, _ in pipeline:
+                out.append(_batch_sigma(model, x, passes).numpy())
+                bar.update(1)
     return np.concatenate(out).astype(np.float32)
 
 

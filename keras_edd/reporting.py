@@ -393,10 +393,14 @@ def markdown_report(results):
                       {True: "**possible masking**", False: "ok", None: "unchecked"}[
                           s["masking_suspected"]]] for s in results["sweeps"]]), ""]
     out += _detection_markdown(results.get("detection"))
-    seconds = results.get("evaluation_seconds", {})
+    stages = results.get("stage_seconds", {})
+    crafts = results.get("crafts", {})
     out += ["## Timing and versions", "",
-            f"Wall time {results.get('wall_seconds', 0):.1f} s ("
-            + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + ").", "",
+            f"Wall time {results.get('wall_seconds', 0):.1f} s; per stage, seconds in this run "
+            "(with crafts loaded from an interrupted run, at their recorded seconds): "
+            + ", ".join(f"{k} {v['seconds_here']:.1f} s ({v['seconds_total']:.1f} s)"
+                        for k, v in stages.items()) + ". Crafts: "
+            + ", ".join(f"{v} {k}" for k, v in crafts.items()) + ".", "",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()),
             "", "Files: " + ", ".join(results.get("files", [])), ""]
     return "\n".join(out)

@@ -12,7 +12,7 @@ import time
 
 from keras_edd import data as data_lib
 from keras_edd import runs, train_run
-from keras_edd.evaluation import evaluate_models, finish_run
+from keras_edd.evaluation import announce, crafts_dir, evaluate_models, finish_run
 from keras_edd.models import load_model_spec
 from keras_edd.validation import check_batch_size
 
@@ -78,6 +78,7 @@ def run_reproduce(config):
                               config.to_dict())
     if done:
         return done
+    announce(config, run_dir)
     training_report = {}
     specs = {}
     t = time.perf_counter()
@@ -105,8 +106,13 @@ def run_reproduce(config):
     targets = [specs[r] for r in ("undefended", "extended", "distillation")]
     surrogates = [specs[r] for r in ("surrogate_U", "surrogate_D")]
     results, images = evaluate_models(dataset, targets, surrogates, config.evaluation,
-                                      progress=config.progress)
+                                      progress=config.progress, cache_dir=crafts_dir(run_dir))
     results["training"] = training_report
-    results["evaluation_seconds"]["training"] = training_seconds
+    # Per model: the training run's own recorded seconds (also when reused here).
+    results["stage_seconds"]["training"] = {
+        "seconds_here": training_seconds,
+        "seconds_total": sum(t["training_wall_seconds"] for t in training_report.values()),
+        "models": {role: {"seconds": t["training_wall_seconds"], "seconds_here": t["seconds_here"],
+                          "reused": t["reused"]} for role, t in training_report.items()}}
     seeds = {role: training_report[role]["seed"] for role in REPRODUCE_MODELS}
     return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds)

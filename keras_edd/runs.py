@@ -85,8 +85,9 @@ def save_model(model, path):
         model.save(tmp)
 
 
-# Where a run lives and how it reports progress do not change its results.
-_NOT_SETTINGS = ("output_dir", "run_name", "progress")
+# Where a run lives, how it reports progress and which preset spelled its settings do not
+# change its results.
+_NOT_SETTINGS = ("output_dir", "run_name", "progress", "preset")
 
 
 def check_writable_dir(path, what="output folder"):

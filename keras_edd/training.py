@@ -25,6 +25,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from keras_edd import losses, runs
+from keras_edd import progress as progress_lib
 from keras_edd.config import DEFAULT_LEARNING_RATES
 from keras_edd.data import make_pipeline
 from keras_edd.validation import check_batch_size
@@ -102,7 +103,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       outlier_class: index of the outlier class, to also log the detected rate.
       checkpoint_dir: where a CheckpointManager keeps the last epochs.
       log_dir: TensorBoard folder (`train/loss`, `train/accuracy`, ...).
-      progress: show a progress bar per epoch.
+      progress: show a progress bar per epoch (on a terminal only, see keras_edd.progress).
       log_epochs: print one summary line per epoch.
       adversary: optional training-time adversary (keras_edd.adversarial_training),
         a callable (model, x, target, seed) -> x_adv run inside the compiled step
@@ -198,8 +199,8 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         for metric in (loss_mean, ce_mean, penalty_mean, accuracy):
             metric.reset_state()
         order = epoch_order(len(images), batch_size, seed, epoch)
-        with tqdm(total=steps, desc=f"{description} epoch {epoch + 1}/{epochs}",
-                  disable=not progress, leave=False, unit="batch") as bar:
+        with progress_lib.bar(total=steps, desc=f"{description} epoch {epoch + 1}/{epochs}",
+                              progress=progress, unit="batch") as bar:
             for first in range(0, steps, STEPS_PER_CALL):
                 chunk = order[first:first + STEPS_PER_CALL]
                 train_steps(chunk, epoch * steps + first)

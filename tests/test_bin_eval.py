@@ -68,6 +68,8 @@ def model_file(tmp_path):
     ("reproduce", ["--distillation_temperature=0"], "distillation_temperature=0.0"),
     ("reproduce", ["--quick", "--num_examples_cw=-1"], "num_examples_cw=-1"),
     ("reproduce", ["--run_name=../escape"], "run_name='../escape'"),
+    ("reproduce", ["--preset=fast"], "preset='fast': allowed values are quick, paper"),
+    ("reproduce", ["--quick", "--preset=paper"], "--quick and --preset=paper: choose one"),
 ])
 def test_bad_flags_one_line_error_nothing_written(tmp_path, model_file, binary, args, fragment):
     out = tmp_path / "out"
@@ -89,7 +91,7 @@ def test_flag_names_of_every_binary_are_kept():
                     "pgd_loss", "jsma_theta", "jsma_gamma", "jsma_target_mode", "cw_confidence",
                     "cw_optimizer", "cw_learning_rate", "cw_binary_search_steps",
                     "cw_max_iterations", "cw_initial_const", "attack_batch_size", "attack_seed",
-                    "num_examples_jsma", "num_examples_cw", "quick", "sweep_kappa",
+                    "num_examples_jsma", "num_examples_cw", "quick", "preset", "sweep_kappa",
                     "cw_adam_confidence", "cw_adam_optimizer", "cw_adam_learning_rate",
                     "num_examples_cw_adam", "square_eps", "square_max_queries", "square_p_init",
                     "num_examples_square"}
@@ -254,7 +256,7 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     assert results["dataset"]["train_size"] == 256 and results["dataset"]["test_size"] == 40
     assert results["settings"]["evaluation"]["attack"]["cw_max_iterations"] == 10
     assert set(results["versions"]) >= {"tensorflow", "keras", "numpy"}
-    assert results["wall_seconds"] > 0 and results["evaluation_seconds"]["training"] > 0
+    assert results["wall_seconds"] > 0 and results["stage_seconds"]["training"]["seconds_total"] > 0
     _assert_rates_consistent(results, run_dir)
     # The stdout summary repeats the JSON numbers.
     first = next(e for e in results["evaluations"] if e["filtered"]["count"])
@@ -291,13 +293,17 @@ def test_eval_binaries_on_the_reproduced_models(reproduced, tmp_path):
     common = ["--dataset=mnist_sample", "--test_limit=40", "--attacks=fgsm", "--num_examples=12",
               "--check_examples=12", "--noprogress", f"--output_dir={tmp_path}"]
     white = run("eval_whitebox", f"--model={extended}", "--sweep_eps=0.5",
-                "--sweep_num_examples=12", *common)
+                "--sweep_num_examples=12", "--preset=paper", "--sweep_attacks=fgsm", *common)
     assert white.returncode == 0, white.stderr[-3000:]
     run_dir = tmp_path / f"whitebox-{os.path.basename(os.path.dirname(extended))}-distilled"
     results = json.loads((run_dir / "results.json").read_text())
     assert [(e["attack"], e["variant"]) for e in results["evaluations"]] == [
         ("fgsm", "plain"), ("fgsm", "adaptive")]
     assert results["models"]["target"]["sha256"] and results["sweeps"]
+    # --preset=paper is recorded; its values fill the flags not given (no CW cap).
+    assert results["settings"]["preset"] == "paper"
+    assert results["settings"]["evaluation"]["num_examples_cw"] is None
+    assert results["settings"]["evaluation"]["num_examples"] == 12
     _assert_rates_consistent(results, run_dir)
 
     black = run("eval_blackbox", f"--target={extended}",
@@ -312,3 +318,69 @@ def test_eval_binaries_on_the_reproduced_models(reproduced, tmp_path):
                for e in results["evaluations"])
     assert not results["sweeps"] and (tmp_path / "bb" / "blackbox.png").is_file()
     _assert_rates_consistent(results, tmp_path / "bb")
+
+
+# ---------------------------------------------------------------------- resume
+
+_RESUME = ["--dataset=mnist_sample", "--test_limit=100", "--attacks=fgsm,pgd",
+           "--num_examples=100", "--attack_batch_size=50", "--pgd_nb_iter=400",
+           "--sweep_attacks=fgsm", "--sweep_eps=0.1,0.2", "--sweep_num_examples=50",
+           "--check_examples=20", "--noprogress"]
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_killed_evaluation_resumes_from_its_finished_crafts(tmp_path):
+    """SIGKILL once a craft file exists; the same command then loads it, computes the
+    rest, and ends with the numbers of an uninterrupted run."""
+    import signal
+    import time
+
+    import keras
+    from keras_edd import runs
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.Conv2D(8, 5, strides=2, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(hidden)))
+    model_path = str(tmp_path / "cnn" / "model.keras")
+    runs.save_model(model, model_path)
+    command = [sys.executable, BIN["eval_whitebox"], f"--model={model_path}", *_RESUME,
+               f"--output_dir={tmp_path / 'out'}", "--run_name=killed"]
+    crafts = tmp_path / "out" / "killed" / "attacks"
+    # The uninterrupted reference run, alongside (the test waits for it at the end).
+    whole = subprocess.Popen([*command[:-1], "--run_name=whole"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (crafts.is_dir() and any(p.suffix == ".npz" for p in crafts.iterdir())):
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    assert not (tmp_path / "out" / "killed" / "results.json").exists()
+    done_before = {p.name for p in crafts.iterdir() if p.suffix == ".npz"}
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "killed" / "results.json").read_text())
+    assert results["crafts"]["loaded"] == len(done_before) >= 1
+    assert results["crafts"]["computed"] == 3 - len(done_before)
+    assert results["crafts"]["prefix"] == 1  # the eps=0.2 sweep point: FGSM's first 50
+
+    _, whole_errors = whole.communicate(timeout=600)
+    assert whole.returncode == 0, whole_errors[-3000:]
+    reference = json.loads((tmp_path / "out" / "whole" / "results.json").read_text())
+    assert reference["crafts"] == {"computed": 3, "loaded": 0, "prefix": 1, "memory": 0}
+    for key in ("evaluations", "sweeps", "models", "warnings", "num_examples"):
+        assert _without_timings(results[key]) == _without_timings(reference[key]), key
+    stages = results["stage_seconds"]
+    assert stages["attacks"]["seconds_total"] > stages["attacks"]["seconds_here"]

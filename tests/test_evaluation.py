@@ -152,10 +152,14 @@ def test_attack_succeeded_is_each_attacks_own_criterion():
                     [0.0, 5.0, 0.0, 0.0],    # margin 5
                     [0.0, 1.0, 0.0, 9.0]])   # outlier on top: margin vs y is 9, adaptive -8
     succeeded = attack_registry.attack_succeeded
+    # CW reports its own success (margin >= kappa found during the search).
     cw = {"confidence": 7.0}
-    np.testing.assert_array_equal(succeeded("cw", cw, adv, clean), [True, False, True])
-    np.testing.assert_array_equal(succeeded("cw_adam", cw, adv, clean, outlier_class=3),
-                                  [True, False, False])
+    for name in ("cw", "cw_adam"):
+        np.testing.assert_array_equal(
+            succeeded(name, cw, adv, clean, details={"success": np.array([True, False, False])}),
+            [True, False, False])
+        with pytest.raises(ValueError, match="no details"):
+            succeeded(name, cw, adv, clean)
     np.testing.assert_array_equal(succeeded("fgsm", {"eps": 0.2}, adv, clean),
                                   [True, True, True])
     np.testing.assert_array_equal(succeeded("square", {"eps": 0.2}, adv, clean, outlier_class=3),

@@ -52,7 +52,8 @@ def results():
             "evaluations": evaluations, "sweeps": sweeps, "filter": "FILTER TEXT",
             "warnings": ["extended: fgsm looks masked"], "num_examples": {"fgsm": 10},
             "evaluation_settings": {"masking_threshold": 0.95}, "wall_seconds": 1.0,
-            "evaluation_seconds": {"whitebox": 0.5}, "versions": {"numpy": np.__version__}}
+            "stage_seconds": {"whitebox": {"seconds_here": 0.5, "seconds_total": 0.75}},
+            "crafts": {"computed": 1, "loaded": 1}, "versions": {"numpy": np.__version__}}
 
 
 def _is_png(path):
