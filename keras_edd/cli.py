@@ -296,7 +296,9 @@ def defense_config(defense=None):
         defense == "adversarial" and "adv_train_attack" in _FLAGS) else {}
     return config_lib.DefenseConfig(
         defense=defense, alpha=value("alpha"),
-        temperature=value("temperature"), mc_passes=value("mc_passes"),
+        # adversarial training is at T = 1; --temperature is the distillations' T
+        temperature=None if defense == "adversarial" else value("temperature"),
+        mc_passes=value("mc_passes"),
         penalty_weight=value("penalty_weight"), teacher_epochs=value("teacher_epochs"),
         teacher_path=value("teacher") if "teacher" in _FLAGS else None, **adversarial)
 

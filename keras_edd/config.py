@@ -391,13 +391,16 @@ class ReproduceConfig(_Config):
     model, extended distillation (alpha, T, N of `extended`), the defensive
     distillation baseline at `distillation_temperature`, and two surrogates for
     black-box transfer: U (undefended, seed + 1) and D (extended distillation
-    distilled from U, seed + 2). Then runs every attack white-box on the three
-    targets and black-box from U and D, and writes one report.
+    distilled from U, seed + 2), and the adversarial-training baseline
+    (`adversarial`, trained for teacher_epochs like the undefended model). Then
+    runs every attack white-box on the four targets and black-box from U and D,
+    and writes one report.
     """
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig(epochs=50)
     extended: DefenseConfig = DefenseConfig()
     distillation_temperature: float = 100.0
+    adversarial: DefenseConfig = DefenseConfig(defense="adversarial")
     evaluation: EvalConfig = EvalConfig()
     model_dir: str | None = None  # None: output_dir, where bin/train puts its runs
     output_dir: str = "saved_models"
@@ -413,6 +416,9 @@ class ReproduceConfig(_Config):
         require(self.extended.teacher_path is None,
                 "extended.teacher_path: reproduce trains its own teachers")
         self.extended.validate()
+        require(self.adversarial.defense == "adversarial",
+                f"adversarial.defense={self.adversarial.defense!r}: must be 'adversarial'")
+        self.adversarial.validate()
         check_real("distillation_temperature", self.distillation_temperature, low=0.0,
                    low_inclusive=False)
         self.evaluation.validate()

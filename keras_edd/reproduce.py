@@ -17,7 +17,9 @@ from keras_edd.models import load_model_spec
 from keras_edd.validation import check_batch_size
 
 # Roles of the models trained by run_reproduce, in training order.
-REPRODUCE_MODELS = ("undefended", "extended", "distillation", "surrogate_U", "surrogate_D")
+REPRODUCE_MODELS = ("undefended", "extended", "distillation", "adversarial", "surrogate_U",
+                    "surrogate_D")
+TARGETS = ("undefended", "extended", "distillation", "adversarial")
 
 
 def reproduce_run_configs(config, dataset_name):
@@ -55,6 +57,8 @@ def reproduce_run_configs(config, dataset_name):
         ext, teacher_path=model_path(configs["undefended"])))
     configs["distillation"] = run(DefenseConfig(defense="distillation", temperature=config.distillation_temperature,
                                                 teacher_epochs=ext.teacher_epochs))
+    # The adversarial-training baseline trains as long as f, the model it hardens.
+    configs["adversarial"] = run(config.adversarial, epochs=ext.teacher_epochs)
     configs["surrogate_U"] = run(undefended, 1, "surrogate_U", epochs=ext.teacher_epochs)
     configs["surrogate_D"] = run(dataclasses.replace(
         ext, teacher_path=model_path(configs["surrogate_U"])), 2, "surrogate_D")
@@ -65,7 +69,7 @@ def run_reproduce(config):
     """bin/reproduce: train (or reuse) every model, attack them all, write one report.
 
     Targets (white-box, and scored in black-box): undefended, extended,
-    distillation. Surrogates (black-box): surrogate_U, surrogate_D.
+    distillation, adversarial. Surrogates (black-box): surrogate_U, surrogate_D.
     """
     config.validate()
     t_start = time.perf_counter()
@@ -103,7 +107,7 @@ def run_reproduce(config):
             "training_wall_seconds": trained["wall_seconds"],
             "seconds_here": time.perf_counter() - t_model}
     training_seconds = time.perf_counter() - t
-    targets = [specs[r] for r in ("undefended", "extended", "distillation")]
+    targets = [specs[r] for r in TARGETS]
     surrogates = [specs[r] for r in ("surrogate_U", "surrogate_D")]
     results, images = evaluate_models(dataset, targets, surrogates, config.evaluation,
                                       progress=config.progress, cache_dir=crafts_dir(run_dir))

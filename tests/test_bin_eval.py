@@ -232,8 +232,10 @@ def test_reproduce_writes_a_consistent_report(reproduced):
                  "flags.json"):
         assert (run_dir / name).is_file(), name
     assert os.listdir(run_dir / "logs" / "evaluation")
-    assert set(results["training"]) == {"undefended", "extended", "distillation",
+    assert set(results["training"]) == {"undefended", "extended", "distillation", "adversarial",
                                         "surrogate_U", "surrogate_D"}
+    assert results["training"]["adversarial"]["defense"] == "adversarial"
+    assert results["models"]["adversarial"]["outlier_class"] is None
     # D is distilled from U's model, with its own seed.
     d_settings = results["training"]["surrogate_D"]["settings"]
     assert d_settings["defense"]["teacher_path"].endswith(
@@ -246,6 +248,8 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     for attack in ("fgsm", "jsma", "cw"):
         assert ("whitebox", "extended", "extended", attack, "adaptive") in entries
         assert ("whitebox", "distillation", "distillation", attack, "plain") in entries
+        assert ("whitebox", "adversarial", "adversarial", attack, "plain") in entries
+        assert ("blackbox", "surrogate_U", "adversarial", attack, "plain") in entries
         assert ("blackbox", "surrogate_U", "extended", attack, "plain") in entries
         assert ("blackbox", "surrogate_D", "extended", attack, "adaptive") in entries
     assert ("whitebox", "undefended", "undefended", "fgsm", "adaptive") not in entries

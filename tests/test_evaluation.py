@@ -443,7 +443,8 @@ def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
     for role, defense, epochs in (
             ("undefended", DefenseConfig(defense="none"), 6),
             ("extended", DefenseConfig(teacher_path=f_path), 50),
-            ("distillation", DefenseConfig(defense="distillation"), 50)):
+            ("distillation", DefenseConfig(defense="distillation"), 50),
+            ("adversarial", DefenseConfig(defense="adversarial"), 6)):
         by_train = RunConfig(data=data_config, train=TrainConfig(epochs=epochs), defense=defense)
         assert _settings(configs[role]) == _settings(by_train), role
         assert configs[role].resolved_run_name("mnist") == by_train.resolved_run_name("mnist")
