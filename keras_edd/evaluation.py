@@ -285,7 +285,8 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     Args:
       dataset: a keras_edd.data.Dataset (the test split is attacked).
       targets: ModelSpecs attacked white-box (and scored in black-box runs).
-      surrogates: ModelSpecs the black-box attacks are computed on.
+      surrogates: ModelSpecs the black-box attacks are computed on, each scored
+        on every target, or only on its `only_target` when set (surrogate J).
       config: an EvalConfig.
       progress: print one line per attack and show a progress bar per craft
         (on a terminal only, see keras_edd.progress).
@@ -301,6 +302,11 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     names = [s.name for s in list(targets) + list(surrogates)]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique, got {names}")
+    target_names = [s.name for s in targets]
+    for source in surrogates:
+        if source.only_target is not None and source.only_target not in target_names:
+            raise ValueError(f"surrogate {source.name} is scored only on target "
+                             f"{source.only_target!r}, which is not among {target_names}")
     ev = _Evaluation(dataset, config, progress, cache_dir)
     t_start = time.perf_counter()
     wall = {}
@@ -343,7 +349,7 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
         ev.log(f"black-box from {source.name}")
         for attack in config.attacks:
             for variant in source.variants(config.adaptive):
-                for target in targets:
+                for target in scored_targets(source, targets):
                     entries.append(ev.entry("blackbox", source, target, attack, variant,
                                             ev.count(attack)))
     wall["blackbox"] = time.perf_counter() - t
@@ -379,6 +385,11 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
                "crafts": {origin: ev.craft_counts[origin]
                           for origin in ("computed", "loaded", "prefix", "memory")}}
     return results, ev.images
+
+
+def scored_targets(source, targets):
+    """The targets a surrogate's attacks are scored on: all, or its `only_target`."""
+    return [t for t in targets if source.only_target in (None, t.name)]
 
 
 def _stage_seconds(wall, ev):

@@ -169,12 +169,16 @@ class ModelSpec:
     """A loaded model and what its logits mean.
 
     num_classes: n real classes; outlier_class: n for n + 1-logit models, else None.
+    only_target: for a surrogate trained against one target (surrogate J, trained
+    on that target's labels), the name of that target: its black-box attacks are
+    scored on it alone. None: scored on every target.
     """
     name: str
     model: object
     path: str
     num_classes: int
     outlier_class: int | None
+    only_target: str | None = None
 
     def variants(self, adaptive=True):
         """Attack variants that make sense on this model."""
@@ -184,10 +188,13 @@ class ModelSpec:
         return self.outlier_class if variant == "adaptive" else None
 
     def describe(self):
-        return {"path": os.path.abspath(self.path), "sha256": _sha256(self.path),
-                "outputs": self.num_classes + (self.outlier_class is not None),
-                "outlier_class": self.outlier_class,
-                "parameters": int(self.model.count_params())}
+        out = {"path": os.path.abspath(self.path), "sha256": _sha256(self.path),
+               "outputs": self.num_classes + (self.outlier_class is not None),
+               "outlier_class": self.outlier_class,
+               "parameters": int(self.model.count_params())}
+        if self.only_target is not None:
+            out["only_target"] = self.only_target
+        return out
 
 
 def load_model_spec(name, path, dataset):

@@ -342,6 +342,27 @@ def test_evaluate_models_rejects_duplicate_names(small_data, trained_linear):
         evaluation.evaluate_models(small_data, [spec], [dataclasses.replace(spec)], EvalConfig())
 
 
+def test_a_surrogate_with_only_target_is_scored_on_that_target_alone(small_data,
+                                                                       trained_linear):
+    specs = {name: models.ModelSpec(name, trained_linear, f"{name}.keras", 10, None)
+             for name in ("a", "b", "U")}
+    specs["J_b"] = models.ModelSpec("J_b", trained_linear, "J_b.keras", 10, None,
+                                    only_target="b")
+    for spec in specs.values():  # no file behind these specs
+        spec.describe = lambda: {"path": "x.keras", "outputs": 10, "outlier_class": None}
+    config = EvalConfig(attacks=("fgsm",), num_examples=10, sweeps=False, check_examples=10)
+    results, _ = evaluation.evaluate_models(small_data, [specs["a"], specs["b"]],
+                                            [specs["U"], specs["J_b"]], config, whitebox=False)
+    assert sorted((e["source"], e["target"]) for e in results["evaluations"]) == [
+        ("J_b", "b"), ("U", "a"), ("U", "b")]
+    # The same craft scored on "b": the restriction changes the pairing, not the numbers.
+    by_pair = {(e["source"], e["target"]): e for e in results["evaluations"]}
+    assert by_pair[("J_b", "b")]["filtered"] == by_pair[("U", "b")]["filtered"]
+    lost = dataclasses.replace(specs["J_b"], name="J_c", only_target="c")
+    with pytest.raises(ValueError, match="surrogate J_c is scored only on target 'c'"):
+        evaluation.evaluate_models(small_data, [specs["a"]], [lost], config)
+
+
 def test_jsma_targets_real_classes_on_outlier_models(small_data, monkeypatch):
     keras.utils.set_random_seed(0)
     spec = models.ModelSpec("ext", _linear_model(11), "ext.keras", 10, 10)
