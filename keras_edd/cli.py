@@ -37,7 +37,8 @@ from keras_edd.data import DATASETS  # noqa: E402  (light: no TensorFlow)
 from keras_edd.adversarial_training import ADV_TRAIN_ATTACKS  # noqa: E402  (light)
 from keras_edd.models import PRECISIONS  # noqa: E402  (light: no TensorFlow)
 
-DATA, MODELS, EVALUATION, OUTPUT = "data", "models", "evaluation", "output"
+DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT = (
+    "data", "models", "evaluation", "substitute", "output")
 
 # flag name -> value under --quick (unless the flag is given explicitly).
 QUICK_PRESET = {
@@ -56,6 +57,8 @@ QUICK_PRESET = {
     "sweep_attacks": ["fgsm", "pgd", "jsma"],
     "sweep_eps": ["0.1", "0.3", "0.5"], "sweep_gamma": ["0.03", "0.14"],
     "sweep_kappa": ["0", "7"], "sweep_num_examples": 20, "check_examples": 50,
+    # Surrogate J: 30 -> 120 points, 2 epochs a round (the paper's 150 -> 9,600 takes minutes).
+    "substitute_initial": 30, "substitute_rounds": 2, "substitute_epochs_per_round": 2,
 }
 
 # flag name -> value under --preset=paper: the paper's settings, spelled out so that they
@@ -71,6 +74,10 @@ PAPER_PRESET = {
     "cw_confidence": 7.0, "cw_optimizer": "adadelta", "cw_binary_search_steps": 5,
     "cw_max_iterations": 1000,
     "sweep_attacks": ["fgsm", "pgd", "jsma"], "sweep_num_examples": 200,
+    # Surrogate J (Papernot et al. 2017): 150 initial inputs, rho = 6, lambda = 0.1,
+    # periodic step tau = 3, 10 epochs a round.
+    "substitute_initial": 150, "substitute_rounds": 6, "substitute_lam": 0.1,
+    "substitute_tau": 3, "substitute_epochs_per_round": 10, "substitute_batch_size": 128,
 }
 PRESETS = {"quick": QUICK_PRESET, "paper": PAPER_PRESET}
 assert tuple(PRESETS) == config_lib.PRESETS
@@ -213,6 +220,27 @@ def _define_evaluation():
             "Inputs for the gradient-masking checks.")
 
 
+def _define_substitute(reproduce):
+    defaults = config_lib.SubstituteConfig()
+    if reproduce:
+        _define(flags.DEFINE_boolean, "jacobian_substitute", _DEFAULTS.jacobian_substitute,
+                "Also train surrogate J against each target (J_<target>, seed + 3) and "
+                "score its black-box attacks on that target.")
+    _define(flags.DEFINE_integer, "substitute_initial", defaults.initial,
+            "Surrogate J: size of S_0, the last test inputs (never attacked).")
+    _define(flags.DEFINE_integer, "substitute_rounds", defaults.rounds,
+            "Surrogate J: Jacobian augmentation rounds rho (S grows to initial * 2**rounds).")
+    _define(flags.DEFINE_float, "substitute_lam", defaults.lam,
+            "Surrogate J: augmentation step lambda in (0, 1].")
+    _define(flags.DEFINE_integer, "substitute_tau", defaults.tau,
+            "Surrogate J: the step's sign flips every tau rounds, lambda * (-1)**floor(rho/tau) "
+            "(0: constant step).")
+    _define(flags.DEFINE_integer, "substitute_epochs_per_round", defaults.epochs_per_round,
+            "Surrogate J: training epochs per round.")
+    _define(flags.DEFINE_integer, "substitute_batch_size", defaults.batch_size,
+            "Surrogate J: training batch size (capped at the set size).")
+
+
 def _define_output():
     _define(flags.DEFINE_string, "output_dir", _DEFAULTS.output_dir, "Parent of the run directory.")
     _define(flags.DEFINE_string, "run_name", None, "Run directory name (default: derived).")
@@ -223,7 +251,9 @@ def define_flags(*groups, train=False, reproduce=False):
     """Define the flags of `groups` (DATA, MODELS, EVALUATION, OUTPUT).
 
     MODELS takes --defense and --teacher with train=True, and
-    --distillation_temperature and --model_dir with reproduce=True.
+    --distillation_temperature and --model_dir with reproduce=True; SUBSTITUTE
+    (surrogate J's --substitute_* settings) takes --jacobian_substitute with
+    reproduce=True.
     """
     for group in groups:
         if group == DATA:
@@ -232,6 +262,8 @@ def define_flags(*groups, train=False, reproduce=False):
             _define_models(train, reproduce)
         elif group == EVALUATION:
             _define_evaluation()
+        elif group == SUBSTITUTE:
+            _define_substitute(reproduce)
         elif group == OUTPUT:
             _define_output()
         else:
@@ -325,6 +357,14 @@ def eval_config():
         sweep_kappa=_floats("sweep_kappa"), sweep_num_examples=value("sweep_num_examples"),
         masking_threshold=value("masking_threshold"), check_examples=value("check_examples"),
         attack=attack_config())
+
+
+def substitute_config():
+    return config_lib.SubstituteConfig(
+        initial=value("substitute_initial"), rounds=value("substitute_rounds"),
+        lam=value("substitute_lam"), tau=value("substitute_tau"),
+        epochs_per_round=value("substitute_epochs_per_round"),
+        batch_size=value("substitute_batch_size"))
 
 
 def output_settings():

@@ -317,6 +317,42 @@ class EvalConfig(_Config):
         return out
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SubstituteConfig(_Config):
+    """Surrogate J: the Jacobian-augmented substitute (keras_edd.substitute).
+
+    S_0 is the last `initial` test inputs (never attacked); the substitute, of
+    the targets' family, is trained on the target's labels only, with `rounds`
+    augmentations of step lambda = `lam` whose sign flips every `tau` rounds,
+    lambda_rho = lam * (-1)**floor(rho / tau) (Papernot et al. 2017's periodic
+    step; tau = 0: constant step), `epochs_per_round` epochs of Adam per round.
+    """
+    initial: int = 150
+    rounds: int = 6
+    lam: float = 0.1
+    tau: int = 3
+    epochs_per_round: int = 10
+    batch_size: int = 128
+
+    def validate(self):
+        check_int("substitute_initial", self.initial, low=1)
+        check_int("substitute_rounds", self.rounds, low=0)
+        check_real("substitute_lam", self.lam, low=0.0, high=1.0, low_inclusive=False)
+        check_int("substitute_tau", self.tau, low=0)
+        check_int("substitute_epochs_per_round", self.epochs_per_round, low=1)
+        check_int("substitute_batch_size", self.batch_size, low=1)
+        return self
+
+    @property
+    def resolved_tau(self):
+        """tau for keras_edd.substitute: None (constant step) for tau = 0."""
+        return self.tau or None
+
+
+# The name that asks bin/eval_blackbox for surrogate J (trained here, not loaded).
+JACOBIAN_SURROGATE = "J"
+
+
 def _check_model_path(name, path):
     require(bool(path), f"{name}: give a .keras model file")
     require(str(path).endswith(".keras"), f"{name}={path!r}: must be a .keras model file")
@@ -346,10 +382,15 @@ class WhiteboxConfig(_Config):
 class BlackboxConfig(_Config):
     """bin/eval_blackbox: attacks computed on surrogates, evaluated on the target.
 
-    `surrogates` is a tuple of (name, path) pairs.
+    `surrogates` is a tuple of (name, path) pairs; `jacobian_substitute` adds
+    surrogate J (named "J"), trained against the target with `substitute`'s
+    settings and the attack seed.
     """
     target_path: str = ""
     surrogates: tuple = ()
+    jacobian_substitute: bool = dataclasses.field(default=False, metadata={"omit_default": True})
+    substitute: SubstituteConfig = dataclasses.field(default=SubstituteConfig(),
+                                                     metadata={"omit_default": True})
     data: DataConfig = DataConfig()
     evaluation: EvalConfig = EvalConfig()
     output_dir: str = "saved_models"
@@ -359,14 +400,19 @@ class BlackboxConfig(_Config):
 
     def validate(self):
         _check_model_path("target", self.target_path)
-        require(isinstance(self.surrogates, tuple) and len(self.surrogates) > 0,
-                "surrogate: give at least one surrogate model (.keras)")
+        require(isinstance(self.surrogates, tuple) and (
+            len(self.surrogates) > 0 or self.jacobian_substitute),
+                f"surrogate: give at least one surrogate model (.keras) or "
+                f"{JACOBIAN_SURROGATE}")
         names = [name for name, _ in self.surrogates]
         require(len(set(names)) == len(names), f"surrogate: repeated name in {names}")
         for name, path in self.surrogates:
+            require(name != JACOBIAN_SURROGATE, f"surrogate name {JACOBIAN_SURROGATE!r} is "
+                    "reserved for the Jacobian-augmented substitute: give it without a path")
             require(bool(_RUN_NAME.match(name)), f"surrogate name {name!r}: use letters, "
                     "digits, '.', '_' or '-'")
             _check_model_path(f"surrogate {name}", path)
+        self.substitute.validate()
         self.data.validate()
         self.evaluation.validate()
         _check_output(self.output_dir, self.run_name, self.preset)
@@ -392,9 +438,11 @@ class ReproduceConfig(_Config):
     distillation baseline at `distillation_temperature`, and two surrogates for
     black-box transfer: U (undefended, seed + 1) and D (extended distillation
     distilled from U, seed + 2), and the adversarial-training baseline
-    (`adversarial`, trained for teacher_epochs like the undefended model). Then
-    runs every attack white-box on the four targets and black-box from U and D,
-    and writes one report.
+    (`adversarial`, trained for teacher_epochs like the undefended model). With
+    `jacobian_substitute`, also one surrogate J per target (J_<target>, trained
+    against it with `substitute`'s settings and seed + 3, scored on it alone).
+    Then runs every attack white-box on the four targets and black-box from U, D
+    (and each J), and writes one report.
     """
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig(epochs=50)
@@ -402,6 +450,10 @@ class ReproduceConfig(_Config):
     distillation_temperature: float = 100.0
     adversarial: DefenseConfig = DefenseConfig(defense="adversarial")
     evaluation: EvalConfig = EvalConfig()
+    # Saved only when not the default: reproduce runs made before J existed stay reusable.
+    jacobian_substitute: bool = dataclasses.field(default=True, metadata={"omit_default": True})
+    substitute: SubstituteConfig = dataclasses.field(default=SubstituteConfig(),
+                                                     metadata={"omit_default": True})
     model_dir: str | None = None  # None: output_dir, where bin/train puts its runs
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: reproduce-<dataset>-e<epochs>-s<seed>
@@ -419,6 +471,7 @@ class ReproduceConfig(_Config):
         require(self.adversarial.defense == "adversarial",
                 f"adversarial.defense={self.adversarial.defense!r}: must be 'adversarial'")
         self.adversarial.validate()
+        self.substitute.validate()
         check_real("distillation_temperature", self.distillation_temperature, low=0.0,
                    low_inclusive=False)
         self.evaluation.validate()

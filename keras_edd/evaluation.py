@@ -34,7 +34,9 @@ an outlier class, the ROC of its scores, clean inputs against each entry's
 adversarial ones (keras_edd.detection; results["detection"]).
 
 Entry points: `run_whitebox`, `run_blackbox` (one per binary); `evaluate_models`
-does the work for them and for keras_edd.reproduce. This module never trains.
+does the work for them and for keras_edd.reproduce. This module never trains:
+surrogate J, the one model an evaluation run makes itself, comes from
+keras_edd.substitute_run.
 """
 
 import collections
@@ -480,20 +482,40 @@ def run_whitebox(config):
 
 
 def run_blackbox(config):
-    """bin/eval_blackbox: attacks computed on surrogates, scored on the target."""
+    """bin/eval_blackbox: attacks computed on surrogates, scored on the target.
+
+    With config.jacobian_substitute, surrogate "J" is first trained against the
+    target (or reloaded from the run directory) by keras_edd.substitute_run, seeded
+    with the attack seed; the one model an evaluation run makes itself.
+    """
     config.validate()
     t_start = time.perf_counter()
     dataset = data_lib.load_data(config.data)
     target = load_model_spec("target", config.target_path, dataset)
     surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
+    if config.jacobian_substitute:
+        from keras_edd import substitute_run
+        substitute_run.check_test_size(dataset, config.evaluation.num_examples,
+                                       config.substitute)
     run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
     run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done
     announce(config, run_dir)
+    records, seeds = {}, {}
+    if config.jacobian_substitute:
+        name = config_lib.JACOBIAN_SURROGATE
+        seeds[name] = config.evaluation.attack.seed
+        spec, records[name] = substitute_run.jacobian_surrogate(
+            name, target, dataset, config.substitute, seed=seeds[name],
+            num_examples=config.evaluation.num_examples, run_dir=run_dir,
+            progress=config.progress)
+        surrogates.append(spec)
     # The target is scored on the surrogates' attacks only: no white-box attacks or sweeps.
     evaluation = dataclasses.replace(config.evaluation, sweeps=False)
     results, images = evaluate_models(dataset, [target], surrogates, evaluation,
                                       progress=config.progress, cache_dir=crafts_dir(run_dir),
                                       whitebox=False)
-    return finish_run(run_dir, results, images, config, dataset, t_start, "blackbox")
+    if records:
+        substitute_run.add_to_results(results, records)
+    return finish_run(run_dir, results, images, config, dataset, t_start, "blackbox", seeds)

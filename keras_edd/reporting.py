@@ -351,6 +351,7 @@ def markdown_report(results):
               _pct(t["clean_test_accuracy"]), _pct(t.get("clean_test_detected")),
               "yes" if t["reused"] else "no", t["run_name"]]
              for role, t in results["training"].items()]), ""]
+    out += _substitute_markdown(results.get("models", {}))
     out += ["## Clean inputs", "", _table(
         ["model", "role", "outputs", "accuracy (test set)", "detected = false alarms",
          "accuracy (attacked inputs)", "zero-gradient fraction", "logits?", "deterministic?"],
@@ -404,6 +405,32 @@ def markdown_report(results):
             "Versions: " + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()),
             "", "Files: " + ", ".join(results.get("files", [])), ""]
     return "\n".join(out)
+
+
+def _substitute_markdown(models):
+    """report.md lines on each surrogate J: its oracle, queries and agreement."""
+    rows = []
+    for name, m in models.items():
+        if m.get("kind") != "jacobian_substitute":
+            continue
+        s = m["settings"]
+        indices = m["initial_test_indices"]
+        rows.append([name, m["oracle"], f"{indices[0]}..{indices[-1]}", s["rounds"],
+                     f"{s['lam']:g}", "constant" if s["tau"] is None else s["tau"],
+                     m["oracle_queries"],
+                     "n/a" if m["outlier_answers"] is None else m["outlier_answers"],
+                     _pct(m["agreement_attacked"]), _pct(m["agreement_test"]),
+                     f"{m['training_seconds']:.1f}", "yes" if m["reused"] else "no"])
+    if not rows:
+        return []
+    return ["## Surrogate J (Jacobian-augmented substitute)", "",
+            "Trained against one target (its oracle) from that target's labels only, starting "
+            "from S_0 = the test inputs shown (never attacked); its black-box attacks are scored "
+            "on that target alone. Agreement = fraction of inputs where J's and the target's "
+            "labels agree, on the attacked inputs and on the test set minus S_0.", "",
+            _table(["surrogate", "oracle", "S_0 (test indices)", "rounds", "lambda", "tau",
+                    "oracle queries", "outlier answers", "agreement (attacked)",
+                    "agreement (test minus S_0)", "training seconds", "reused"], rows), ""]
 
 
 def _num(value, digits=3):

@@ -2,8 +2,9 @@
 
 Trains (or reuses, through keras_edd.train_run with bin/train's run names) the
 undefended model f, extended distillation, the defensive-distillation baseline
-and the black-box surrogates U and D, then evaluates them all with
-keras_edd.evaluation and writes one report.
+and the black-box surrogates U and D, and (keras_edd.substitute_run) one
+surrogate J per target, then evaluates them all with keras_edd.evaluation and
+writes one report.
 """
 
 import dataclasses
@@ -11,7 +12,7 @@ import os
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import runs, train_run
+from keras_edd import runs, substitute_run, train_run
 from keras_edd.evaluation import announce, crafts_dir, evaluate_models, finish_run
 from keras_edd.models import load_model_spec
 from keras_edd.validation import check_batch_size
@@ -20,6 +21,8 @@ from keras_edd.validation import check_batch_size
 REPRODUCE_MODELS = ("undefended", "extended", "distillation", "adversarial", "surrogate_U",
                     "surrogate_D")
 TARGETS = ("undefended", "extended", "distillation", "adversarial")
+# Surrogate J against each target is seeded with the training seed + this.
+SUBSTITUTE_SEED_OFFSET = 3
 
 
 def reproduce_run_configs(config, dataset_name):
@@ -69,12 +72,17 @@ def run_reproduce(config):
     """bin/reproduce: train (or reuse) every model, attack them all, write one report.
 
     Targets (white-box, and scored in black-box): undefended, extended,
-    distillation, adversarial. Surrogates (black-box): surrogate_U, surrogate_D.
+    distillation, adversarial. Surrogates (black-box): surrogate_U, surrogate_D,
+    and with config.jacobian_substitute J_<target> for each target, trained
+    against it (seed + 3) and scored on it alone.
     """
     config.validate()
     t_start = time.perf_counter()
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
+    if config.jacobian_substitute:
+        substitute_run.check_test_size(dataset, config.evaluation.num_examples,
+                                       config.substitute)
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
     runs.check_writable_dir(config.resolved_model_dir, "model_dir")
@@ -109,8 +117,20 @@ def run_reproduce(config):
     training_seconds = time.perf_counter() - t
     targets = [specs[r] for r in TARGETS]
     surrogates = [specs[r] for r in ("surrogate_U", "surrogate_D")]
+    substitutes = {}
+    seeds = {role: training_report[role]["seed"] for role in REPRODUCE_MODELS}
+    if config.jacobian_substitute:
+        for target in targets:
+            name = f"J_{target.name}"
+            seeds[name] = config.train.seed + SUBSTITUTE_SEED_OFFSET
+            spec, substitutes[name] = substitute_run.jacobian_surrogate(
+                name, target, dataset, config.substitute, seed=seeds[name],
+                num_examples=config.evaluation.num_examples, run_dir=run_dir,
+                progress=config.progress)
+            surrogates.append(spec)
     results, images = evaluate_models(dataset, targets, surrogates, config.evaluation,
                                       progress=config.progress, cache_dir=crafts_dir(run_dir))
+    substitute_run.add_to_results(results, substitutes)
     results["training"] = training_report
     # Per model: the training run's own recorded seconds (also when reused here).
     results["stage_seconds"]["training"] = {
@@ -118,5 +138,4 @@ def run_reproduce(config):
         "seconds_total": sum(t["training_wall_seconds"] for t in training_report.values()),
         "models": {role: {"seconds": t["training_wall_seconds"], "seconds_here": t["seconds_here"],
                           "reused": t["reused"]} for role, t in training_report.items()}}
-    seeds = {role: training_report[role]["seed"] for role in REPRODUCE_MODELS}
     return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds)

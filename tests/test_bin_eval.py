@@ -63,6 +63,21 @@ def model_file(tmp_path):
     ("eval_blackbox", ["--target={model}", "--surrogate=U=nope.keras"],
      "surrogate U='nope.keras': no such file"),
     ("eval_blackbox", ["--target={model}", "--surrogate=U={model},U={model}"], "repeated name"),
+    ("eval_blackbox", ["--target={model}", "--surrogate=J={model}"],
+     "surrogate name 'J' is reserved for the Jacobian-augmented substitute"),
+    ("eval_blackbox", ["--target={model}", "--surrogate=J", "--substitute_tau=-1"],
+     "substitute_tau=-1"),
+    ("eval_blackbox", ["--target={model}", "--surrogate=J", "--substitute_lam=0"],
+     "substitute_lam=0.0"),
+    ("eval_blackbox", ["--target={model}", "--surrogate=J", "--substitute_initial=0"],
+     "substitute_initial=0"),
+    ("reproduce", ["--substitute_rounds=-1"], "substitute_rounds=-1"),
+    ("reproduce", ["--substitute_epochs_per_round=0"], "substitute_epochs_per_round=0"),
+    ("reproduce", ["--substitute_batch_size=0"], "substitute_batch_size=0"),
+    # S_0 (the last 30 of the 200 test inputs under --quick) would overlap the attacked ones.
+    ("reproduce", ["--quick", "--num_examples=190"],
+     "num_examples=190 attacked test inputs plus substitute_initial=30 inputs of S_0 exceed "
+     "the 200 test inputs"),
     ("reproduce", ["--epochs=0"], "epochs=0"),
     ("reproduce", ["--alpha=1.5"], "alpha=1.5"),
     ("reproduce", ["--distillation_temperature=0"], "distillation_temperature=0.0"),
@@ -99,10 +114,15 @@ def test_flag_names_of_every_binary_are_kept():
     model_flags = {"epochs", "batch_size", "optimizer", "learning_rate", "seed", "alpha",
                    "temperature", "mc_passes", "penalty_weight", "teacher_epochs"}
     output_flags = {"output_dir", "run_name", "progress"}
+    substitute_flags = {"substitute_initial", "substitute_rounds", "substitute_lam",
+                        "substitute_tau", "substitute_epochs_per_round", "substitute_batch_size"}
     names = {b: _flag_names(path) for b, path in BIN.items()}
     names["train"] = _flag_names(os.path.join(REPO, "bin", "train"))
     for binary in ("eval_whitebox", "eval_blackbox", "reproduce"):
         assert attack_flags | data_flags | output_flags <= names[binary], binary
+    assert substitute_flags <= names["eval_blackbox"]
+    assert substitute_flags | {"jacobian_substitute"} <= names["reproduce"]
+    assert not (substitute_flags & names["eval_whitebox"])
     assert model_flags | {"distillation_temperature", "model_dir"} <= names["reproduce"]
     assert model_flags | data_flags | output_flags | {"defense", "teacher"} <= names["train"]
     assert not (attack_flags & names["train"])  # bin/train takes no evaluation flags
@@ -177,7 +197,8 @@ TINY = ["--quick", "--attacks=fgsm,jsma,cw", "--train_limit=256", "--test_limit=
         "--num_examples=16", "--num_examples_jsma=4", "--num_examples_cw=4",
         "--cw_max_iterations=10", "--cw_binary_search_steps=1", "--pgd_nb_iter=3",
         "--sweep_attacks=fgsm", "--sweep_eps=0.1,0.5", "--sweep_num_examples=8",
-        "--check_examples=16", "--noprogress"]
+        "--check_examples=16", "--substitute_initial=8", "--substitute_rounds=1",
+        "--substitute_epochs_per_round=1", "--noprogress"]
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +274,22 @@ def test_reproduce_writes_a_consistent_report(reproduced):
         assert ("blackbox", "surrogate_U", "extended", attack, "plain") in entries
         assert ("blackbox", "surrogate_D", "extended", attack, "adaptive") in entries
     assert ("whitebox", "undefended", "undefended", "fgsm", "adaptive") not in entries
+    # One surrogate J per target, trained against it (seed + 3) and scored on it alone.
+    targets = ("undefended", "extended", "distillation", "adversarial")
+    assert {e[1:3] for e in entries if e[1].startswith("J_")} == {
+        (f"J_{t}", t) for t in targets}
+    assert ("blackbox", "J_extended", "extended", "fgsm", "adaptive") in entries
+    for target in targets:
+        j = results["models"][f"J_{target}"]
+        assert j["role"] == "surrogate" and j["kind"] == "jacobian_substitute"
+        assert j["oracle"] == j["only_target"] == target
+        assert j["initial_test_indices"] == list(range(32, 40))  # the last 8 of 40
+        assert j["oracle_queries"] == j["set_sizes"][-1] <= 16
+        assert 0.0 <= j["agreement_attacked"] <= 1.0 and j["agreement_test_count"] == 32
+        assert results["seeds"][f"J_{target}"] == 3
+    assert results["models"]["J_extended"]["outputs"] == 11
+    assert results["models"]["J_undefended"]["outlier_answers"] is None
+    assert "## Surrogate J" in (run_dir / "report.md").read_text()
     assert results["num_examples"] == {"fgsm": 16, "jsma": 4, "cw": 4}
     assert {s["attack"] for s in results["sweeps"]} == {"fgsm"}
     # --quick chose the dataset; the limits given explicitly override its own.
@@ -322,6 +359,56 @@ def test_eval_binaries_on_the_reproduced_models(reproduced, tmp_path):
                for e in results["evaluations"])
     assert not results["sweeps"] and (tmp_path / "bb" / "blackbox.png").is_file()
     _assert_rates_consistent(results, tmp_path / "bb")
+
+
+@pytest.mark.slow
+def test_eval_blackbox_trains_surrogate_J_against_the_target(reproduced, tmp_path):
+    out, _ = reproduced
+    training = json.loads((out / "tiny" / "results.json").read_text())["training"]
+    command = ["--target=" + training["extended"]["deployed_model"],
+               f"--surrogate=U={training['surrogate_U']['deployed_model']},J",
+               "--dataset=mnist_sample", "--test_limit=40", "--attacks=fgsm", "--num_examples=12",
+               "--check_examples=12", "--substitute_initial=10", "--substitute_rounds=2",
+               "--substitute_epochs_per_round=1", "--substitute_tau=1", "--noprogress",
+               f"--output_dir={tmp_path}", "--run_name=bbj"]
+    result = run("eval_blackbox", *command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "bbj"
+    results = json.loads((run_dir / "results.json").read_text())
+    j = results["models"]["J"]
+    assert (j["role"], j["kind"], j["oracle"], j["only_target"]) == (
+        "surrogate", "jacobian_substitute", "target", "target")
+    # S_0 = the last 10 of the 40 test inputs: never among the 12 attacked.
+    assert j["initial_test_indices"] == list(range(30, 40))
+    assert j["outputs"] == 11 and j["outlier_answers"] is not None
+    assert j["oracle_queries"] == j["set_sizes"][-1] and j["set_sizes"][0] == 10
+    assert len(j["per_round"]) == 3 and [e.get("step") for e in j["per_round"]] == [
+        0.1, -0.1, None]  # tau = 1: the sign flips every round
+    assert j["settings"]["seed"] == results["seeds"]["J"] == 0  # the attack seed
+    assert 0.0 <= j["agreement_attacked"] <= 1.0 and 0.0 <= j["agreement_test"] <= 1.0
+    assert j["agreement_test_count"] == 30 and j["training_seconds"] > 0 and not j["reused"]
+    assert results["stage_seconds"]["substitutes"]["seconds_here"] > 0
+    assert {(e["source"], e["target"], e["variant"]) for e in results["evaluations"]} == {
+        ("U", "target", "plain"), ("J", "target", "plain"), ("J", "target", "adaptive")}
+    folder = run_dir / "substitutes" / "J"
+    assert (folder / "substitute.keras").is_file()
+    report = json.loads((folder / "substitute_report.json").read_text())
+    assert report["oracle_queries"] == j["oracle_queries"]
+    assert "## Surrogate J" in (run_dir / "report.md").read_text()
+    _assert_rates_consistent(results, run_dir)
+
+    # Resume: a run killed before results.json reloads J instead of training it again.
+    mtime = os.path.getmtime(folder / "substitute.keras")
+    os.remove(run_dir / "results.json")
+    again = run("eval_blackbox", *command)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads((run_dir / "results.json").read_text())
+    assert resumed["models"]["J"]["reused"] and os.path.getmtime(
+        folder / "substitute.keras") == mtime
+    assert resumed["crafts"]["computed"] == 0
+    for key in ("agreement_attacked", "agreement_test", "oracle_queries", "sha256"):
+        assert resumed["models"]["J"][key] == j[key], key
+    assert _without_timings(resumed["evaluations"]) == _without_timings(results["evaluations"])
 
 
 # ---------------------------------------------------------------------- resume

@@ -186,3 +186,40 @@ def test_bad_arguments_raise_naming_the_value(kwargs, match):
             "epochs_per_round": 1, "batch_size": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
         substitute.train_jacobian_substitute(_pixel_oracle(), args.pop("x_initial"), **args)
+
+
+# ---------------------------------------------------------------- surrogate J in a run
+
+
+def test_initial_set_is_the_last_inputs_disjoint_from_the_attacked_ones():
+    from keras_edd import substitute_run
+    indices = substitute_run.initial_indices(1000, 850, 150)
+    np.testing.assert_array_equal(indices, np.arange(850, 1000))
+    assert not set(indices) & set(range(850))
+    assert list(substitute_run.initial_indices(40, 12, 10)) == list(range(30, 40))
+    with pytest.raises(ValueError, match="num_examples=851 attacked test inputs plus "
+                                         "substitute_initial=150 .* exceed the 1000 test"):
+        substitute_run.initial_indices(1000, 851, 150)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("initial", 0, "substitute_initial=0"),
+    ("rounds", -1, "substitute_rounds=-1"),
+    ("lam", 0.0, "substitute_lam=0.0"),
+    ("lam", 1.5, "substitute_lam=1.5"),
+    ("tau", -1, "substitute_tau=-1"),
+    ("epochs_per_round", 0, "substitute_epochs_per_round=0"),
+    ("batch_size", 0, "substitute_batch_size=0"),
+])
+def test_substitute_config_rejects_bad_values(field, value, match):
+    from keras_edd.config import SubstituteConfig
+    with pytest.raises(ValueError, match=match):
+        SubstituteConfig(**{field: value}).validate()
+
+
+def test_substitute_config_defaults_and_constant_step():
+    from keras_edd.config import SubstituteConfig
+    config = SubstituteConfig().validate()
+    assert (config.initial, config.rounds, config.lam, config.tau, config.epochs_per_round,
+            config.batch_size) == (150, 6, 0.1, 3, 10, 128)
+    assert config.resolved_tau == 3 and SubstituteConfig(tau=0).resolved_tau is None
