@@ -19,6 +19,7 @@ resumes without retraining it. J is always used as loaded from its file, so a
 fresh and a reloaded J are the same model (and share their attack crafts).
 """
 
+import dataclasses
 import os
 import time
 
@@ -102,8 +103,8 @@ def jacobian_surrogate(name, target, dataset, settings, *, seed, num_examples, r
         reused = True
         if progress:
             print(f"reusing surrogate {name}: {model_path}", flush=True)
-    spec = load_model_spec(name, model_path, dataset)
-    spec.only_target = target.name
+    spec = dataclasses.replace(load_model_spec(name, model_path, dataset),
+                               only_target=target.name)
     predictions = training.predict_logits(spec.model, x_test).argmax(axis=1)
     record = describe(report, predictions, target_labels, indices, num_examples,
                       reused=reused, seconds_here=time.perf_counter() - t)
