@@ -493,11 +493,13 @@ def run_blackbox(config):
     dataset = data_lib.load_data(config.data)
     target = load_model_spec("target", config.target_path, dataset)
     surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
+    run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
     if config.jacobian_substitute:
         from keras_edd import substitute_run
+        # After the run folder's own errors, before anything is written.
+        runs.check_writable_dir(os.path.join(config.output_dir, run_name), "run directory")
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
                                        config.substitute)
-    run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
     run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done

@@ -80,14 +80,16 @@ def run_reproduce(config):
     t_start = time.perf_counter()
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
-    if config.jacobian_substitute:
-        substitute_run.check_test_size(dataset, config.evaluation.num_examples,
-                                       config.substitute)
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
     runs.check_writable_dir(config.resolved_model_dir, "model_dir")
-    run_dir, done = runs.open_run(config.output_dir, config.resolved_run_name(dataset.name),
-                              config.to_dict())
+    run_name = config.resolved_run_name(dataset.name)
+    if config.jacobian_substitute:
+        # After the folders' own errors, before anything is written.
+        runs.check_writable_dir(os.path.join(config.output_dir, run_name), "run directory")
+        substitute_run.check_test_size(dataset, config.evaluation.num_examples,
+                                       config.substitute)
+    run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done
     announce(config, run_dir)
