@@ -255,6 +255,11 @@ class Attack:
     def takes_details(self):
         return "return_details" in inspect.signature(self.fn).parameters
 
+    @functools.cached_property
+    def takes_progress(self):
+        """The function reports finished inputs during one call (`progress=`)."""
+        return "progress" in inspect.signature(self.fn).parameters
+
 
 _ROWS = (
     Attack(name="fgsm", function="keras_edd.attacks.fgsm:fgsm", budget="eps",
@@ -266,12 +271,12 @@ _ROWS = (
            success=SuccessCriterion.REPORTED.value),
     Attack(name="cw", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(), max_examples=100, sweep="kappa",
-           resolve=_cw_resolved, chunk_size=512, success=SuccessCriterion.REPORTED.value),
+           resolve=_cw_resolved, chunk_size=1024, success=SuccessCriterion.REPORTED.value),
     # Carlini's own optimiser (Adam, lr 0.01) next to the paper's AdaDelta, same kappa
     # and 5 x 1000 steps: a CW failure can then be told apart from an optimiser's.
     Attack(name="cw_adam", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(optimizer=CwOptimizer.ADAM.value),
-           max_examples=100, sweep="kappa", resolve=_cw_resolved, chunk_size=512,
+           max_examples=100, sweep="kappa", resolve=_cw_resolved, chunk_size=1024,
            success=SuccessCriterion.REPORTED.value),
     # Gradient-free confirmation at the FGSM/PGD budget (see `gradient_free`).
     Attack(name="square", function="keras_edd.attacks.square:square", budget="eps",
@@ -321,6 +326,7 @@ def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,
     Calls of `chunk_size(name, batch_size)` inputs; an attack that takes `seed`
     gets seed + the chunk's first index, so a prefix of whole chunks is the same
     craft as the start of a longer one. on_chunk(k) is called after each chunk
+    (or, for an attack that takes `progress`, each time k inputs finish inside a call)
     of k inputs (progress bars). `details`, a dict, receives the per-input
     arrays the attack reports besides x_adv (a function taking
     `return_details` is asked for them; a result with fields, such as JSMA's
@@ -337,6 +343,8 @@ def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,
             kwargs["seed"] = seed + start
         if row.takes_details:
             kwargs["return_details"] = True
+        if row.takes_progress and on_chunk is not None:
+            kwargs["progress"] = on_chunk
         chunk = x[start:start + step]
         result = row.fn(model, chunk, **kwargs)
         adv = getattr(result, "x_adv", result)
@@ -344,7 +352,7 @@ def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,
             if field != "x_adv":
                 parts.setdefault(field, []).append(np.asarray(value))
         out.append(np.asarray(adv, np.float32))
-        if on_chunk is not None:
+        if on_chunk is not None and not row.takes_progress:
             on_chunk(len(chunk))
     if details is not None:
         details.update({field: np.concatenate(values, axis=0) for field, values in parts.items()

@@ -252,3 +252,20 @@ def test_bad_early_exit_and_batch_size_raise(easy):
         carlini_wagner_l2(easy, images(2), early_exit="slowest")
     with pytest.raises(ValueError, match="batch_size=0"):
         carlini_wagner_l2(easy, images(2), batch_size=0)
+
+
+@pytest.mark.parametrize("early_exit", ["sample", "batch"])
+def test_progress_counts_every_input_once(easy, early_exit):
+    # Inputs of different difficulty finish at different iterations: with refilled
+    # slots the callback fires during the call, in several parts, summing to len(x).
+    x = images(7, seed=3)
+    reports = []
+    with_progress = carlini_wagner_l2(easy, x, learning_rate=0.1, max_iterations=30,
+                                      binary_search_steps=2, early_exit=early_exit,
+                                      batch_size=3, progress=reports.append)
+    assert sum(reports) == len(x) and all(r > 0 for r in reports)
+    if early_exit == "sample":
+        assert len(reports) > 1
+    without = carlini_wagner_l2(easy, x, learning_rate=0.1, max_iterations=30,
+                                binary_search_steps=2, early_exit=early_exit, batch_size=3)
+    np.testing.assert_array_equal(with_progress.numpy(), without.numpy())

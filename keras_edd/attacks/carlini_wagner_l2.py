@@ -52,6 +52,15 @@ from keras_edd.attacks import utils
 # iterations, lr 10 gave 97%, hence 10.
 DEFAULT_LEARNING_RATES = {"adam": 1e-2, "adadelta": 10.0}
 EARLY_EXITS = ("sample", "batch")
+# The `progress` callback of the running call, read by the compiled loop through
+# tf.py_function, so the loop's trace does not depend on the callback.
+_progress = [None]
+
+
+def _report_finished(count):
+    if _progress[0] is not None and int(count):
+        _progress[0](int(count))
+    return np.int32(0)
 _ARCTANH_SHRINK = 0.999999
 _UPPER_BOUND_INIT = 1e10
 _ADADELTA_RHO = 0.95
@@ -110,7 +119,8 @@ def carlini_wagner_l2(model_fn, x, *, y=None, targeted=False, confidence=0.0,
                       optimizer="adam", learning_rate=None, binary_search_steps=5,
                       max_iterations=1000, initial_const=1e-2, abort_early=True,
                       clip_min=0.0, clip_max=1.0, outlier_class=None,
-                      early_exit="sample", batch_size=128, return_details=False):
+                      early_exit="sample", batch_size=128, return_details=False,
+                      progress=None):
     """Carlini-Wagner L2 attack; returns x_adv shaped like x.
 
     Args:
@@ -138,6 +148,9 @@ def carlini_wagner_l2(model_fn, x, *, y=None, targeted=False, confidence=0.0,
         "batch" runs all of x at once.
       return_details: return a CWResult (x_adv, success, l2, iterations)
         instead of x_adv alone.
+      progress: optional callable, called with the number of inputs that have
+        just finished all their binary-search steps (progress bars over one
+        long call); with early_exit="batch", once with len(x) at the end.
     Defaults: Adam, lr 0.01, 5 binary-search steps, 1000 iterations, c_0 = 0.01,
     kappa = 0, abort_early (cleverhans v4's defaults apart from lr).
     """
@@ -164,13 +177,19 @@ def carlini_wagner_l2(model_fn, x, *, y=None, targeted=False, confidence=0.0,
                     outlier_class=outlier_class)
     if early_exit == "batch":
         x_adv, squared_l2, iterations = _batch_search(model_fn, x, labels, **settings)
+        if progress is not None:
+            progress(int(x.shape[0]))
     else:
         slots = min(batch_size, int(x.shape[0]))
-        x_adv, squared_l2, iterations = (
-            value.numpy() for value in _sample_search(
-                model_fn, x, labels, slots=slots,
-                **dict(settings, **{key: tf.constant(settings[key], tf.float32) for key in
-                                    ("confidence", "learning_rate", "initial_const")})))
+        _progress[0] = progress
+        try:
+            x_adv, squared_l2, iterations = (
+                value.numpy() for value in _sample_search(
+                    model_fn, x, labels, slots=slots,
+                    **dict(settings, **{key: tf.constant(settings[key], tf.float32) for key in
+                                        ("confidence", "learning_rate", "initial_const")})))
+        finally:
+            _progress[0] = None
         x_adv = tf.convert_to_tensor(x_adv)
     if not return_details:
         return x_adv
@@ -309,7 +328,10 @@ def _sample_search(model_fn, x, labels, *, slots, targeted, confidence, optimize
                           ("upper", _UPPER_BOUND_INIT), ("step", 0), ("best_l2", np.inf),
                           ("iterations", 0)):
             state[key] = fresh(state[key], finished, fill)
-        next_input += tf.reduce_sum(tf.cast(finished, tf.int32))
+        finished_count = tf.reduce_sum(tf.cast(finished, tf.int32))
+        reported = tf.ensure_shape(
+            tf.py_function(_report_finished, [finished_count], tf.int32), [])
+        next_input += finished_count + 0 * reported  # keeps the report in the loop
         return state, output, next_input
 
     _, output, _ = tf.while_loop(condition, body, (slot_state, output, next_input))
