@@ -8,7 +8,7 @@ the accuracy under one-step attacks (the training adversary and plain FGSM):
 one-step accuracy far above PGD accuracy is the sign of catastrophic
 overfitting. Prints one JSON document.
 
-  python benchmarks/adversarial_training.py --data_dir=/work/shared/data/mnist \
+  python benchmarks/adversarial_training.py --data_dir=../shared/data/mnist \
       --attack=fgsm_rs --eps=0.3 --epochs=6 --output_dir=/tmp/advtrain
 
 Resumes from --output_dir/ckpt when rerun with the same settings.

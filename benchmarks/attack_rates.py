@@ -4,8 +4,8 @@ For the issue note: FGSM, JSMA (random target and all targets), CW-L2
 (kappa = 7, AdaDelta) and PGD on the first --num_examples test digits; rates
 are over the digits the model classifies correctly. Prints one JSON document.
 
-  python benchmarks/attack_rates.py --model=/work/runs/teacher/model.keras \
-      --data_dir=/work/shared/data/mnist --num_examples=1000 --cw_examples=200
+  python benchmarks/attack_rates.py --model=saved_models/mnist-none-e6-s0/model.keras \
+      --data_dir=../shared/data/mnist --num_examples=1000 --cw_examples=200
 
 success_rate = misclassification rate of x_adv (label != true label); JSMA
 rows also give the targeted success rate. Mean L0 / L2 / L_inf are over the

@@ -3,8 +3,8 @@
 Same model, same inputs (the first --num_examples correctly classified test
 digits), same parameters, one process; prints one JSON document.
 
-  python benchmarks/attacks.py --model=/work/runs/teacher/model.keras \
-      --data_dir=/work/shared/data/mnist --competitor_examples=200 \
+  python benchmarks/attacks.py --model=saved_models/mnist-none-e6-s0/model.keras \
+      --data_dir=../shared/data/mnist --competitor_examples=200 \
       --art_cw_examples=20 --output=/tmp/attacks.json
 
 Optional competitors: `pip install "adversarial-robustness-toolbox==1.20.*"

@@ -8,9 +8,9 @@ chunks of --old_batch_size as the evaluation does) and early_exit="sample"
 (--batch_size slots, refilled). Prints one JSON document.
 
   python benchmarks/cw_cost.py \
-      --undefended=/work/main/saved_models/mnist-none-e6-s0/model.keras \
-      --distilled=/work/main/saved_models/mnist-extended-a0.9-T4-e10-s0/distilled.keras \
-      --data_dir=/work/shared/data/mnist --num_digits=200 --output=cw_cost.json
+      --undefended=saved_models/mnist-none-e6-s0/model.keras \
+      --distilled=saved_models/mnist-extended-a0.9-T4-e10-s0/distilled.keras \
+      --data_dir=../shared/data/mnist --num_digits=200 --output=cw_cost.json
 
 Per (model, variant, mode): digits, seconds (wall clock, tracing included),
 digits_per_s, success_rate (an example with margin >= kappa was found),

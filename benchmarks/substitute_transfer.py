@@ -6,8 +6,8 @@ inputs and scores them on the target: recovered / detected / misclassified over
 the target's correctly classified inputs ("filtered", as in keras_edd.evaluation).
 Prints one JSON document.
 
-  python benchmarks/substitute_transfer.py --data_dir=/work/shared/data/mnist \
-      --target=/work/main/saved_models/mnist-none-e6-s0/model.keras
+  python benchmarks/substitute_transfer.py --data_dir=../shared/data/mnist \
+      --target=saved_models/mnist-none-e6-s0/model.keras
 
 Measured (2-core AVX-512 Zen 4, shared, load 6-19; MNIST-22.7k targets; S_0 = last
 150 test digits, rho = 6, lambda = 0.1, 10 epochs/round, batch 128; 9,600 oracle
