@@ -13,7 +13,8 @@ import time
 
 from keras_edd import data as data_lib
 from keras_edd import runs, substitute_run, train_run
-from keras_edd.evaluation import announce, crafts_dir, evaluate_models, finish_run
+from keras_edd.eval_run import announce, crafts_dir, finish_run
+from keras_edd.evaluation import evaluate_models
 from keras_edd.models import load_model_spec
 from keras_edd.validation import check_batch_size
 
