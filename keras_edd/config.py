@@ -29,7 +29,7 @@ class Defense(enum.StrEnum):
 
 OPTIMIZERS = choices(Optimizer)
 DEFENSES = choices(Defense)
-# Named flag presets of the evaluation binaries (their values: keras_edd.cli.PRESETS).
+# Named flag presets of the evaluation binaries (their values: keras_edd.presets.PRESETS).
 PRESETS = ("quick", "paper")
 
 # The defaults that depend on another setting, in one table (flag help texts read it too).
