@@ -37,6 +37,7 @@ from keras_edd.data import DATASETS  # noqa: E402  (light: no TensorFlow)
 from keras_edd.adversarial_training import ADV_TRAIN_ATTACKS  # noqa: E402  (light)
 from keras_edd.models import PRECISIONS  # noqa: E402  (light: no TensorFlow)
 from keras_edd.presets import PRESETS  # noqa: E402  (light)
+from keras_edd.run_config import ReproduceConfig  # noqa: E402
 
 DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT = (
     "data", "models", "evaluation", "substitute", "output")
@@ -45,7 +46,7 @@ _FLAGS = {}  # flag name -> absl FlagHolder, for the groups this binary defined
 
 # The flags' defaults are the configs' defaults (bin/reproduce's paper settings; bin/train
 # takes the same, with --defense and --teacher from DefenseConfig).
-_DEFAULTS = config_lib.ReproduceConfig()
+_DEFAULTS = ReproduceConfig()
 
 
 def _define(define, name, default, text):

@@ -12,11 +12,11 @@ import dataclasses
 import os
 import time
 
-from keras_edd import config as config_lib
 from keras_edd import data as data_lib
 from keras_edd import reporting, runs
 from keras_edd.evaluation import evaluate_models
 from keras_edd.models import load_model_spec, model_label
+from keras_edd.run_config import JACOBIAN_SURROGATE
 
 
 def announce(config, run_dir):
@@ -87,7 +87,7 @@ def run_blackbox(config):
     announce(config, run_dir)
     records, seeds = {}, {}
     if config.jacobian_substitute:
-        name = config_lib.JACOBIAN_SURROGATE
+        name = JACOBIAN_SURROGATE
         seeds[name] = config.evaluation.attack.seed
         spec, records[name] = substitute_run.jacobian_surrogate(
             name, target, dataset, config.substitute, seed=seeds[name],

@@ -27,7 +27,7 @@ SUBSTITUTE_SEED_OFFSET = 3
 
 
 def reproduce_run_configs(config, dataset_name):
-    """The config.RunConfig of every model bin/reproduce trains (or reuses).
+    """The run_config.RunConfig of every model bin/reproduce trains (or reuses).
 
     The models use exactly the settings (and default run names) of `bin/train`
     with the same flags, so runs already made with bin/train in `model_dir` are
@@ -36,7 +36,8 @@ def reproduce_run_configs(config, dataset_name):
     Surrogates: U = undefended with seed + 1; D = extended distillation
     distilled from U's model with seed + 2.
     """
-    from keras_edd.config import DefenseConfig, RunConfig
+    from keras_edd.config import DefenseConfig
+    from keras_edd.run_config import RunConfig
     model_dir = config.resolved_model_dir
     train = config.train
     ext = config.extended
