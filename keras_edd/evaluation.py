@@ -186,65 +186,6 @@ class _Evaluation:
                 outlier_class=source.outlier_class)
         return result
 
-    def detection_results(self, targets):
-        """results["detection"]: the outlier class of each target as a detector.
-
-        Per target with an outlier class, clean accuracy against the threshold of
-        each score; per main entry scored on it, clean inputs (negatives) against
-        that entry's adversarial inputs (positives), both restricted, like the
-        filtered rates, to the attacked inputs the target classifies correctly when
-        clean. See keras_edd.detection for the scores and the threshold rule.
-        """
-        out = {"scores": {"softmax": "softmax(z)_n at T = 1",
-                          "margin": "z_n - max_{i<n} z_i"},
-               "positives": "adversarial inputs built from the attacked test inputs the "
-                            "target classifies correctly when clean",
-               "negatives": "the same test inputs, clean",
-               "threshold_rule": "flag when score > tau; tau is the (k+1)-th largest clean "
-                                 "score, k = floor(alpha * number of clean inputs), so the "
-                                 "false-detection rate is <= alpha (no interpolation)",
-               "targets": {}, "entries": []}
-        for spec in targets:
-            if spec.outlier_class is None:
-                continue
-            n = min(self.config.num_examples, len(self.y))
-            logits = self.clean_logits_of(spec)[:n]
-            scores = detection.outlier_scores(logits, spec.outlier_class)
-            real_correct = np.delete(logits, spec.outlier_class, axis=1).argmax(axis=1) == \
-                self.y[:n]
-            by_score = {}
-            for score, values in scores.items():
-                # Here the false detections are counted over all attacked clean inputs.
-                thresholds = {f"fpr {alpha:g}": detection.false_alarm_threshold(values, alpha)
-                              for alpha in detection.FALSE_ALARM_TARGETS}
-                if score == "margin":
-                    thresholds["argmax (margin 0)"] = 0.0
-                quantiles = np.quantile(values, np.linspace(0, 1, 21))
-                by_score[score] = {
-                    "at_threshold": {label: {
-                        "threshold": tau if np.isfinite(tau) else None,
-                        "clean_accuracy": detection.clean_accuracy_vs_threshold(
-                            values, real_correct, [tau])[0],
-                        "flagged": float(np.mean(values > tau))}
-                        for label, tau in thresholds.items()},
-                    "curve": {"threshold": [float(t) for t in quantiles],
-                              "clean_accuracy": detection.clean_accuracy_vs_threshold(
-                                  values, real_correct, quantiles)}}
-            out["targets"][spec.name] = {"num_examples": n, "scores": by_score}
-            for key, (adv_logits, count) in self.adversarial_logits.items():
-                setting, target, source, attack, variant = key
-                if target != spec.name:
-                    continue
-                mask = self.clean(spec)[:count] == self.y[:count]
-                clean_scores = detection.outlier_scores(logits[:count][mask], spec.outlier_class)
-                adv_scores = detection.outlier_scores(adv_logits[mask], spec.outlier_class)
-                out["entries"].append({
-                    "setting": setting, "target": target, "source": source, "attack": attack,
-                    "variant": variant, "num_examples": count, "count": int(mask.sum()),
-                    **{score: detection.summarize(clean_scores[score], adv_scores[score])
-                       for score in detection.SCORES}})
-        return out
-
     def checks(self, spec):
         """Gradient-masking / logits / stochasticity checks on a few clean inputs."""
         from keras_edd import attacks
@@ -374,7 +315,10 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     wall["sweeps"] = time.perf_counter() - t
     warnings_found += gradient_free_masking(entries, config.masking_threshold)
     t = time.perf_counter()
-    detection_results = ev.detection_results(targets)
+    detection_results = detection.detection_results(
+        targets, {spec.name: ev.clean_logits_of(spec) for spec in targets
+                  if spec.outlier_class is not None},
+        ev.y, ev.adversarial_logits, num_examples=config.num_examples)
     wall["detection"] = time.perf_counter() - t
     counts = {a: ev.count(a) for a in config.attacks}
     results = {"filter": FILTER_STATEMENT, "models": models, "evaluations": entries,
