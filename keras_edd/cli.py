@@ -18,9 +18,9 @@ keras_edd.attack_registry; they are checked by the configs' validate(), so a
 bad value is the same one-line error (exit status 2) as any other bad setting.
 
 `--preset=NAME` (evaluation binaries) replaces the defaults of the flags in
-PRESETS[NAME] (flags given on the command line still win): `quick`, a few-minute
-demo on the bundled MNIST sample (`--quick` is the same), or `paper`, the
-settings of Papernot & McDaniel (2017) for every model and attack.
+PRESETS[NAME] (keras_edd.presets; flags given on the command line still win):
+`quick`, a few-minute demo on the bundled MNIST sample (`--quick` is the same), or
+`paper`, the settings of Papernot & McDaniel (2017) for every model and attack.
 """
 
 import dataclasses
@@ -36,57 +36,17 @@ from keras_edd import config as config_lib  # noqa: E402
 from keras_edd.data import DATASETS  # noqa: E402  (light: no TensorFlow)
 from keras_edd.adversarial_training import ADV_TRAIN_ATTACKS  # noqa: E402  (light)
 from keras_edd.models import PRECISIONS  # noqa: E402  (light: no TensorFlow)
+from keras_edd.presets import PRESETS  # noqa: E402  (light)
+from keras_edd.run_config import ReproduceConfig  # noqa: E402
 
 DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT = (
     "data", "models", "evaluation", "substitute", "output")
-
-# flag name -> value under --quick (unless the flag is given explicitly).
-QUICK_PRESET = {
-    "dataset": "mnist_sample", "train_limit": 1000, "test_limit": 200,
-    "epochs": 4, "teacher_epochs": 3, "mc_passes": 5, "batch_size": 64,
-    "num_examples": 100, "num_examples_jsma": 20, "num_examples_cw": 10,
-    "pgd_nb_iter": 10, "pgd_eps_iter": 0.05,
-    "cw_max_iterations": 100, "cw_binary_search_steps": 3, "cw_initial_const": 10.0,
-    # Adam's 0.01 assumes ~10,000 steps; with 3 x 100 it barely moves (see README), 0.1 does.
-    "num_examples_cw_adam": 10, "cw_adam_max_iterations": 100,
-    "cw_adam_binary_search_steps": 3, "cw_adam_initial_const": 10.0,
-    "cw_adam_learning_rate": 0.1,
-    "num_examples_square": 30, "square_max_queries": 300,
-    # CW needs ~1000 iterations per binary-search step to reach ~100 % on MNIST (pixels
-    # at 0 or 1 sit where tanh is flat); too slow for a demo, so it is not swept here.
-    "sweep_attacks": ["fgsm", "pgd", "jsma"],
-    "sweep_eps": ["0.1", "0.3", "0.5"], "sweep_gamma": ["0.03", "0.14"],
-    "sweep_kappa": ["0", "7"], "sweep_num_examples": 20, "check_examples": 50,
-    # Surrogate J: 30 -> 120 points, 2 epochs a round (the paper's 150 -> 9,600 takes minutes).
-    "substitute_initial": 30, "substitute_rounds": 2, "substitute_epochs_per_round": 2,
-}
-
-# flag name -> value under --preset=paper: the paper's settings, spelled out so that they
-# do not move with the defaults. Every attack runs on the first 1,000 test digits (no
-# per-attack caps). Sweeps: FGSM / PGD eps and JSMA Gamma on 200 digits; no CW kappa
-# sweep: 3 values x 200 digits would add 60 % to the CW work, the largest part of the
-# evaluation, and CW, a logit-margin attack, is not what a saturated softmax masks.
-PAPER_PRESET = {
-    "dataset": "mnist", "epochs": 50, "teacher_epochs": 6, "mc_passes": 20, "alpha": 0.9,
-    "temperature": 4.0, "distillation_temperature": 100.0,
-    "num_examples": 1000, "num_examples_jsma": 0, "num_examples_cw": 0,
-    "fgsm_eps": 0.2, "jsma_theta": 1.0, "jsma_gamma": 0.07,
-    "cw_confidence": 7.0, "cw_optimizer": "adadelta", "cw_binary_search_steps": 5,
-    "cw_max_iterations": 1000,
-    "sweep_attacks": ["fgsm", "pgd", "jsma"], "sweep_num_examples": 200,
-    # Surrogate J (Papernot et al. 2017): 150 initial inputs, rho = 6, lambda = 0.1,
-    # periodic step tau = 3, 10 epochs a round.
-    "substitute_initial": 150, "substitute_rounds": 6, "substitute_lam": 0.1,
-    "substitute_tau": 3, "substitute_epochs_per_round": 10, "substitute_batch_size": 128,
-}
-PRESETS = {"quick": QUICK_PRESET, "paper": PAPER_PRESET}
-assert tuple(PRESETS) == config_lib.PRESETS
 
 _FLAGS = {}  # flag name -> absl FlagHolder, for the groups this binary defined
 
 # The flags' defaults are the configs' defaults (bin/reproduce's paper settings; bin/train
 # takes the same, with --defense and --teacher from DefenseConfig).
-_DEFAULTS = config_lib.ReproduceConfig()
+_DEFAULTS = ReproduceConfig()
 
 
 def _define(define, name, default, text):

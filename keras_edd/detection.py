@@ -21,6 +21,9 @@ everywhere: x is flagged when score > tau (strictly).
   clean_accuracy_vs_threshold
                  fraction of clean inputs that are not flagged and whose real-class
                  argmax is the true class, at each tau.
+  detection_results
+                 results["detection"] of an evaluation: the above per target with
+                 an outlier class and per attack entry scored on it.
 Pure numpy.
 """
 
@@ -128,3 +131,68 @@ def summarize(clean_scores, adversarial_scores, *, targets=FALSE_ALARM_TARGETS):
         result["roc"] = {"fpr": [round(float(v), 6) for v in fpr[keep]],
                          "tpr": [round(float(v), 6) for v in tpr[keep]]}
     return result
+
+
+def detection_results(targets, clean_logits, y, adversarial_logits, *, num_examples):
+    """results["detection"]: the outlier class of each target as a detector.
+
+    Per target with an outlier class, clean accuracy against the threshold of
+    each score; per main entry scored on it, clean inputs (negatives) against
+    that entry's adversarial inputs (positives), both restricted, like the
+    filtered rates, to the attacked inputs the target classifies correctly when
+    clean. The scores and the threshold rule are this module's.
+
+    targets: the scored models (`name`, `outlier_class`); clean_logits: name ->
+    logits of the attacked test inputs, for each target with an outlier class;
+    y: their labels; adversarial_logits: (setting, target, source, attack,
+    variant) -> (logits of the adversarial inputs, their number);
+    num_examples: the evaluation's number of attacked inputs.
+    """
+    out = {"scores": {"softmax": "softmax(z)_n at T = 1",
+                      "margin": "z_n - max_{i<n} z_i"},
+           "positives": "adversarial inputs built from the attacked test inputs the "
+                        "target classifies correctly when clean",
+           "negatives": "the same test inputs, clean",
+           "threshold_rule": "flag when score > tau; tau is the (k+1)-th largest clean "
+                             "score, k = floor(alpha * number of clean inputs), so the "
+                             "false-detection rate is <= alpha (no interpolation)",
+           "targets": {}, "entries": []}
+    for spec in targets:
+        if spec.outlier_class is None:
+            continue
+        n = min(num_examples, len(y))
+        logits = clean_logits[spec.name][:n]
+        scores = outlier_scores(logits, spec.outlier_class)
+        real_correct = np.delete(logits, spec.outlier_class, axis=1).argmax(axis=1) == y[:n]
+        by_score = {}
+        for score, values in scores.items():
+            # Here the false detections are counted over all attacked clean inputs.
+            thresholds = {f"fpr {alpha:g}": false_alarm_threshold(values, alpha)
+                          for alpha in FALSE_ALARM_TARGETS}
+            if score == "margin":
+                thresholds["argmax (margin 0)"] = 0.0
+            quantiles = np.quantile(values, np.linspace(0, 1, 21))
+            by_score[score] = {
+                "at_threshold": {label: {
+                    "threshold": tau if np.isfinite(tau) else None,
+                    "clean_accuracy": clean_accuracy_vs_threshold(
+                        values, real_correct, [tau])[0],
+                    "flagged": float(np.mean(values > tau))}
+                    for label, tau in thresholds.items()},
+                "curve": {"threshold": [float(t) for t in quantiles],
+                          "clean_accuracy": clean_accuracy_vs_threshold(
+                              values, real_correct, quantiles)}}
+        out["targets"][spec.name] = {"num_examples": n, "scores": by_score}
+        for key, (adv_logits, count) in adversarial_logits.items():
+            setting, target, source, attack, variant = key
+            if target != spec.name:
+                continue
+            mask = clean_logits[spec.name][:count].argmax(axis=1) == y[:count]
+            clean_scores = outlier_scores(logits[:count][mask], spec.outlier_class)
+            adv_scores = outlier_scores(adv_logits[mask], spec.outlier_class)
+            out["entries"].append({
+                "setting": setting, "target": target, "source": source, "attack": attack,
+                "variant": variant, "num_examples": count, "count": int(mask.sum()),
+                **{score: summarize(clean_scores[score], adv_scores[score])
+                   for score in SCORES}})
+    return out

@@ -33,20 +33,17 @@ gradient-masking warning (`gradient_free_masking`). Detection: for targets with
 an outlier class, the ROC of its scores, clean inputs against each entry's
 adversarial ones (keras_edd.detection; results["detection"]).
 
-Entry points: `run_whitebox`, `run_blackbox` (one per binary); `evaluate_models`
-does the work for them and for keras_edd.reproduce. This module never trains:
-surrogate J, the one model an evaluation run makes itself, comes from
-keras_edd.substitute_run.
+`evaluate_models` does the work for the binaries' runs (keras_edd.eval_run) and
+for keras_edd.reproduce. This module never trains: surrogate J, the one model an
+evaluation run makes itself, comes from keras_edd.substitute_run.
 """
 
 import collections
-import dataclasses
-import os
 import time
 
 import numpy as np
 
-from keras_edd import attack_cache, attack_registry, detection, reporting, runs
+from keras_edd import attack_cache, attack_registry, detection, reporting
 from keras_edd import progress as progress_lib
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
@@ -189,65 +186,6 @@ class _Evaluation:
                 outlier_class=source.outlier_class)
         return result
 
-    def detection_results(self, targets):
-        """results["detection"]: the outlier class of each target as a detector.
-
-        Per target with an outlier class, clean accuracy against the threshold of
-        each score; per main entry scored on it, clean inputs (negatives) against
-        that entry's adversarial inputs (positives), both restricted, like the
-        filtered rates, to the attacked inputs the target classifies correctly when
-        clean. See keras_edd.detection for the scores and the threshold rule.
-        """
-        out = {"scores": {"softmax": "softmax(z)_n at T = 1",
-                          "margin": "z_n - max_{i<n} z_i"},
-               "positives": "adversarial inputs built from the attacked test inputs the "
-                            "target classifies correctly when clean",
-               "negatives": "the same test inputs, clean",
-               "threshold_rule": "flag when score > tau; tau is the (k+1)-th largest clean "
-                                 "score, k = floor(alpha * number of clean inputs), so the "
-                                 "false-detection rate is <= alpha (no interpolation)",
-               "targets": {}, "entries": []}
-        for spec in targets:
-            if spec.outlier_class is None:
-                continue
-            n = min(self.config.num_examples, len(self.y))
-            logits = self.clean_logits_of(spec)[:n]
-            scores = detection.outlier_scores(logits, spec.outlier_class)
-            real_correct = np.delete(logits, spec.outlier_class, axis=1).argmax(axis=1) == \
-                self.y[:n]
-            by_score = {}
-            for score, values in scores.items():
-                # Here the false detections are counted over all attacked clean inputs.
-                thresholds = {f"fpr {alpha:g}": detection.false_alarm_threshold(values, alpha)
-                              for alpha in detection.FALSE_ALARM_TARGETS}
-                if score == "margin":
-                    thresholds["argmax (margin 0)"] = 0.0
-                quantiles = np.quantile(values, np.linspace(0, 1, 21))
-                by_score[score] = {
-                    "at_threshold": {label: {
-                        "threshold": tau if np.isfinite(tau) else None,
-                        "clean_accuracy": detection.clean_accuracy_vs_threshold(
-                            values, real_correct, [tau])[0],
-                        "flagged": float(np.mean(values > tau))}
-                        for label, tau in thresholds.items()},
-                    "curve": {"threshold": [float(t) for t in quantiles],
-                              "clean_accuracy": detection.clean_accuracy_vs_threshold(
-                                  values, real_correct, quantiles)}}
-            out["targets"][spec.name] = {"num_examples": n, "scores": by_score}
-            for key, (adv_logits, count) in self.adversarial_logits.items():
-                setting, target, source, attack, variant = key
-                if target != spec.name:
-                    continue
-                mask = self.clean(spec)[:count] == self.y[:count]
-                clean_scores = detection.outlier_scores(logits[:count][mask], spec.outlier_class)
-                adv_scores = detection.outlier_scores(adv_logits[mask], spec.outlier_class)
-                out["entries"].append({
-                    "setting": setting, "target": target, "source": source, "attack": attack,
-                    "variant": variant, "num_examples": count, "count": int(mask.sum()),
-                    **{score: detection.summarize(clean_scores[score], adv_scores[score])
-                       for score in detection.SCORES}})
-        return out
-
     def checks(self, spec):
         """Gradient-masking / logits / stochasticity checks on a few clean inputs."""
         from keras_edd import attacks
@@ -377,7 +315,10 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     wall["sweeps"] = time.perf_counter() - t
     warnings_found += gradient_free_masking(entries, config.masking_threshold)
     t = time.perf_counter()
-    detection_results = ev.detection_results(targets)
+    detection_results = detection.detection_results(
+        targets, {spec.name: ev.clean_logits_of(spec) for spec in targets
+                  if spec.outlier_class is not None},
+        ev.y, ev.adversarial_logits, num_examples=config.num_examples)
     wall["detection"] = time.perf_counter() - t
     counts = {a: ev.count(a) for a in config.attacks}
     results = {"filter": FILTER_STATEMENT, "models": models, "evaluations": entries,
@@ -433,91 +374,3 @@ def gradient_free_masking(entries, threshold):
                          f"succeeds ({e['success']:.1%} vs {free['success']:.1%}, threshold "
                          f"{threshold:.0%})")
     return found
-
-
-# ------------------------------------------------------------------------------ runs
-
-
-def announce(config, run_dir):
-    """One line at the start of a run: where it writes and which preset it uses."""
-    if config.progress:
-        preset = config.preset or "none (defaults and flags)"
-        print(f"run directory {run_dir}; preset {preset}", flush=True)
-
-
-def crafts_dir(run_dir):
-    """Where an evaluation run keeps its crafts (keras_edd.attack_cache)."""
-    return os.path.join(run_dir, "attacks")
-
-
-def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=None):
-    """Add the run's context to `results` and write the report (results.json last)."""
-    results.update({
-        "kind": kind, "run_dir": os.path.abspath(run_dir), "dataset": dataset.summary(),
-        "settings": config.to_dict(),
-        "seeds": {"attack": config.evaluation.attack.seed, **(seeds or {})},
-        "versions": runs.versions(), "wall_seconds": time.perf_counter() - t_start})
-    reporting.write_report(run_dir, results, images)
-    return results
-
-
-def run_whitebox(config):
-    """bin/eval_whitebox: attack the model with its own gradients; write the report.
-
-    Everything that can fail on bad input (settings, data, the model file) is
-    checked before the run directory is created. Returns results.json's dict.
-    """
-    config.validate()
-    t_start = time.perf_counter()
-    dataset = data_lib.load_data(config.data)
-    spec = load_model_spec("target", config.model_path, dataset)
-    run_name = config.run_name or f"whitebox-{model_label(config.model_path)}"
-    run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
-    if done:
-        return done
-    announce(config, run_dir)
-    results, images = evaluate_models(dataset, [spec], (), config.evaluation,
-                                      progress=config.progress, cache_dir=crafts_dir(run_dir))
-    return finish_run(run_dir, results, images, config, dataset, t_start, "whitebox")
-
-
-def run_blackbox(config):
-    """bin/eval_blackbox: attacks computed on surrogates, scored on the target.
-
-    With config.jacobian_substitute, surrogate "J" is first trained against the
-    target (or reloaded from the run directory) by keras_edd.substitute_run, seeded
-    with the attack seed; the one model an evaluation run makes itself.
-    """
-    config.validate()
-    t_start = time.perf_counter()
-    dataset = data_lib.load_data(config.data)
-    target = load_model_spec("target", config.target_path, dataset)
-    surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
-    run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
-    if config.jacobian_substitute:
-        from keras_edd import substitute_run
-        # After the run folder's own errors, before anything is written.
-        runs.check_writable_dir(os.path.join(config.output_dir, run_name), "run directory")
-        substitute_run.check_test_size(dataset, config.evaluation.num_examples,
-                                       config.substitute)
-    run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
-    if done:
-        return done
-    announce(config, run_dir)
-    records, seeds = {}, {}
-    if config.jacobian_substitute:
-        name = config_lib.JACOBIAN_SURROGATE
-        seeds[name] = config.evaluation.attack.seed
-        spec, records[name] = substitute_run.jacobian_surrogate(
-            name, target, dataset, config.substitute, seed=seeds[name],
-            num_examples=config.evaluation.num_examples, run_dir=run_dir,
-            progress=config.progress)
-        surrogates.append(spec)
-    # The target is scored on the surrogates' attacks only: no white-box attacks or sweeps.
-    evaluation = dataclasses.replace(config.evaluation, sweeps=False)
-    results, images = evaluate_models(dataset, [target], surrogates, evaluation,
-                                      progress=config.progress, cache_dir=crafts_dir(run_dir),
-                                      whitebox=False)
-    if records:
-        substitute_run.add_to_results(results, records)
-    return finish_run(run_dir, results, images, config, dataset, t_start, "blackbox", seeds)

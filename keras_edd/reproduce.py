@@ -13,7 +13,8 @@ import time
 
 from keras_edd import data as data_lib
 from keras_edd import runs, substitute_run, train_run
-from keras_edd.evaluation import announce, crafts_dir, evaluate_models, finish_run
+from keras_edd.eval_run import announce, crafts_dir, finish_run
+from keras_edd.evaluation import evaluate_models
 from keras_edd.models import load_model_spec
 from keras_edd.validation import check_batch_size
 
@@ -26,7 +27,7 @@ SUBSTITUTE_SEED_OFFSET = 3
 
 
 def reproduce_run_configs(config, dataset_name):
-    """The config.RunConfig of every model bin/reproduce trains (or reuses).
+    """The run_config.RunConfig of every model bin/reproduce trains (or reuses).
 
     The models use exactly the settings (and default run names) of `bin/train`
     with the same flags, so runs already made with bin/train in `model_dir` are
@@ -35,7 +36,8 @@ def reproduce_run_configs(config, dataset_name):
     Surrogates: U = undefended with seed + 1; D = extended distillation
     distilled from U's model with seed + 2.
     """
-    from keras_edd.config import DefenseConfig, RunConfig
+    from keras_edd.config import DefenseConfig
+    from keras_edd.run_config import RunConfig
     model_dir = config.resolved_model_dir
     train = config.train
     ext = config.extended

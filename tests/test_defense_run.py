@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from keras_edd import config, models, training
+from keras_edd import config, models, run_config, training
 
 TRAIN = os.path.join(REPO, "bin", "train")
 
@@ -112,8 +112,8 @@ def test_config_defaults_follow_the_paper():
 def test_precision_is_saved_only_when_not_float32():
     # Runs made before the precision setting existed stored no such key: a float32
     # run must keep matching them, a bf16 run must not.
-    fp32 = config.RunConfig(train=config.TrainConfig())
-    bf16 = config.RunConfig(train=config.TrainConfig(precision="mixed_bfloat16"))
+    fp32 = run_config.RunConfig(train=config.TrainConfig())
+    bf16 = run_config.RunConfig(train=config.TrainConfig(precision="mixed_bfloat16"))
     assert "precision" not in fp32.to_dict()["train"]
     assert bf16.to_dict()["train"]["precision"] == "mixed_bfloat16"
     assert fp32.resolved_run_name("mnist") == "mnist-extended-a0.9-T4-e6-s0"

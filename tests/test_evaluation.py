@@ -276,7 +276,7 @@ def test_model_label_is_a_valid_run_name():
         "mnist-extended-a0.9-distilled"
     label = models.model_label("/.x y/.hidden model.keras")
     assert label == "x_y-.hidden_model"
-    from keras_edd.config import RunConfig
+    from keras_edd.run_config import RunConfig
     RunConfig(run_name=label).validate()  # accepted as a run directory name
 
 
@@ -453,8 +453,8 @@ def _settings(run_config):
 
 
 def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
-    from keras_edd.config import (DataConfig, DefenseConfig, ReproduceConfig, RunConfig,
-                                  TrainConfig)
+    from keras_edd.config import DataConfig, DefenseConfig, TrainConfig
+    from keras_edd.run_config import ReproduceConfig, RunConfig
     data_config = DataConfig(dataset="mnist", data_dir="../shared/data/mnist")
     configs = reproduce.reproduce_run_configs(
         ReproduceConfig(data=data_config, output_dir="out"), "mnist")

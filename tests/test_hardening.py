@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, write_idx, write_idx_folder
-from keras_edd.config import BlackboxConfig, RunConfig
+from keras_edd.run_config import BlackboxConfig, RunConfig
 
 TRAIN = os.path.join(REPO, "bin", "train")
 

@@ -138,12 +138,6 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert os.listdir(tmp_path) == ["x.csv"]
 
 
-def test_plots_skip_empty_inputs(tmp_path):
-    assert reporting.plot_rates([], str(tmp_path / "a.png"), "t") is False
-    assert reporting.plot_sweeps([], str(tmp_path / "b.png")) is False
-    assert os.listdir(tmp_path) == []
-
-
 def test_pr_curve_data_from_roc_points():
     # 4 adversarial, 4 clean: (fpr, tpr) corners (0, 0) -> (0, 0.5) -> (0.25, 1) -> (1, 1).
     roc = {"fpr": [0.0, 0.0, 0.25, 1.0], "tpr": [0.0, 0.5, 1.0, 1.0]}
@@ -154,4 +148,3 @@ def test_pr_curve_data_from_roc_points():
     np.testing.assert_allclose(data["false_positive_counts"], [4, 1, 0, 0])
     np.testing.assert_allclose(data["precision"], [0.5, 0.8, 1.0, 1.0])
     np.testing.assert_allclose(data["true_negative_counts"], [0, 3, 4, 4])
-    assert reporting.plot_roc({"entries": []}, "a.png", "a.pdf") is False

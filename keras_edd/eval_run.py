@@ -1,0 +1,104 @@
+"""One evaluation run in a run directory: what bin/eval_whitebox and bin/eval_blackbox call.
+
+`run_whitebox(config)` and `run_blackbox(config)` check everything that can fail on
+bad input (settings, data, model files) before the run directory is created
+(keras_edd.runs), call keras_edd.evaluation.evaluate_models with the crafts kept in
+the run directory (`crafts_dir`, keras_edd.attack_cache, so a killed run resumes),
+and write the report (`finish_run`, keras_edd.reporting; results.json last).
+keras_edd.reproduce uses `announce`, `crafts_dir` and `finish_run` too.
+"""
+
+import dataclasses
+import os
+import time
+
+from keras_edd import data as data_lib
+from keras_edd import reporting, runs
+from keras_edd.evaluation import evaluate_models
+from keras_edd.models import load_model_spec, model_label
+from keras_edd.run_config import JACOBIAN_SURROGATE
+
+
+def announce(config, run_dir):
+    """One line at the start of a run: where it writes and which preset it uses."""
+    if config.progress:
+        preset = config.preset or "none (defaults and flags)"
+        print(f"run directory {run_dir}; preset {preset}", flush=True)
+
+
+def crafts_dir(run_dir):
+    """Where an evaluation run keeps its crafts (keras_edd.attack_cache)."""
+    return os.path.join(run_dir, "attacks")
+
+
+def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=None):
+    """Add the run's context to `results` and write the report (results.json last)."""
+    results.update({
+        "kind": kind, "run_dir": os.path.abspath(run_dir), "dataset": dataset.summary(),
+        "settings": config.to_dict(),
+        "seeds": {"attack": config.evaluation.attack.seed, **(seeds or {})},
+        "versions": runs.versions(), "wall_seconds": time.perf_counter() - t_start})
+    reporting.write_report(run_dir, results, images)
+    return results
+
+
+def run_whitebox(config):
+    """bin/eval_whitebox: attack the model with its own gradients; write the report.
+
+    Everything that can fail on bad input (settings, data, the model file) is
+    checked before the run directory is created. Returns results.json's dict.
+    """
+    config.validate()
+    t_start = time.perf_counter()
+    dataset = data_lib.load_data(config.data)
+    spec = load_model_spec("target", config.model_path, dataset)
+    run_name = config.run_name or f"whitebox-{model_label(config.model_path)}"
+    run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
+    if done:
+        return done
+    announce(config, run_dir)
+    results, images = evaluate_models(dataset, [spec], (), config.evaluation,
+                                      progress=config.progress, cache_dir=crafts_dir(run_dir))
+    return finish_run(run_dir, results, images, config, dataset, t_start, "whitebox")
+
+
+def run_blackbox(config):
+    """bin/eval_blackbox: attacks computed on surrogates, scored on the target.
+
+    With config.jacobian_substitute, surrogate "J" is first trained against the
+    target (or reloaded from the run directory) by keras_edd.substitute_run, seeded
+    with the attack seed; the one model an evaluation run makes itself.
+    """
+    config.validate()
+    t_start = time.perf_counter()
+    dataset = data_lib.load_data(config.data)
+    target = load_model_spec("target", config.target_path, dataset)
+    surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
+    run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
+    if config.jacobian_substitute:
+        from keras_edd import substitute_run
+        # After the run folder's own errors, before anything is written.
+        runs.check_writable_dir(os.path.join(config.output_dir, run_name), "run directory")
+        substitute_run.check_test_size(dataset, config.evaluation.num_examples,
+                                       config.substitute)
+    run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
+    if done:
+        return done
+    announce(config, run_dir)
+    records, seeds = {}, {}
+    if config.jacobian_substitute:
+        name = JACOBIAN_SURROGATE
+        seeds[name] = config.evaluation.attack.seed
+        spec, records[name] = substitute_run.jacobian_surrogate(
+            name, target, dataset, config.substitute, seed=seeds[name],
+            num_examples=config.evaluation.num_examples, run_dir=run_dir,
+            progress=config.progress)
+        surrogates.append(spec)
+    # The target is scored on the surrogates' attacks only: no white-box attacks or sweeps.
+    evaluation = dataclasses.replace(config.evaluation, sweeps=False)
+    results, images = evaluate_models(dataset, [target], surrogates, evaluation,
+                                      progress=config.progress, cache_dir=crafts_dir(run_dir),
+                                      whitebox=False)
+    if records:
+        substitute_run.add_to_results(results, records)
+    return finish_run(run_dir, results, images, config, dataset, t_start, "blackbox", seeds)

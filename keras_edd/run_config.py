@@ -1,0 +1,196 @@
+"""The binaries' run configurations: what bin/train, bin/eval_whitebox,
+bin/eval_blackbox and bin/reproduce each turn their flags into.
+
+Each combines the stage configs of keras_edd.config (data, training, defense,
+evaluation, surrogate J) with where its run directory lives; `validate()` checks
+the parts and the output settings and raises a clear ValueError.
+"""
+
+import dataclasses
+import os
+import re
+
+from keras_edd.config import (PRESETS, DataConfig, DefenseConfig, EvalConfig, SubstituteConfig,
+                              TrainConfig, _Config)
+from keras_edd.validation import check_choice, check_real, require
+
+# \Z, not $: "$" also matches before a final newline, which would let "name\n" through.
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig(_Config):
+    """A training run: data, optimisation, defense, and where its directory lives."""
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    defense: DefenseConfig = DefenseConfig()
+    output_dir: str = "saved_models"
+    run_name: str | None = None  # None: derived from the settings, so a rerun resumes
+    progress: bool = True
+
+    def validate(self):
+        self.data.validate()
+        self.train.validate()
+        self.defense.validate()
+        _check_output(self.output_dir, self.run_name)
+        return self
+
+    def resolved_run_name(self, dataset_name):
+        """The run directory name; the default names the dataset actually loaded
+        (e.g. mnist_sample when MNIST fell back to the bundled sample)."""
+        if self.run_name:
+            return self.run_name
+        d = self.defense
+        if d.defense == "none":
+            detail = ""
+        elif d.defense == "adversarial":
+            detail = f"-{d.adv_train_attack}-eps{d.adv_train_eps:g}"
+        elif d.defense == "distillation":
+            detail = f"-T{d.resolved_temperature:g}"
+        else:
+            detail = f"-a{d.alpha:g}-T{d.resolved_temperature:g}"
+        precision = "" if self.train.precision == "float32" else "-bf16"
+        return (f"{dataset_name}-{d.defense}{detail}-e{self.train.epochs}-s{self.train.seed}"
+                f"{precision}")
+
+
+# The name that asks bin/eval_blackbox for surrogate J (trained here, not loaded).
+JACOBIAN_SURROGATE = "J"
+
+
+def _check_model_path(name, path):
+    require(bool(path), f"{name}: give a .keras model file")
+    require(str(path).endswith(".keras"), f"{name}={path!r}: must be a .keras model file")
+    require(os.path.isfile(path), f"{name}={path!r}: no such file")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WhiteboxConfig(_Config):
+    """bin/eval_whitebox: attacks computed on the evaluated model itself."""
+    model_path: str = ""
+    data: DataConfig = DataConfig()
+    evaluation: EvalConfig = EvalConfig()
+    output_dir: str = "saved_models"
+    run_name: str | None = None  # None: whitebox-<model run dir>-<model file>
+    progress: bool = True
+    preset: str | None = None  # the flag preset the settings came from (recorded only)
+
+    def validate(self):
+        _check_model_path("model", self.model_path)
+        self.data.validate()
+        self.evaluation.validate()
+        _check_output(self.output_dir, self.run_name, self.preset)
+        return self
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BlackboxConfig(_Config):
+    """bin/eval_blackbox: attacks computed on surrogates, evaluated on the target.
+
+    `surrogates` is a tuple of (name, path) pairs; `jacobian_substitute` adds
+    surrogate J (named "J"), trained against the target with `substitute`'s
+    settings and the attack seed.
+    """
+    target_path: str = ""
+    surrogates: tuple = ()
+    jacobian_substitute: bool = dataclasses.field(default=False, metadata={"omit_default": True})
+    substitute: SubstituteConfig = dataclasses.field(default=SubstituteConfig(),
+                                                     metadata={"omit_default": True})
+    data: DataConfig = DataConfig()
+    evaluation: EvalConfig = EvalConfig()
+    output_dir: str = "saved_models"
+    run_name: str | None = None  # None: blackbox-<target run dir>-<target file>
+    progress: bool = True
+    preset: str | None = None  # the flag preset the settings came from (recorded only)
+
+    def validate(self):
+        _check_model_path("target", self.target_path)
+        require(isinstance(self.surrogates, tuple) and (
+            len(self.surrogates) > 0 or self.jacobian_substitute),
+                f"surrogate: give at least one surrogate model (.keras) or "
+                f"{JACOBIAN_SURROGATE}")
+        names = [name for name, _ in self.surrogates]
+        require(len(set(names)) == len(names), f"surrogate: repeated name in {names}")
+        for name, path in self.surrogates:
+            require(name != JACOBIAN_SURROGATE, f"surrogate name {JACOBIAN_SURROGATE!r} is "
+                    "reserved for the Jacobian-augmented substitute: give it without a path")
+            require(bool(_RUN_NAME.match(name)), f"surrogate name {name!r}: use letters, "
+                    "digits, '.', '_' or '-'")
+            _check_model_path(f"surrogate {name}", path)
+        self.substitute.validate()
+        self.data.validate()
+        self.evaluation.validate()
+        _check_output(self.output_dir, self.run_name, self.preset)
+        return self
+
+
+def _check_output(output_dir, run_name, preset=None):
+    if preset is not None:
+        check_choice("preset", preset, PRESETS)
+    require(bool(output_dir), "output_dir='': must name a directory")
+    if run_name is not None:
+        require(bool(_RUN_NAME.match(run_name)),
+                f"run_name={run_name!r}: use letters, digits, '.', '_' or '-' "
+                "(not starting with '.' or '-')")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReproduceConfig(_Config):
+    """bin/reproduce: the whole paper pipeline and one report.
+
+    Trains (or reuses, via train_run.train_run) in `model_dir`: the undefended
+    model, extended distillation (alpha, T, N of `extended`), the defensive
+    distillation baseline at `distillation_temperature`, and two surrogates for
+    black-box transfer: U (undefended, seed + 1) and D (extended distillation
+    distilled from U, seed + 2), and the adversarial-training baseline
+    (`adversarial`, trained for teacher_epochs like the undefended model). With
+    `jacobian_substitute`, also one surrogate J per target (J_<target>, trained
+    against it with `substitute`'s settings and seed + 3, scored on it alone).
+    Then runs every attack white-box on the four targets and black-box from U, D
+    (and each J), and writes one report.
+    """
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig(epochs=50)
+    extended: DefenseConfig = DefenseConfig()
+    distillation_temperature: float = 100.0
+    adversarial: DefenseConfig = DefenseConfig(defense="adversarial")
+    evaluation: EvalConfig = EvalConfig()
+    # Saved only when not the default: reproduce runs made before J existed stay reusable.
+    jacobian_substitute: bool = dataclasses.field(default=True, metadata={"omit_default": True})
+    substitute: SubstituteConfig = dataclasses.field(default=SubstituteConfig(),
+                                                     metadata={"omit_default": True})
+    model_dir: str | None = None  # None: output_dir, where bin/train puts its runs
+    output_dir: str = "saved_models"
+    run_name: str | None = None  # None: reproduce-<dataset>-e<epochs>-s<seed>
+    progress: bool = True
+    preset: str | None = None  # the flag preset the settings came from (recorded only)
+
+    def validate(self):
+        self.data.validate()
+        self.train.validate()
+        require(self.extended.defense == "extended",
+                f"extended.defense={self.extended.defense!r}: must be 'extended'")
+        require(self.extended.teacher_path is None,
+                "extended.teacher_path: reproduce trains its own teachers")
+        self.extended.validate()
+        require(self.adversarial.defense == "adversarial",
+                f"adversarial.defense={self.adversarial.defense!r}: must be 'adversarial'")
+        self.adversarial.validate()
+        self.substitute.validate()
+        check_real("distillation_temperature", self.distillation_temperature, low=0.0,
+                   low_inclusive=False)
+        self.evaluation.validate()
+        _check_output(self.output_dir, self.run_name, self.preset)
+        if self.model_dir is not None:
+            require(bool(self.model_dir), "model_dir='': must name a directory")
+        return self
+
+    @property
+    def resolved_model_dir(self):
+        return self.model_dir or self.output_dir
+
+    def resolved_run_name(self, dataset_name):
+        if self.run_name:
+            return self.run_name
+        precision = "" if self.train.precision == "float32" else "-bf16"
+        return f"reproduce-{dataset_name}-e{self.train.epochs}-s{self.train.seed}{precision}"
