@@ -13,6 +13,9 @@ from keras_edd import config as config_lib
 QUICK_PRESET = {
     "dataset": "mnist_sample", "train_limit": 1000, "test_limit": 200,
     "epochs": 4, "teacher_epochs": 3, "mc_passes": 5, "batch_size": 64,
+    # 3 epochs of FGSM-RS at eps 0.3 on 1,000 digits stay at chance (11.5 % clean
+    # accuracy); at eps 0.1 the demo's adversarial model learns (88 %).
+    "adv_train_eps": 0.1,
     "num_examples": 100, "num_examples_jsma": 20, "num_examples_cw": 10,
     "pgd_nb_iter": 10, "pgd_eps_iter": 0.05,
     "cw_max_iterations": 100, "cw_binary_search_steps": 3, "cw_initial_const": 10.0,
