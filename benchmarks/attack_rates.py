@@ -159,11 +159,10 @@ def main(argv):
                  cw_iterations=_CW_ITERATIONS.value,
                  cw_binary_search_steps=_CW_BINARY_STEPS.value,
                  cw_initial_const=_CW_INITIAL_CONST.value, seed=_SEED.value)
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as f:
-            f.write(text + "\n")
+        from keras_edd import runs
+        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

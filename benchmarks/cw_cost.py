@@ -152,11 +152,10 @@ def main(argv):
                  old_batch_size=_OLD_BATCH_SIZE.value, max_iterations=_MAX_ITERATIONS.value,
                  binary_search_steps=_BINARY_STEPS.value, modes=_MODES.value,
                  variants=_VARIANTS.value)
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as f:
-            f.write(text + "\n")
+        from keras_edd import runs
+        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

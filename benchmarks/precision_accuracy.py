@@ -64,11 +64,9 @@ def main(_):
         result["accuracy_points_bf16_minus_fp32"] = 100 * (
             results["mixed_bfloat16"]["test_accuracy_float32"]
             - results["float32"]["test_accuracy_float32"])
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as f:
-            f.write(text + "\n")
+        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

@@ -112,11 +112,9 @@ def main(argv):
             result["transfer"].append({"attack": "fgsm", "eps": eps, "variant": variant,
                                        "on_target": rates, "on_substitute": source,
                                        "attack_seconds": round(seconds, 2)})
-    text = json.dumps(result, indent=1)
-    print(text)
+    print(json.dumps(result, indent=1))
     if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as f:
-            f.write(text + "\n")
+        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

@@ -159,11 +159,9 @@ def main(_):
         "load_average_1_5_15min": list(os.getloadavg()),
         "versions": runs.versions(),
     })
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as f:
-            f.write(text + "\n")
+        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

@@ -77,10 +77,9 @@ def run_blackbox(config):
     run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
     if config.jacobian_substitute:
         from keras_edd import substitute_run
-        # After the run folder's own errors, before anything is written.
-        runs.check_writable_dir(os.path.join(config.output_dir, run_name), "run directory")
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
-                                       config.substitute)
+                                       config.substitute,
+                                       os.path.join(config.output_dir, run_name))
     run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done

@@ -87,10 +87,9 @@ def run_reproduce(config):
     runs.check_writable_dir(config.resolved_model_dir, "model_dir")
     run_name = config.resolved_run_name(dataset.name)
     if config.jacobian_substitute:
-        # After the folders' own errors, before anything is written.
-        runs.check_writable_dir(os.path.join(config.output_dir, run_name), "run directory")
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
-                                       config.substitute)
+                                       config.substitute,
+                                       os.path.join(config.output_dir, run_name))
     run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
     if done:
         return done

@@ -47,8 +47,10 @@ def initial_indices(test_size, num_examples, initial):
     return np.arange(test_size - initial, test_size)
 
 
-def check_test_size(dataset, num_examples, settings):
-    """initial_indices' refusal, before a run directory is made."""
+def check_test_size(dataset, num_examples, settings, run_dir):
+    """initial_indices' refusal, before anything is written; the run folder's own
+    errors (runs.check_writable_dir) come first, as they would without J."""
+    runs.check_writable_dir(run_dir, "run directory")
     initial_indices(len(dataset.y_test), num_examples, settings.initial)
 
 
