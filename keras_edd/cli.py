@@ -136,14 +136,15 @@ def _settings_flag(field):
     return flags.DEFINE_string
 
 
-def _define_evaluation():
+def _define_evaluation(reproduce):
     names = attack_registry.NAMES
     evaluation = _DEFAULTS.evaluation
     _define(flags.DEFINE_string, "preset", None,
             f"Settings preset, one of {_one_of(PRESETS)} (any flag given explicitly overrides "
             "it). quick: a few-minute demo on the bundled MNIST sample, tiny epochs and example "
             "counts. paper: the paper's settings (50 distilled epochs, T=100 baseline, N=20, "
-            "alpha=0.9, T=4; 1,000 test digits for every attack; CW AdaDelta kappa=7, "
+            "alpha=0.9, T=4; 1,000 test digits for the paper's attacks on the paper's models, "
+            "100 for the slow attacks on the others; CW AdaDelta kappa=7, "
             "5 x 1,000 steps; JSMA Gamma=7%; FGSM eps=0.2) with FGSM/PGD/JSMA sweeps on 200 "
             "digits and no CW kappa sweep (it would add 60 % to the CW work).")
     _define(flags.DEFINE_boolean, "quick", False, "Same as --preset=quick.")
@@ -155,6 +156,11 @@ def _define_evaluation():
         if row.max_examples is not None:
             _define(flags.DEFINE_integer, f"num_examples_{name}", evaluation.max_examples[name],
                     f"Cap on the inputs {name} attacks (0: num_examples).")
+    if reproduce:
+        _define(flags.DEFINE_integer, "num_examples_extra", evaluation.extra_examples or 0,
+                "Cap on the inputs of the slow attacks (those with a "
+                "--num_examples_<attack> flag) computed on the models beyond the paper's "
+                "Figure 1, the adversarial-training target and the surrogates J (0: no cap).")
     _define(flags.DEFINE_boolean, "adaptive", evaluation.adaptive,
             "Also run adaptive attacks (avoiding the outlier class) on n+1-logit models.")
     for name, row in attack_registry.ATTACKS.items():
@@ -211,7 +217,8 @@ def define_flags(*groups, train=False, reproduce=False):
     """Define the flags of `groups` (DATA, MODELS, EVALUATION, OUTPUT).
 
     MODELS takes --defense and --teacher with train=True, and
-    --distillation_temperature and --model_dir with reproduce=True; SUBSTITUTE
+    --distillation_temperature and --model_dir, EVALUATION --num_examples_extra, with
+    reproduce=True; SUBSTITUTE
     (surrogate J's --substitute_* settings) takes --jacobian_substitute with
     reproduce=True.
     """
@@ -221,7 +228,7 @@ def define_flags(*groups, train=False, reproduce=False):
         elif group == MODELS:
             _define_models(train, reproduce)
         elif group == EVALUATION:
-            _define_evaluation()
+            _define_evaluation(reproduce)
         elif group == SUBSTITUTE:
             _define_substitute(reproduce)
         elif group == OUTPUT:
@@ -311,7 +318,10 @@ def eval_config():
             for name in attack_registry.NAMES if f"num_examples_{name}" in _FLAGS}
     return config_lib.EvalConfig(
         attacks=tuple(value("attacks") or ()), num_examples=value("num_examples"),
-        max_examples=caps, adaptive=value("adaptive"), sweeps=value("sweeps"),
+        max_examples=caps,
+        extra_examples=(value("num_examples_extra") or None) if "num_examples_extra" in _FLAGS
+        else None,
+        adaptive=value("adaptive"), sweeps=value("sweeps"),
         sweep_attacks=None if sweep_attacks is None else tuple(sweep_attacks),
         sweep_eps=_floats("sweep_eps"), sweep_gamma=_floats("sweep_gamma"),
         sweep_kappa=_floats("sweep_kappa"), sweep_num_examples=value("sweep_num_examples"),

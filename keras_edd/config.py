@@ -202,11 +202,17 @@ class EvalConfig(_Config):
     class, attacks that avoid it. Sweeps rerun each attack over a range of budgets
     (eps, Gamma, kappa: `sweep_<budget>`) on `sweep_num_examples` inputs; a sweep
     whose best success (1 - recovered) stays below `masking_threshold` is flagged
-    as possible gradient masking.
+    as possible gradient masking. `extra_examples` (None: no such cap) caps the
+    slow attacks (those with a registry cap: JSMA, CW, CW-Adam, Square) computed on
+    models marked `extra` (ModelSpec.extra: in bin/reproduce, the models beyond the
+    paper's Figure 1, i.e. the adversarial-training target and the surrogates J), so
+    that a paper-scale run spends its time on the paper's cells.
     """
     attacks: tuple = attack_registry.DEFAULT_NAMES
     num_examples: int = 1000
     max_examples: dict = dataclasses.field(default_factory=dict)
+    extra_examples: int | None = dataclasses.field(default=None,
+                                                   metadata={"omit_default": True})
     adaptive: bool = True
     sweeps: bool = True
     sweep_attacks: tuple | None = None  # None: every attack in `attacks`
@@ -240,6 +246,8 @@ class EvalConfig(_Config):
             attack_registry.get(name)
             if cap is not None:
                 check_int(f"num_examples_{name}", cap, low=1)
+        if self.extra_examples is not None:
+            check_int("num_examples_extra", self.extra_examples, low=1)
         check_reals("sweep_eps", self.sweep_eps, low=0.0, high=1.0, low_inclusive=False)
         check_reals("sweep_gamma", self.sweep_gamma, low=0.0, high=1.0, low_inclusive=False)
         check_reals("sweep_kappa", self.sweep_kappa, low=0.0)
@@ -250,10 +258,15 @@ class EvalConfig(_Config):
         self.attack.validate()
         return self
 
-    def examples_for(self, attack):
-        """How many of the attacked inputs `attack` gets (the per-attack cap applied)."""
+    def examples_for(self, attack, extra=False):
+        """How many of the attacked inputs `attack` gets (the per-attack cap applied;
+        with `extra`, computed on an extra model, also `extra_examples` for a slow attack)."""
         cap = self.max_examples.get(attack)
-        return self.num_examples if cap is None else min(cap, self.num_examples)
+        n = self.num_examples if cap is None else min(cap, self.num_examples)
+        if extra and self.extra_examples is not None and \
+                attack_registry.get(attack).max_examples is not None:
+            n = min(n, self.extra_examples)
+        return n
 
     def sweep_values(self, attack):
         """The budgets `attack` is swept over (sweep_eps, sweep_gamma or sweep_kappa)."""
@@ -270,7 +283,9 @@ class EvalConfig(_Config):
         settings under their flag names."""
         out = {}
         for key, value in _as_dict(self).items():
-            if key == "max_examples":
+            if key == "extra_examples":
+                out["num_examples_extra"] = value
+            elif key == "max_examples":
                 out.update({f"num_examples_{name}": cap for name, cap in value.items()
                             if cap is not None or attack_registry.get(name).max_examples})
             else:

@@ -81,8 +81,10 @@ class _Evaluation:
         if self.progress:
             print(message, flush=True)
 
-    def count(self, attack):
-        return min(self.config.examples_for(attack), len(self.y))
+    def count(self, attack, source=None):
+        """Inputs `attack` gets when computed on `source` (None: a model not `extra`)."""
+        extra = source is not None and source.extra
+        return min(self.config.examples_for(attack, extra=extra), len(self.y))
 
     def logits(self, spec, x):
         from keras_edd import training
@@ -203,7 +205,7 @@ class _Evaluation:
     def sweep(self, spec, attack, variant):
         parameter = attack_registry.get(attack).sweep_name
         values = self.config.sweep_values(attack)
-        n = min(self.config.sweep_num_examples, self.count(attack))
+        n = min(self.config.sweep_num_examples, self.count(attack, spec))
         points = []
         for value in values:
             e = self.entry("whitebox", spec, spec, attack, variant, n, budget=value)
@@ -281,7 +283,8 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
         ev.log(f"white-box on {spec.name}")
         for attack in config.attacks:
             for variant in spec.variants(config.adaptive):
-                entries.append(ev.entry("whitebox", spec, spec, attack, variant, ev.count(attack)))
+                entries.append(ev.entry("whitebox", spec, spec, attack, variant,
+                                        ev.count(attack, spec)))
     wall["whitebox"] = time.perf_counter() - t
     t = time.perf_counter()
     ev.stage = "blackbox"
@@ -291,7 +294,7 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
             for variant in source.variants(config.adaptive):
                 for target in scored_targets(source, targets):
                     entries.append(ev.entry("blackbox", source, target, attack, variant,
-                                            ev.count(attack)))
+                                            ev.count(attack, source)))
     wall["blackbox"] = time.perf_counter() - t
     t = time.perf_counter()
     ev.stage = "sweeps"
@@ -321,6 +324,9 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
         ev.y, ev.adversarial_logits, num_examples=config.num_examples)
     wall["detection"] = time.perf_counter() - t
     counts = {a: ev.count(a) for a in config.attacks}
+    if any(s.extra for s in list(targets) + list(surrogates)):
+        counts["extra_models"] = {a: min(config.examples_for(a, extra=True), len(ev.y))
+                                  for a in config.attacks}
     results = {"filter": FILTER_STATEMENT, "models": models, "evaluations": entries,
                "sweeps": sweeps, "warnings": warnings_found, "num_examples": counts,
                "detection": detection_results, "evaluation_settings": config.to_dict(),

@@ -172,6 +172,9 @@ class ModelSpec:
     only_target: for a surrogate trained against one target (surrogate J, trained
     on that target's labels), the name of that target: its black-box attacks are
     scored on it alone. None: scored on every target.
+    extra: a model beyond the paper's Figure 1 (bin/reproduce: the adversarial-training
+    target, the surrogates J); slow attacks computed on it use at most
+    EvalConfig.extra_examples inputs.
     """
     name: str
     model: object
@@ -179,6 +182,7 @@ class ModelSpec:
     num_classes: int
     outlier_class: int | None
     only_target: str | None = None
+    extra: bool = False
 
     def variants(self, adaptive=True):
         """Attack variants that make sense on this model."""
@@ -194,6 +198,8 @@ class ModelSpec:
                "parameters": int(self.model.count_params())}
         if self.only_target is not None:
             out["only_target"] = self.only_target
+        if self.extra:
+            out["extra"] = True
         return out
 
 

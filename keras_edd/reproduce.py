@@ -22,6 +22,9 @@ from keras_edd.validation import check_batch_size
 REPRODUCE_MODELS = ("undefended", "extended", "distillation", "adversarial", "surrogate_U",
                     "surrogate_D")
 TARGETS = ("undefended", "extended", "distillation", "adversarial")
+# Models beyond the paper's Figure 1 (with the surrogates J): `extra` ModelSpecs, whose
+# slow attacks use at most --num_examples_extra inputs.
+EXTRA_ROLES = ("adversarial",)
 # Surrogate J against each target is seeded with the training seed + this.
 SUBSTITUTE_SEED_OFFSET = 3
 
@@ -107,7 +110,8 @@ def run_reproduce(config):
         t_model = time.perf_counter()
         trained = train_run.train_run(rc)
         path = os.path.join(trained["run_dir"], trained["deployed_model"])
-        specs[role] = load_model_spec(role, path, dataset)
+        specs[role] = dataclasses.replace(load_model_spec(role, path, dataset),
+                                          extra=role in EXTRA_ROLES)
         training_report[role] = {
             "run_dir": trained["run_dir"], "run_name": name, "reused": reused,
             "defense": trained["defense"], "temperature": trained["temperature"],
@@ -130,7 +134,7 @@ def run_reproduce(config):
                 name, target, dataset, config.substitute, seed=seeds[name],
                 num_examples=config.evaluation.num_examples, run_dir=run_dir,
                 progress=config.progress)
-            surrogates.append(spec)
+            surrogates.append(dataclasses.replace(spec, extra=True))
     results, images = evaluate_models(dataset, targets, surrogates, config.evaluation,
                                       progress=config.progress, cache_dir=crafts_dir(run_dir))
     substitute_run.add_to_results(results, substitutes)

@@ -124,6 +124,9 @@ def test_flag_names_of_every_binary_are_kept():
     assert substitute_flags | {"jacobian_substitute"} <= names["reproduce"]
     assert not (substitute_flags & names["eval_whitebox"])
     assert model_flags | {"distillation_temperature", "model_dir"} <= names["reproduce"]
+    # Only bin/reproduce has models beyond the paper's Figure 1 to cap.
+    assert "num_examples_extra" in names["reproduce"]
+    assert "num_examples_extra" not in names["eval_whitebox"] | names["eval_blackbox"]
     assert model_flags | data_flags | output_flags | {"defense", "teacher"} <= names["train"]
     assert not (attack_flags & names["train"])  # bin/train takes no evaluation flags
     assert "pgd_rand_init" not in names["reproduce"]  # fixed settings are not flags
@@ -195,7 +198,7 @@ def test_bad_model_file_named_in_one_line_error(tmp_path, wrong_models, which, f
 TINY = ["--quick", "--attacks=fgsm,jsma,cw", "--train_limit=256", "--test_limit=40",
         "--epochs=2", "--teacher_epochs=1", "--mc_passes=2", "--batch_size=64",
         "--num_examples=16", "--num_examples_jsma=4", "--num_examples_cw=4",
-        "--cw_max_iterations=10", "--cw_binary_search_steps=1", "--pgd_nb_iter=3",
+        "--num_examples_extra=2", "--cw_max_iterations=10", "--cw_binary_search_steps=1", "--pgd_nb_iter=3",
         "--sweep_attacks=fgsm", "--sweep_eps=0.1,0.5", "--sweep_num_examples=8",
         "--check_examples=16", "--substitute_initial=8", "--substitute_rounds=1",
         "--substitute_epochs_per_round=1", "--noprogress"]
@@ -290,7 +293,16 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     assert results["models"]["J_extended"]["outputs"] == 11
     assert results["models"]["J_undefended"]["outlier_answers"] is None
     assert "## Surrogate J" in (run_dir / "report.md").read_text()
-    assert results["num_examples"] == {"fgsm": 16, "jsma": 4, "cw": 4}
+    assert results["num_examples"] == {"fgsm": 16, "jsma": 4, "cw": 4,
+                                       "extra_models": {"fgsm": 16, "jsma": 2, "cw": 2}}
+    # Models beyond the paper's Figure 1 (adversarial target, J) get --num_examples_extra
+    # inputs for the slow attacks; the paper's models keep theirs.
+    extra = {name for name, m in results["models"].items() if m.get("extra")}
+    assert extra == {"adversarial"} | {f"J_{t}" for t in targets}
+    for e in results["evaluations"]:
+        slow = e["attack"] != "fgsm"
+        want = {"fgsm": 16, "jsma": 4, "cw": 4}[e["attack"]]
+        assert e["num_examples"] == (2 if slow and e["source"] in extra else want), e
     assert {s["attack"] for s in results["sweeps"]} == {"fgsm"}
     # --quick chose the dataset; the limits given explicitly override its own.
     assert results["dataset"]["name"] == "mnist_sample"
@@ -345,6 +357,7 @@ def test_eval_binaries_on_the_reproduced_models(reproduced, tmp_path):
     assert results["settings"]["preset"] == "paper"
     assert results["settings"]["evaluation"]["num_examples_cw"] is None
     assert results["settings"]["evaluation"]["num_examples"] == 12
+    assert "num_examples_extra" not in results["settings"]["evaluation"]  # reproduce only
     _assert_rates_consistent(results, run_dir)
 
     black = run("eval_blackbox", f"--target={extended}",

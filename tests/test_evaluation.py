@@ -236,6 +236,24 @@ def test_eval_config_caps_and_validation():
             EvalConfig(**bad).validate()
 
 
+def test_extra_cap_applies_to_slow_attacks_on_extra_models_only():
+    config = EvalConfig(num_examples=1000, max_examples={"jsma": None, "cw": None},
+                        extra_examples=200)
+    assert [config.examples_for(a) for a in ("fgsm", "jsma", "cw", "square")] == [
+        1000, 1000, 1000, 200]
+    # FGSM and PGD have no cap of their own: not slow, so not capped on extra models.
+    assert [config.examples_for(a, extra=True) for a in ("fgsm", "pgd", "jsma", "cw",
+                                                          "cw_adam")] == [
+        1000, 1000, 200, 200, 100]
+    assert EvalConfig(num_examples=50, extra_examples=200).examples_for("cw", extra=True) == 50
+    assert EvalConfig(extra_examples=None).examples_for("cw", extra=True) == 100
+    # Saved under its flag name, and absent at its default so older flags.json still match.
+    assert config.to_dict()["num_examples_extra"] == 200
+    assert "num_examples_extra" not in EvalConfig().to_dict()
+    with pytest.raises(ValueError, match="num_examples_extra=0"):
+        EvalConfig(extra_examples=0).validate()
+
+
 # ------------------------------------------------------------------------ models
 
 
@@ -334,6 +352,34 @@ def test_evaluate_models_structure_and_masking_flag(small_data, trained_linear):
     clean_x, adv_x = images["linear/fgsm_plain"]
     assert clean_x.shape == adv_x.shape == (3, 28, 28, 1)
     np.testing.assert_allclose(np.abs(adv_x - clean_x).max(), 0.2, atol=1e-6)
+
+
+def test_extra_models_get_fewer_inputs_for_slow_attacks(small_data, trained_linear):
+    """Square (slow: it has a cap) on an `extra` model, white-box or as a surrogate, uses
+    extra_examples inputs; FGSM and every attack on the other models keep num_examples."""
+    def spec(name, extra=False):
+        s = models.ModelSpec(name, trained_linear, f"{name}.keras", 10, None, extra=extra)
+        s.describe = lambda: {"path": s.path, "outputs": 10, "outlier_class": None}
+        return s
+
+    square = attack_registry.SquareSettings(max_queries=5)
+    config = EvalConfig(attacks=("fgsm", "square"), num_examples=24,
+                        max_examples={"square": None}, extra_examples=8, sweeps=False,
+                        check_examples=8, image_examples=0,
+                        attack=AttackConfig(settings={"square": square}))
+    results, _ = evaluation.evaluate_models(
+        small_data, [spec("paper"), spec("beyond", extra=True)], [spec("J", extra=True)],
+        config)
+    counts = {(e["setting"], e["source"], e["target"], e["attack"]): e["num_examples"]
+              for e in results["evaluations"]}
+    assert counts == {
+        ("whitebox", "paper", "paper", "fgsm"): 24, ("whitebox", "paper", "paper", "square"): 24,
+        ("whitebox", "beyond", "beyond", "fgsm"): 24,
+        ("whitebox", "beyond", "beyond", "square"): 8,
+        ("blackbox", "J", "paper", "fgsm"): 24, ("blackbox", "J", "beyond", "fgsm"): 24,
+        ("blackbox", "J", "paper", "square"): 8, ("blackbox", "J", "beyond", "square"): 8}
+    assert results["num_examples"] == {"fgsm": 24, "square": 24,
+                                       "extra_models": {"fgsm": 24, "square": 8}}
 
 
 def test_evaluate_models_rejects_duplicate_names(small_data, trained_linear):
