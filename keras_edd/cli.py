@@ -181,7 +181,11 @@ def _define_evaluation(reproduce):
     _define(flags.DEFINE_integer, "sweep_num_examples", evaluation.sweep_num_examples,
             "Inputs per sweep point (also capped by the per-attack caps).")
     _define(flags.DEFINE_float, "masking_threshold", evaluation.masking_threshold,
-            "Flag a sweep whose best success stays below this fraction.")
+            "Flag a sweep whose best success stays below this fraction (even its 95 % upper "
+            "bound).")
+    _define(flags.DEFINE_integer, "masking_min_inputs", evaluation.masking_min_inputs,
+            "A sweep or a gradient-free comparison needs this many correctly classified "
+            "inputs before it can flag gradient masking.")
     _define(flags.DEFINE_integer, "check_examples", evaluation.check_examples,
             "Inputs for the gradient-masking checks.")
 
@@ -325,7 +329,8 @@ def eval_config():
         sweep_attacks=None if sweep_attacks is None else tuple(sweep_attacks),
         sweep_eps=_floats("sweep_eps"), sweep_gamma=_floats("sweep_gamma"),
         sweep_kappa=_floats("sweep_kappa"), sweep_num_examples=value("sweep_num_examples"),
-        masking_threshold=value("masking_threshold"), check_examples=value("check_examples"),
+        masking_threshold=value("masking_threshold"),
+        masking_min_inputs=value("masking_min_inputs"), check_examples=value("check_examples"),
         attack=attack_config())
 
 

@@ -202,11 +202,14 @@ class EvalConfig(_Config):
     class, attacks that avoid it. Sweeps rerun each attack over a range of budgets
     (eps, Gamma, kappa: `sweep_<budget>`) on `sweep_num_examples` inputs; a sweep
     whose best success (1 - recovered) stays below `masking_threshold` is flagged
-    as possible gradient masking. `extra_examples` (None: no such cap) caps the
-    slow attacks (those with a registry cap: JSMA, CW, CW-Adam, Square) computed on
-    models marked `extra` (ModelSpec.extra: in bin/reproduce, the models beyond the
-    paper's Figure 1, i.e. the adversarial-training target and the surrogates J), so
-    that a paper-scale run spends its time on the paper's cells.
+    as possible gradient masking, when it has at least `masking_min_inputs`
+    correctly classified inputs and even the 95 % upper bound of that success
+    (metrics.success_upper_bound) is below the threshold; fewer inputs: not checked.
+    `extra_examples` (None: no such cap) caps the slow attacks (those with a registry
+    cap: JSMA, CW, CW-Adam, Square) computed on models marked `extra` (ModelSpec.extra:
+    in bin/reproduce, the models beyond the paper's Figure 1, i.e. the
+    adversarial-training target and the surrogates J), so that a paper-scale run
+    spends its time on the paper's cells.
     """
     attacks: tuple = attack_registry.DEFAULT_NAMES
     num_examples: int = 1000
@@ -221,6 +224,7 @@ class EvalConfig(_Config):
     sweep_kappa: tuple = DEFAULT_SWEEP_KAPPA
     sweep_num_examples: int = 200
     masking_threshold: float = 0.95
+    masking_min_inputs: int = dataclasses.field(default=10, metadata={"omit_default": True})
     check_examples: int = 100
     image_examples: int = 8
     attack: AttackConfig = AttackConfig()
@@ -253,6 +257,7 @@ class EvalConfig(_Config):
         check_reals("sweep_kappa", self.sweep_kappa, low=0.0)
         check_int("sweep_num_examples", self.sweep_num_examples, low=1)
         check_real("masking_threshold", self.masking_threshold, low=0.0, high=1.0)
+        check_int("masking_min_inputs", self.masking_min_inputs, low=1)
         check_int("check_examples", self.check_examples, low=1)
         check_int("image_examples", self.image_examples, low=0)
         self.attack.validate()

@@ -48,7 +48,8 @@ from keras_edd import progress as progress_lib
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
 from keras_edd.metrics import (FILTER_STATEMENT, attack_rates, clean_rates, failure_rate,
-                               logit_statistics, norm_summary, success_rate)
+                               logit_statistics, norm_summary, success_rate,
+                               success_upper_bound)
 from keras_edd.models import ModelSpec, load_model_spec, model_label  # noqa: F401  (re-export)
 
 
@@ -211,13 +212,32 @@ class _Evaluation:
             e = self.entry("whitebox", spec, spec, attack, variant, n, budget=value)
             points.append({"value": float(value), "filtered": e["filtered"],
                            "unfiltered": e["unfiltered"], "success": e["success"],
-                           "attack_seconds": e["attack_seconds"]})
-        successes = [p["success"] for p in points if p["success"] is not None]
-        best = max(successes) if successes else None
+                           "attack_seconds": e["attack_seconds"], "rates": e["filtered"]})
+        best = masking_verdict([p["rates"] for p in points], self.config)
+        for p in points:
+            del p["rates"]
         return {"target": spec.name, "attack": attack, "variant": variant,
-                "parameter": parameter, "num_examples": n, "points": points,
-                "max_success": best,
-                "masking_suspected": None if best is None else best < self.config.masking_threshold}
+                "parameter": parameter, "num_examples": n, "points": points, **best}
+
+
+def masking_verdict(rates, config):
+    """The best of several filtered rates and whether it suggests gradient masking.
+
+    Returns max_success, its count of correctly classified inputs, its 95 % upper
+    bound (metrics.success_upper_bound) and masking_suspected: None (not checked)
+    without at least config.masking_min_inputs inputs, else True when even the upper
+    bound stays below config.masking_threshold.
+    """
+    scored = [r for r in rates if success_rate(r) is not None]
+    if not scored:
+        return {"max_success": None, "max_success_count": 0, "max_success_upper": None,
+                "masking_suspected": None}
+    best = max(scored, key=success_rate)
+    upper = success_upper_bound(best)
+    checked = best["count"] >= config.masking_min_inputs
+    return {"max_success": success_rate(best), "max_success_count": best["count"],
+            "max_success_upper": upper,
+            "masking_suspected": (upper < config.masking_threshold) if checked else None}
 
 
 def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=False,
@@ -309,14 +329,18 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
                 if sweep["masking_suspected"]:
                     warnings_found.append(
                         f"{spec.name}: {attack} ({variant}) success reaches only "
-                        f"{sweep['max_success']:.1%} over {sweep['parameter']} in "
-                        f"{[p['value'] for p in sweep['points']]} (threshold "
+                        f"{sweep['max_success']:.1%} of {sweep['max_success_count']} over "
+                        f"{sweep['parameter']} in {[p['value'] for p in sweep['points']]} (95 % "
+                        f"upper bound {sweep['max_success_upper']:.1%}, threshold "
                         f"{config.masking_threshold:.0%}): possible gradient masking")
                 elif sweep["masking_suspected"] is None:
-                    warnings_found.append(f"{spec.name}: {attack} ({variant}) sweep has no "
-                                          "correctly classified inputs; masking not checked")
+                    warnings_found.append(
+                        f"{spec.name}: {attack} ({variant}) sweep has "
+                        f"{sweep['max_success_count']} correctly classified inputs (fewer than "
+                        f"{config.masking_min_inputs}); masking not checked")
     wall["sweeps"] = time.perf_counter() - t
-    warnings_found += gradient_free_masking(entries, config.masking_threshold)
+    warnings_found += gradient_free_masking(entries, config.masking_threshold,
+                                            config.masking_min_inputs)
     t = time.perf_counter()
     detection_results = detection.detection_results(
         targets, {spec.name: ev.clean_logits_of(spec) for spec in targets
@@ -358,25 +382,30 @@ def _stage_seconds(wall, ev):
     return out
 
 
-def gradient_free_masking(entries, threshold):
+def gradient_free_masking(entries, threshold, min_inputs=1):
     """Warnings where a gradient attack fails but a gradient-free one (Square) succeeds.
 
     Per white-box target and variant: a gradient attack whose success (1 -
-    recovered, filtered) stays below `threshold` while a gradient-free attack's
-    reaches it on the same target and variant. The gradients mislead, the model
-    is not robust: gradient masking.
+    recovered, filtered) stays below `threshold`, even its 95 % upper bound
+    (metrics.success_upper_bound), while a gradient-free attack's reaches it on the
+    same target and variant; both on at least `min_inputs` correctly classified
+    inputs. The gradients mislead, the model is not robust: gradient masking.
     """
+    def enough(e):
+        return e["filtered"]["count"] >= min_inputs
+
     found = []
     whitebox = [e for e in entries if e["setting"] == "whitebox" and e["success"] is not None]
     for free in (e for e in whitebox if attack_registry.get(e["attack"]).gradient_free):
-        if free["success"] < threshold:
+        if free["success"] < threshold or not enough(free):
             continue
         for e in whitebox:
             if (e["target"], e["variant"]) != (free["target"], free["variant"]) or \
-                    attack_registry.get(e["attack"]).gradient_free or e["success"] >= threshold:
+                    attack_registry.get(e["attack"]).gradient_free or not enough(e) or \
+                    success_upper_bound(e["filtered"]) >= threshold:
                 continue
             found.append(f"{e['target']}: gradient masking: {e['attack']} ({e['variant']}) "
                          f"fails where the gradient-free {free['attack'].capitalize()} attack "
-                         f"succeeds ({e['success']:.1%} vs {free['success']:.1%}, threshold "
-                         f"{threshold:.0%})")
+                         f"succeeds ({e['success']:.1%} of {e['filtered']['count']} vs "
+                         f"{free['success']:.1%}, threshold {threshold:.0%})")
     return found

@@ -16,6 +16,8 @@ of the deployed logits.
 Pure numpy on predictions; only `logit_statistics` runs a model.
 """
 
+import math
+
 import numpy as np
 
 FILTER_STATEMENT = (
@@ -81,6 +83,22 @@ def clean_rates(clean_predictions, labels, *, outlier_class=None):
 def success_rate(rates):
     """1 - recovered: the attack changed the target's decision (detected or not)."""
     return None if rates["recovered"] is None else 1.0 - rates["recovered"]
+
+
+def success_upper_bound(rates, z=1.645):
+    """One-sided 95 % Wilson upper bound on the success rate of `rates` (filtered).
+
+    The true success rate is below it with 95 % confidence; None without inputs. A
+    masking flag fires only when even this bound stays below the threshold, so 16
+    successes of 17 (94.1 %, bound 98.7 %) are not read as masking at 95 %.
+    """
+    n, p = rates["count"], success_rate(rates)
+    if not n or p is None:
+        return None
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z2 / n))
 
 
 def norm_summary(x, x_adv):

@@ -188,9 +188,11 @@ def test_craft_collects_the_details_jsma_returns():
     np.testing.assert_array_equal(details["success"], logits.argmax(1) == details["target"])
 
 
-def _hand_entry(target, attack, variant, success, setting="whitebox"):
+def _hand_entry(target, attack, variant, success, setting="whitebox", count=1000):
+    """A scored entry whose filtered rates have this success over `count` inputs."""
+    filtered = {"count": count, "recovered": None if success is None else 1.0 - success}
     return {"setting": setting, "target": target, "attack": attack, "variant": variant,
-            "success": success}
+            "success": success, "filtered": filtered}
 
 
 def test_gradient_free_masking_flag_on_hand_made_entries():
@@ -209,6 +211,48 @@ def test_gradient_free_masking_flag_on_hand_made_entries():
                                   "the gradient-free Square attack succeeds")
     assert "cw (plain)" in warnings[1]
     assert evaluation.gradient_free_masking(entries, 0.01) == []  # everything "succeeds"
+
+
+def test_gradient_free_masking_needs_enough_inputs_and_a_clear_failure():
+    few = [_hand_entry("t", "fgsm", "plain", 0.2, count=9),
+           _hand_entry("t", "square", "plain", 1.0, count=9)]
+    assert evaluation.gradient_free_masking(few, 0.95, min_inputs=10) == []
+    assert len(evaluation.gradient_free_masking(few, 0.95, min_inputs=9)) == 1
+    # 16 of 17 (94.1 %) is below 95 % but its upper bound is not: no flag.
+    close = [_hand_entry("t", "fgsm", "plain", 16 / 17, count=17),
+             _hand_entry("t", "square", "plain", 1.0, count=17)]
+    assert evaluation.gradient_free_masking(close, 0.95, min_inputs=10) == []
+
+
+def test_success_upper_bound_hand_computed():
+    def rates(successes, n):
+        return {"count": n, "recovered": None if n == 0 else 1 - successes / n}
+    # Wilson, one-sided 95 % (z = 1.645), computed by hand.
+    assert metrics.success_upper_bound(rates(50, 100)) == pytest.approx(0.58116, abs=1e-4)
+    assert metrics.success_upper_bound(rates(16, 17)) == pytest.approx(0.9866, abs=1e-3)
+    assert metrics.success_upper_bound(rates(0, 0)) is None
+    assert metrics.success_upper_bound(rates(30, 30)) == 1.0
+    # More inputs, same rate: a tighter bound.
+    bounds = [metrics.success_upper_bound(rates(9 * k, 10 * k)) for k in (1, 10, 100)]
+    assert 1.0 >= bounds[0] > bounds[1] > bounds[2] > 0.9
+
+
+def test_masking_verdict_needs_inputs_and_an_upper_bound_below_threshold():
+    config = EvalConfig(masking_min_inputs=10)
+
+    def rates(successes, n):
+        return {"count": n, "recovered": 1 - successes / n}
+    assert evaluation.masking_verdict([rates(1, 9), rates(2, 9)], config)[
+        "masking_suspected"] is None  # 9 inputs < 10: not checked
+    close = evaluation.masking_verdict([rates(10, 17), rates(16, 17)], config)
+    assert close["max_success"] == pytest.approx(16 / 17) and close["max_success_count"] == 17
+    assert close["masking_suspected"] is False  # upper bound 98.7 % >= 95 %
+    clear = evaluation.masking_verdict([rates(5, 13), rates(3, 13)], config)
+    assert clear["masking_suspected"] is True and clear["max_success_upper"] < 0.95
+    assert evaluation.masking_verdict([{"count": 0, "recovered": None}], config)[
+        "masking_suspected"] is None
+    with pytest.raises(ValueError, match="masking_min_inputs=0"):
+        EvalConfig(masking_min_inputs=0).validate()
 
 
 

@@ -13,12 +13,15 @@ def _readme_commands():
 
 
 def test_ci_runs_the_readme_install_and_test_commands():
-    install, test, main_command = _readme_commands()[:3]
+    """The README opens with install, the demo, the tests, then the main command."""
+    install, demo, test, main_command = _readme_commands()[:4]
     ci_lines = [line.strip() for line in open(os.path.join(REPO, ".ci", "run"))]
     assert install.startswith("pip install") and f"python -m {install}" in ci_lines
+    assert demo == "bin/reproduce --quick"
     assert "pytest" in test and test in ci_lines
-    assert main_command.startswith("bin/")
-    assert os.access(os.path.join(REPO, main_command.split()[0]), os.X_OK)
+    for command in (demo, main_command):
+        assert command.startswith("bin/")
+        assert os.access(os.path.join(REPO, command.split()[0]), os.X_OK)
 
 
 def test_license_file_matches_setup_cfg():
