@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Print the README's result tables (markdown) from a bin/reproduce results.json.
+
+    python tools/readme_tables.py saved_models/reproduce-mnist-e50-s0/results.json
+
+Every number in the README's paper-settings section comes from this script run on the
+results.json of the command given there, so a reader can regenerate the tables. Reads the
+JSON only (no TensorFlow). Rates are the filtered ones (inputs the target classifies
+correctly when clean), in percent.
+"""
+
+import json
+import sys
+
+FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd")
+OTHER_ATTACKS = ("cw_adam", "square")
+PAPER_TARGETS = ("undefended", "extended", "distillation")
+SURROGATE_NAMES = {"surrogate_U": "U", "surrogate_D": "D"}
+
+
+def pct(value, digits=1):
+    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+
+
+def cell(entry):
+    if entry is None:
+        return ""
+    f = entry["filtered"]
+    return f"{pct(f['recovered'])} / {pct(f['detected'])} / {pct(f['misclassified'])}"
+
+
+def index(results):
+    return {(e["setting"], e["source"], e["target"], e["attack"], e["variant"]): e
+            for e in results["evaluations"]}
+
+
+def attack_header(attack, entries):
+    """e.g. 'FGSM eps=0.2 (n=1000)' from the first entry of that attack."""
+    e = next((e for e in entries.values() if e["attack"] == attack), None)
+    if e is None:
+        return attack
+    return f"{attack} {e['parameter']}={e['value']:g}"
+
+
+def rows_of(results):
+    """(label, setting, source, target, variant) in the order of the paper's Figure 1."""
+    models = results["models"]
+    rows = []
+    for target in PAPER_TARGETS:
+        variants = ("plain", "adaptive") if models[target]["outlier_class"] is not None \
+            else ("plain",)
+        for variant in variants:
+            rows.append((f"{target} | itself{', adaptive' if variant == 'adaptive' else ''} "
+                         "(white-box)", "whitebox", target, target, variant))
+    for source, short in SURROGATE_NAMES.items():
+        variants = ("plain", "adaptive") if models[source]["outlier_class"] is not None \
+            else ("plain",)
+        for variant in variants:
+            for target in PAPER_TARGETS:
+                rows.append((f"{target} | surrogate {short}"
+                             f"{', adaptive' if variant == 'adaptive' else ''} (black-box)",
+                             "blackbox", source, target, variant))
+    return rows
+
+
+def rate_table(results, attacks):
+    entries = index(results)
+    present = [a for a in attacks if any(k[3] == a for k in entries)]
+    header = ["target | attack computed on"] + [attack_header(a, entries) for a in present]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---|" * len(present)]
+    for label, setting, source, target, variant in rows_of(results):
+        cells = [cell(entries.get((setting, source, target, a, variant))) for a in present]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def counts_line(results):
+    counts = results["num_examples"]
+    main = ", ".join(f"{a} {n}" for a, n in counts.items() if a != "extra_models")
+    text = f"Inputs attacked per attack: {main}"
+    if "extra_models" in counts:
+        text += ("; on the adversarial target and the surrogates J: "
+                 + ", ".join(f"{a} {n}" for a, n in counts["extra_models"].items()))
+    return text + "."
+
+
+def models_table(results):
+    lines = ["| model | defense | T | clean accuracy (test set) | clean detected | "
+             "training seconds |", "|---|---|---|---|---|---|"]
+    order = ("undefended", "extended", "distillation", "adversarial", "surrogate_U",
+             "surrogate_D")
+    for role in sorted(results["training"], key=lambda r: order.index(r) if r in order else 99):
+        t = results["training"][role]
+        m = results["models"][role]["clean_test_set"]
+        lines.append(f"| {role} | {t['defense']} | {t['temperature']:g} | "
+                     f"{pct(m['accuracy'], 2)} | {pct(m.get('detected'), 2)} | "
+                     f"{t['training_wall_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def cw_split_table(results):
+    """CW with AdaDelta (the paper's) vs Adam (Carlini's): misclassified and attack_failed."""
+    entries = index(results)
+    lines = ["| target | source | variant | cw: misclassified / attack failed | "
+             "cw_adam: misclassified / attack failed |", "|---|---|---|---|---|"]
+    for (setting, source, target, attack, variant), e in entries.items():
+        if attack != "cw":
+            continue
+        adam = entries.get((setting, source, target, "cw_adam", variant))
+
+        def two(x):
+            if x is None:
+                return ""
+            f = x["filtered"]
+            return f"{pct(f['misclassified'])} / {pct(f['attack_failed'])} (n={f['count']})"
+        lines.append(f"| {target} | {source} | {variant} | {two(e)} | {two(adam)} |")
+    return "\n".join(lines)
+
+
+def detection_table(results):
+    lines = ["| attack | setting | source | variant | n | AUROC softmax | AUROC margin | "
+             "TPR at 1 % FPR | TPR at 5 % FPR |", "|---|---|---|---|---|---|---|---|---|"]
+    for d in results["detection"]["entries"]:
+        s, m = d["softmax"], d["margin"]
+        lines.append(f"| {d['attack']} | {d['setting']} | {d['source']} | {d['variant']} | "
+                     f"{d['count']} | {s['auroc']:.3f} | {m['auroc']:.3f} | "
+                     f"{pct(s['at_fpr']['0.01']['tpr'])} | {pct(s['at_fpr']['0.05']['tpr'])} |")
+    return "\n".join(lines)
+
+
+def adversarial_table(results):
+    """The adversarial-training target: clean accuracy and PGD accuracy (unfiltered
+    recovered, all attacked inputs) at the main budget and over the PGD sweep."""
+    if "adversarial" not in results["models"]:
+        return ""
+    clean = results["models"]["adversarial"]["clean_test_set"]["accuracy"]
+    lines = ["| attack | eps | n | accuracy under attack (all attacked inputs) |",
+             "|---|---|---|---|", f"| none (clean test set) | | | {pct(clean)} |"]
+    for e in results["evaluations"]:
+        if e["setting"] == "whitebox" and e["target"] == "adversarial" and \
+                e["attack"] in ("fgsm", "pgd", "square"):
+            lines.append(f"| {e['attack']} | {e['value']:g} | {e['num_examples']} | "
+                         f"{pct(e['unfiltered']['recovered'])} |")
+    for s in results["sweeps"]:
+        if s["target"] == "adversarial" and s["attack"] in ("fgsm", "pgd"):
+            for p in s["points"]:
+                lines.append(f"| {s['attack']} (sweep) | {p['value']:g} | {s['num_examples']} | "
+                             f"{pct(p['unfiltered']['recovered'])} |")
+    return "\n".join(lines)
+
+
+def substitute_table(results):
+    entries = index(results)
+    lines = ["| surrogate | oracle queries | agreement (test minus S_0) | "
+             + " | ".join(f"{a}: rec / det / mis" for a in FIGURE_1_ATTACKS + OTHER_ATTACKS)
+             + " |", "|---|---|---|" + "---|" * len(FIGURE_1_ATTACKS + OTHER_ATTACKS)]
+    for name, m in results["models"].items():
+        if m.get("kind") != "jacobian_substitute":
+            continue
+        cells = [cell(entries.get(("blackbox", name, m["oracle"], a, "plain")))
+                 for a in FIGURE_1_ATTACKS + OTHER_ATTACKS]
+        lines.append(f"| {name} | {m['oracle_queries']} | {pct(m['agreement_test'])} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def stage_table(results):
+    lines = ["| stage | seconds (total, incl. crafts loaded after a restart) |", "|---|---|"]
+    for stage, v in results["stage_seconds"].items():
+        if isinstance(v, dict) and "seconds_total" in v:
+            lines.append(f"| {stage} | {v['seconds_total']:.0f} |")
+    lines.append(f"| wall (this invocation) | {results['wall_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(path):
+    results = json.load(open(path))
+    sections = [
+        ("Models", models_table(results)),
+        ("Figure 1: recovered / detected / misclassified (%)", counts_line(results) + "\n\n"
+         + rate_table(results, FIGURE_1_ATTACKS)),
+        ("CW-Adam and Square: recovered / detected / misclassified (%)",
+         rate_table(results, OTHER_ATTACKS)),
+        ("CW optimiser split", cw_split_table(results)),
+        ("Detection (outlier class as a detector)", detection_table(results)),
+        ("Adversarial-training target", adversarial_table(results)),
+        ("Surrogate J, scored on its oracle", substitute_table(results)),
+        ("Warnings", "\n".join(f"- {w}" for w in results["warnings"]) or "none"),
+        ("Stage seconds", stage_table(results)),
+    ]
+    for title, body in sections:
+        print(f"#### {title}\n\n{body}\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tools/readme_tables.py RUN_DIR/results.json")
+    main(sys.argv[1])
