@@ -114,7 +114,8 @@ class DistributionConfig(_Config):
     `cpu_devices` splits the CPU into that many logical devices (None: no split).
 
     Saved in flags.json as kind and cpu_devices, and only when not the default, so runs
-    made before it existed still match; TF_CONFIG (addresses) is not a setting.
+    made before it existed still match; it is not compared when a run directory is
+    reopened (keras_edd.runs), and TF_CONFIG (addresses) is not saved at all.
     """
     kind: str = "none"
     cpu_devices: int | None = None

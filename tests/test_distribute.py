@@ -71,6 +71,23 @@ def test_distribution_config_validates_kind_and_devices():
     assert config.validate().to_dict() == {"kind": "multi_worker", "cpu_devices": None}
 
 
+def test_a_run_directory_is_reopened_with_another_distribution(tmp_path):
+    from keras_edd import runs
+    from keras_edd.run_config import RunConfig
+    single = RunConfig(output_dir=str(tmp_path))
+    mirrored = RunConfig(output_dir=str(tmp_path),
+                         distribution=DistributionConfig(kind="mirrored", cpu_devices=2))
+    assert "distribution" not in single.to_dict()  # older run directories still match
+    assert mirrored.to_dict()["distribution"] == {"kind": "mirrored", "cpu_devices": 2}
+    path, _ = runs.prepare_run_dir(str(tmp_path), "run", single.to_dict())
+    (tmp_path / "run" / "checkpoints").mkdir()  # the run has started
+    assert runs.prepare_run_dir(str(tmp_path), "run", mirrored.to_dict()) == (path, False)
+    with pytest.raises(runs.RunDirError, match="other settings"):
+        runs.prepare_run_dir(str(tmp_path), "run", RunConfig(
+            output_dir=str(tmp_path), distribution=DistributionConfig(kind="mirrored"),
+            train=single.train.__class__(epochs=7)).to_dict())
+
+
 @pytest.mark.parametrize("n, count, align", [(100, 3, 32), (600, 2, 256), (20, 2, 1024),
                                              (7, 4, 1), (3, 5, 1), (0, 2, 8)])
 def test_shards_are_contiguous_aligned_and_cover_the_inputs(n, count, align):
