@@ -275,3 +275,38 @@ def test_multi_worker_train_and_fgsm_match_one_process(tmp_path):
     # the non-chief worker left nothing behind: no second run directory, an empty TMPDIR
     assert len(os.listdir(out)) == 1 and len(os.listdir(tmp_path / "eval")) == 1
     assert os.listdir(tmp_path / "worker1_tmp") == []
+
+
+@pytest.mark.slow
+def test_multi_worker_resumes_from_the_chiefs_checkpoint(tmp_path):
+    """A 2-worker run killed after its first distilled epoch: only the chief's folder holds
+    the teacher, the labels and the checkpoint. Rerun, the other worker takes them from the
+    chief (no shared file system) and the result equals the uninterrupted run's exactly."""
+    import shutil
+    data = tmp_path / "data"
+    write_idx_folder(str(data), n_train=192, n_test=20)
+    out = tmp_path / "out"
+    common = [f"--data_dir={data}", f"--output_dir={out}", "--epochs=2", "--teacher_epochs=1",
+              "--mc_passes=2", "--batch_size=32"]
+    _run_workers("train", common + ["--run_name=whole"], tmp_path)
+    # the state of a run killed during its second distilled epoch
+    shutil.copytree(out / "whole", out / "cut")
+    (out / "cut" / "results.json").unlink()
+    (out / "cut" / "distilled.keras").unlink()
+    checkpoints = out / "cut" / "checkpoints" / "distilled"
+    for path in checkpoints.glob("ckpt-2.*"):
+        path.unlink()
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n'
+                                            'all_model_checkpoint_paths: "ckpt-1"\n')
+    _run_workers("train", common + ["--run_name=cut"], tmp_path)
+    whole = json.loads((out / "whole" / "results.json").read_text())
+    cut = json.loads((out / "cut" / "results.json").read_text())
+    assert cut["models"]["distilled"]["history"]["resumed_from_epoch"] == 1
+    assert cut["models"]["distilled"]["history"]["train/loss"] == \
+        whole["models"]["distilled"]["history"]["train/loss"]
+    from keras_edd import models
+    for a, b in zip(models.load_model(str(out / "whole" / "distilled.keras")).get_weights(),
+                    models.load_model(str(out / "cut" / "distilled.keras")).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(os.listdir(out)) == ["cut", "whole"]
+    assert os.listdir(tmp_path / "worker1_tmp") == []
