@@ -39,8 +39,8 @@ from keras_edd.models import PRECISIONS  # noqa: E402  (light: no TensorFlow)
 from keras_edd.presets import PRESETS  # noqa: E402  (light)
 from keras_edd.run_config import ReproduceConfig  # noqa: E402
 
-DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT = (
-    "data", "models", "evaluation", "substitute", "output")
+DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT, DISTRIBUTION = (
+    "data", "models", "evaluation", "substitute", "output", "distribution")
 
 _FLAGS = {}  # flag name -> absl FlagHolder, for the groups this binary defined
 
@@ -217,8 +217,19 @@ def _define_output():
     _define(flags.DEFINE_boolean, "progress", _DEFAULTS.progress, "Print progress.")
 
 
+def _define_distribution():
+    from keras_edd.distribute import KINDS  # light: no TensorFlow
+    _define(flags.DEFINE_string, "distribution", config_lib.DistributionConfig().kind,
+            f"One of {_one_of(KINDS)}: one device; tf.distribute.MirroredStrategy over the "
+            "local GPUs (or the --cpu_devices logical CPUs); MultiWorkerMirroredStrategy over "
+            "the machines of the TF_CONFIG environment variable (see README).")
+    _define(flags.DEFINE_integer, "cpu_devices", None,
+            "Split the CPU into N >= 1 logical devices (tests mirrored runs without GPUs).")
+
+
 def define_flags(*groups, train=False, reproduce=False):
-    """Define the flags of `groups` (DATA, MODELS, EVALUATION, OUTPUT).
+    """Define the flags of `groups` (DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT,
+    DISTRIBUTION).
 
     MODELS takes --defense and --teacher with train=True, and
     --distillation_temperature and --model_dir, EVALUATION --num_examples_extra, with
@@ -237,6 +248,8 @@ def define_flags(*groups, train=False, reproduce=False):
             _define_substitute(reproduce)
         elif group == OUTPUT:
             _define_output()
+        elif group == DISTRIBUTION:
+            _define_distribution()
         else:
             raise ValueError(f"unknown flag group {group!r}")
 
@@ -342,6 +355,15 @@ def substitute_config():
         batch_size=value("substitute_batch_size"))
 
 
+def distribution_config():
+    """--distribution, --cpu_devices and, for multi_worker, the TF_CONFIG environment
+    variable (read here, on the binary side: the library takes it as an argument)."""
+    kind = value("distribution")
+    return config_lib.DistributionConfig(
+        kind=kind, cpu_devices=value("cpu_devices"),
+        tf_config=os.environ.get("TF_CONFIG") if kind == "multi_worker" else None)
+
+
 def output_settings():
     """output_dir, run_name, progress (and the preset, where defined) as keyword arguments
     of a config."""
@@ -410,7 +432,12 @@ def quiet_retracing_notices():
 
 
 def print_summary(results):
-    """A few lines on stdout: where the report is and the headline numbers."""
+    """A few lines on stdout: where the report is and the headline numbers (a worker
+    other than the chief of a multi-worker run says only that it is done)."""
+    worker = results.get("distribution", {}).get("worker", 0)
+    if worker:
+        print(f"worker {worker}: done (the chief, worker 0, writes the report)")
+        return
     for e in results["evaluations"]:
         f = e["filtered"]
         if f["count"]:

@@ -107,6 +107,34 @@ class TrainConfig(_Config):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class DistributionConfig(_Config):
+    """Where a run computes (keras_edd.distribute): `kind` none (one device), mirrored
+    (MirroredStrategy over the local GPUs, or the logical CPU devices) or multi_worker
+    (MultiWorkerMirroredStrategy over the machines of `tf_config`, the TF_CONFIG JSON);
+    `cpu_devices` splits the CPU into that many logical devices (None: no split).
+
+    Saved in flags.json as kind and cpu_devices, and only when not the default, so runs
+    made before it existed still match; it is not compared when a run directory is
+    reopened (keras_edd.runs), and TF_CONFIG (addresses) is not saved at all.
+    """
+    kind: str = "none"
+    cpu_devices: int | None = None
+    tf_config: str | None = None
+
+    def validate(self):
+        from keras_edd.distribute import KINDS, parse_tf_config  # light: no TensorFlow
+        check_choice("distribution", self.kind, KINDS)
+        if self.cpu_devices is not None:
+            check_int("cpu_devices", self.cpu_devices, low=1)
+        if self.kind == "multi_worker":
+            parse_tf_config(self.tf_config)
+        return self
+
+    def to_dict(self):
+        return {"kind": self.kind, "cpu_devices": self.cpu_devices}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DefenseConfig(_Config):
     """Which model to train: undefended, distillation baseline, or extended distillation.
 

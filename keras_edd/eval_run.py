@@ -13,7 +13,7 @@ import os
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import reporting, runs
+from keras_edd import distribute, reporting, runs
 from keras_edd.evaluation import evaluate_models
 from keras_edd.models import load_model_spec, model_label
 from keras_edd.run_config import JACOBIAN_SURROGATE
@@ -31,15 +31,32 @@ def crafts_dir(run_dir):
     return os.path.join(run_dir, "attacks")
 
 
-def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=None):
-    """Add the run's context to `results` and write the report (results.json last)."""
+def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=None,
+               distribution=distribute.LOCAL):
+    """Add the run's context to `results` and write the report (results.json last; on
+    the chief only, for a multi-worker `distribution`)."""
+    if distribution.kind != "none":
+        results["distribution"] = distribution.describe()
     results.update({
         "kind": kind, "run_dir": os.path.abspath(run_dir), "dataset": dataset.summary(),
         "settings": config.to_dict(),
         "seeds": {"attack": config.evaluation.attack.seed, **(seeds or {})},
         "versions": runs.versions(), "wall_seconds": time.perf_counter() - t_start})
-    reporting.write_report(run_dir, results, images)
+    if distribution.is_chief:
+        reporting.write_report(run_dir, results, images)
     return results
+
+
+def open_shared_run(distribution, output_dir, run_name, flags):
+    """runs.open_run in the user's folder (the chief) or a private one (the other
+    workers); a run the chief finished is finished for all (its results.json)."""
+    run_dir, done = runs.open_run(distribution.private_dir(output_dir), run_name, flags)
+    if distribution.agree(done is not None):
+        done = distribution.broadcast_json(done)
+        if not distribution.is_chief:
+            done = dict(done, distribution=distribution.describe())
+        return run_dir, done
+    return run_dir, None
 
 
 def run_whitebox(config):
@@ -50,16 +67,21 @@ def run_whitebox(config):
     """
     config.validate()
     t_start = time.perf_counter()
+    dist = distribute.start(config.distribution)
     dataset = data_lib.load_data(config.data)
     spec = load_model_spec("target", config.model_path, dataset)
     run_name = config.run_name or f"whitebox-{model_label(config.model_path)}"
-    run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
+    run_dir, done = open_shared_run(dist, config.output_dir, run_name, config.to_dict())
     if done:
         return done
-    announce(config, run_dir)
+    progress = config.progress and dist.is_chief
+    if progress:
+        announce(config, run_dir)
     results, images = evaluate_models(dataset, [spec], (), config.evaluation,
-                                      progress=config.progress, cache_dir=crafts_dir(run_dir))
-    return finish_run(run_dir, results, images, config, dataset, t_start, "whitebox")
+                                      progress=progress, cache_dir=crafts_dir(run_dir),
+                                      distribution=dist)
+    return finish_run(run_dir, results, images, config, dataset, t_start, "whitebox",
+                      distribution=dist)
 
 
 def run_blackbox(config):
@@ -71,6 +93,7 @@ def run_blackbox(config):
     """
     config.validate()
     t_start = time.perf_counter()
+    dist = distribute.start(config.distribution)
     dataset = data_lib.load_data(config.data)
     target = load_model_spec("target", config.target_path, dataset)
     surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
@@ -80,10 +103,12 @@ def run_blackbox(config):
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
                                        config.substitute,
                                        os.path.join(config.output_dir, run_name))
-    run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
+    run_dir, done = open_shared_run(dist, config.output_dir, run_name, config.to_dict())
     if done:
         return done
-    announce(config, run_dir)
+    progress = config.progress and dist.is_chief
+    if progress:
+        announce(config, run_dir)
     records, seeds = {}, {}
     if config.jacobian_substitute:
         name = JACOBIAN_SURROGATE
@@ -91,13 +116,15 @@ def run_blackbox(config):
         spec, records[name] = substitute_run.jacobian_surrogate(
             name, target, dataset, config.substitute, seed=seeds[name],
             num_examples=config.evaluation.num_examples, run_dir=run_dir,
-            progress=config.progress)
+            progress=progress)
+        dist.broadcast_variables(spec.model.variables)  # the chief's J, trained or reloaded
         surrogates.append(spec)
     # The target is scored on the surrogates' attacks only: no white-box attacks or sweeps.
     evaluation = dataclasses.replace(config.evaluation, sweeps=False)
     results, images = evaluate_models(dataset, [target], surrogates, evaluation,
-                                      progress=config.progress, cache_dir=crafts_dir(run_dir),
-                                      whitebox=False)
+                                      progress=progress, cache_dir=crafts_dir(run_dir),
+                                      whitebox=False, distribution=dist)
     if records:
         substitute_run.add_to_results(results, records)
-    return finish_run(run_dir, results, images, config, dataset, t_start, "blackbox", seeds)
+    return finish_run(run_dir, results, images, config, dataset, t_start, "blackbox", seeds,
+                      distribution=dist)

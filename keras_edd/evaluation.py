@@ -39,6 +39,7 @@ evaluation run makes itself, comes from keras_edd.substitute_run.
 """
 
 import collections
+import dataclasses
 import time
 
 import numpy as np
@@ -56,8 +57,9 @@ from keras_edd.models import ModelSpec, load_model_spec, model_label  # noqa: F4
 class _Evaluation:
     """State of one evaluation: the attacked inputs, the crafts and predictions."""
 
-    def __init__(self, dataset, config, progress, cache_dir=None):
+    def __init__(self, dataset, config, progress, cache_dir=None, distribution=None):
         self.dataset = dataset
+        self.distribution = distribution
         self.config = config
         self.progress = progress
         needed = max([config.num_examples, config.check_examples]
@@ -130,7 +132,13 @@ class _Evaluation:
         craft = self.crafts.get(key, self.x, n)
         what = (f"{attack} ({variant}) on {source.name}, {n} inputs, "
                 f"{reporting.format_params(params)}")
-        if craft is None:
+        if self.distribution is not None and self.distribution.num_workers > 1:
+            craft = self.shared_craft(craft, key, source, attack, params, outlier_class, n)
+            if craft.origin == "computed":
+                self.computed_seconds[self.stage] += craft.seconds
+            elif craft.origin == "loaded":
+                self.loaded_seconds[self.stage] += craft.seconds
+        elif craft is None:
             details = {}
             t = time.perf_counter()
             with progress_lib.bar(total=n, desc=f"{attack} ({variant}) on {source.name}",
@@ -153,6 +161,53 @@ class _Evaluation:
             self.log(f"  {what}: {craft.seconds:.1f}s"
                      + ("" if craft.origin == "computed" else f" ({craft.origin})"))
         return craft.x_adv, params, craft.seconds
+
+    def shared_craft(self, craft, key, source, attack, params, outlier_class, n):
+        """The craft of x[:n] on every worker of a multi-worker run.
+
+        If the chief has it (from its run directory or memory), it is broadcast.
+        Otherwise each worker attacks its contiguous shard of whole chunks, with the
+        chunk seeds of a single-process run (seed + the chunk's first index), and
+        the shards (x_adv and the per-input details) are merged exactly; the chief
+        keeps the result in its run directory.
+        """
+        dist = self.distribution
+        settings = self.config.attack
+        shape = (n,) + self.x.shape[1:]
+        if dist.agree(craft is not None):
+            meta = dist.broadcast_json({"seconds": craft.seconds, "origin": craft.origin,
+                                        "details": _schema(craft.details)}
+                                       if dist.is_chief else None)
+            x_adv = dist.broadcast(craft.x_adv if dist.is_chief else np.zeros(shape, np.float32))
+            details = {name: dist.broadcast(craft.details[name] if dist.is_chief else
+                                            np.zeros((n, *trailing), dtype))
+                       for name, (trailing, dtype) in meta["details"].items()}
+            if dist.is_chief:
+                return craft
+            shared = self.crafts.put(key, self.x, n, x_adv, meta["seconds"], details)
+            return dataclasses.replace(shared, origin=meta["origin"])
+        t = time.perf_counter()
+        start, stop = dist.shard(n, align=attack_registry.chunk_size(attack, settings.batch_size))
+        part_details = {}
+        x_adv = np.zeros(shape, np.float32)
+        if stop > start:
+            with progress_lib.bar(total=stop - start, desc=f"{attack} on {source.name} "
+                                  f"[{start}:{stop}]", progress=self.progress,
+                                  unit="input") as bar:
+                x_adv[start:stop] = attack_registry.craft(
+                    source.model, attack, self.x[start:stop], params,
+                    outlier_class=outlier_class, batch_size=settings.batch_size,
+                    seed=settings.seed + start, on_chunk=bar.update, details=part_details)
+        # The chief's shard is never empty (n >= 1): its details name the fields.
+        schema = dist.broadcast_json(_schema(part_details) if dist.is_chief else None)
+        details = {}
+        for name, (trailing, dtype) in schema.items():
+            full = np.zeros((n, *trailing), dtype)
+            if stop > start:
+                full[start:stop] = part_details[name]
+            details[name] = dist.merge(full)
+        x_adv = dist.merge(x_adv)
+        return self.crafts.put(key, self.x, n, x_adv, time.perf_counter() - t, details)
 
     def attack_failed(self, source, attack, variant, n, budget, source_logits, correct):
         """attack_failed over the filtered and all inputs: the attack's own criterion
@@ -241,7 +296,7 @@ def masking_verdict(rates, config):
 
 
 def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=False,
-                    cache_dir=None, whitebox=True):
+                    cache_dir=None, whitebox=True, distribution=None):
     """Run every evaluation of `config` and collect the numbers.
 
     Args:
@@ -255,6 +310,10 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
       cache_dir: keep every craft there (keras_edd.attack_cache), so that a
         rerun after a kill computes only the crafts that were missing.
       whitebox: run the white-box attacks on the targets (False: black-box only).
+      distribution: a multi-worker keras_edd.distribute.Distribution splits every
+        craft across the workers (`_Evaluation.shared_craft`); each worker returns
+        the same numbers as one process, and only the chief should pass a
+        `cache_dir` in the user's folders.
     Returns:
       (results, images): results is a JSON-ready dict ("models", "evaluations",
       "sweeps", "warnings", "stage_seconds", "crafts", ...); images maps
@@ -269,7 +328,7 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
         if source.only_target is not None and source.only_target not in target_names:
             raise ValueError(f"surrogate {source.name} is scored only on target "
                              f"{source.only_target!r}, which is not among {target_names}")
-    ev = _Evaluation(dataset, config, progress, cache_dir)
+    ev = _Evaluation(dataset, config, progress, cache_dir, distribution)
     t_start = time.perf_counter()
     wall = {}
     warnings_found = []
@@ -358,6 +417,12 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
                "crafts": {origin: ev.craft_counts[origin]
                           for origin in ("computed", "loaded", "prefix", "memory")}}
     return results, ev.images
+
+
+def _schema(details):
+    """{name: (per-input shape, dtype)} of a craft's details, JSON-ready."""
+    return {name: (list(np.shape(value)[1:]), np.asarray(value).dtype.str)
+            for name, value in details.items()}
 
 
 def scored_targets(source, targets):

@@ -70,18 +70,21 @@ def _batch_sigma(model, x, passes):
 
 
 @contextlib.contextmanager
-def seeded_dropout(model, seed):
+def seeded_dropout(model, seed, calls_done=0):
     """Run `model`'s random layers from a state fixed by `seed`, then restore it.
 
     Keras keeps each dropout layer's RNG in a non-trainable `seed_generator_state`
-    variable; setting those makes MC sampling repeatable whatever the model did
-    before, and restoring them leaves training runs undisturbed.
+    variable, [key, counter], whose counter each call of the layer advances by one;
+    setting those makes MC sampling repeatable whatever the model did before, and
+    restoring them leaves training runs undisturbed. `calls_done` starts the
+    counters where they are after that many calls from `seed` (a worker labelling a
+    later shard draws the masks a single process draws there).
     """
     states = [v for v in model.non_trainable_variables if "seed_generator_state" in v.path]
     saved = [v.numpy() for v in states]
     rng = np.random.default_rng(seed)
     for v in states:
-        v.assign(np.array([rng.integers(0, 2**31 - 1), 0], dtype=v.dtype))
+        v.assign(np.array([rng.integers(0, 2**31 - 1), calls_done], dtype=v.dtype))
     try:
         yield
     finally:
@@ -90,21 +93,37 @@ def seeded_dropout(model, seed):
 
 
 def mc_uncertainty(model, images, *, passes=20, seed=0, batch_size=LABEL_BATCH_SIZE,
-                   precision="float32", progress=False):
+                   precision="float32", progress=False, distribution=None):
     """sigma(x) for every image, from a batched `tf.data` pipeline.
 
     Deterministic given `seed` (see `seeded_dropout`). `precision` (one of
     keras_edd.models.PRECISIONS) is the arithmetic of the forward passes; the
-    teacher is run as a copy in that precision when its own differs. Returns
-    float32 [n].
+    teacher is run as a copy in that precision when its own differs. With a
+    multi-worker `distribution` (keras_edd.distribute), each worker labels its
+    shard of whole batches, its dropout RNG advanced to the shard's first batch,
+    and the shards are merged: every worker returns the sigma one process computes.
+    Returns float32 [n].
     """
     if int(passes) < 2:
         raise ValueError(f"passes={passes!r}: MC-dropout needs at least 2 passes")
     passes = int(passes)
     model = models.with_precision(model, models.check_precision(precision))
+    if distribution is None or distribution.num_workers == 1:
+        return _mc_sigma(model, images, passes, seed, batch_size, progress)
+    start, stop = distribution.shard(len(images), align=batch_size)
+    sigma = np.zeros(len(images), np.float32)
+    sigma[start:stop] = _mc_sigma(model, images[start:stop], passes, seed, batch_size,
+                                  progress, first_batch=start // batch_size)
+    return distribution.merge(sigma)
+
+
+def _mc_sigma(model, images, passes, seed, batch_size, progress, first_batch=0):
+    """sigma of `images`, the dropout RNG started as after `first_batch` batches."""
+    if len(images) == 0:
+        return np.zeros(0, np.float32)
     pipeline = make_pipeline(images, np.zeros(len(images), np.int32), batch_size)
     out = []
-    with seeded_dropout(model, seed):
+    with seeded_dropout(model, seed, calls_done=first_batch):
         with progress_lib.bar(total=-(-len(images) // batch_size), progress=progress,
                               desc=f"MC-dropout sigma (N={passes})", unit="batch") as bar:
             for x, _ in pipeline:

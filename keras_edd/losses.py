@@ -34,3 +34,12 @@ def logit_penalty(logits):
     """
     logits = tf.convert_to_tensor(logits)
     return tf.reduce_mean(tf.square(logits))
+
+
+def temperature_cross_entropy_per_example(soft_labels, logits, temperature=1.0):
+    """[batch] -sum_j k_j log softmax(z / T)_j: `temperature_cross_entropy` before the
+    mean, for losses averaged over a global batch split across replicas."""
+    logits = tf.convert_to_tensor(logits)
+    soft_labels = tf.cast(soft_labels, logits.dtype)
+    log_probs = tf.nn.log_softmax(logits / tf.cast(temperature, logits.dtype), axis=-1)
+    return -tf.reduce_sum(soft_labels * log_probs, axis=-1)

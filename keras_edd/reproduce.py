@@ -12,8 +12,8 @@ import os
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import runs, substitute_run, train_run
-from keras_edd.eval_run import announce, crafts_dir, finish_run
+from keras_edd import distribute, runs, substitute_run, train_run
+from keras_edd.eval_run import announce, crafts_dir, finish_run, open_shared_run
 from keras_edd.evaluation import evaluate_models
 from keras_edd.models import load_model_spec
 from keras_edd.validation import check_batch_size
@@ -51,7 +51,7 @@ def reproduce_run_configs(config, dataset_name):
         seeded = dataclasses.replace(train, seed=train.seed + seed_offset,
                                      epochs=epochs or train.epochs)
         rc = RunConfig(data=config.data, train=seeded, defense=defense, output_dir=model_dir,
-                       progress=config.progress)
+                       distribution=config.distribution, progress=config.progress)
         if prefix:
             rc = dataclasses.replace(rc, run_name=f"{prefix}-{rc.resolved_run_name(dataset_name)}")
         return rc
@@ -83,6 +83,11 @@ def run_reproduce(config):
     """
     config.validate()
     t_start = time.perf_counter()
+    dist = distribute.start(config.distribution)
+    if not dist.is_chief:  # another worker works in private copies of the folders
+        config = dataclasses.replace(
+            config, output_dir=dist.private_dir(config.output_dir),
+            model_dir=dist.private_dir(config.resolved_model_dir), progress=False)
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     run_configs = reproduce_run_configs(config, dataset.name)
@@ -93,7 +98,7 @@ def run_reproduce(config):
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
                                        config.substitute,
                                        os.path.join(config.output_dir, run_name))
-    run_dir, done = runs.open_run(config.output_dir, run_name, config.to_dict())
+    run_dir, done = open_shared_run(dist, config.output_dir, run_name, config.to_dict())
     if done:
         return done
     announce(config, run_dir)
@@ -134,9 +139,11 @@ def run_reproduce(config):
                 name, target, dataset, config.substitute, seed=seeds[name],
                 num_examples=config.evaluation.num_examples, run_dir=run_dir,
                 progress=config.progress)
+            dist.broadcast_variables(spec.model.variables)  # the chief's J
             surrogates.append(dataclasses.replace(spec, extra=True))
     results, images = evaluate_models(dataset, targets, surrogates, config.evaluation,
-                                      progress=config.progress, cache_dir=crafts_dir(run_dir))
+                                      progress=config.progress, cache_dir=crafts_dir(run_dir),
+                                      distribution=dist)
     substitute_run.add_to_results(results, substitutes)
     results["training"] = training_report
     # Per model: the training run's own recorded seconds (also when reused here).
@@ -145,4 +152,5 @@ def run_reproduce(config):
         "seconds_total": sum(t["training_wall_seconds"] for t in training_report.values()),
         "models": {role: {"seconds": t["training_wall_seconds"], "seconds_here": t["seconds_here"],
                           "reused": t["reused"]} for role, t in training_report.items()}}
-    return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds)
+    return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds,
+                      distribution=dist)

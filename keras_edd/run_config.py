@@ -10,8 +10,8 @@ import dataclasses
 import os
 import re
 
-from keras_edd.config import (PRESETS, DataConfig, DefenseConfig, EvalConfig, SubstituteConfig,
-                              TrainConfig, _Config)
+from keras_edd.config import (PRESETS, DataConfig, DefenseConfig, DistributionConfig, EvalConfig,
+                              SubstituteConfig, TrainConfig, _Config)
 from keras_edd.validation import check_choice, check_real, require
 
 # \Z, not $: "$" also matches before a final newline, which would let "name\n" through.
@@ -26,12 +26,16 @@ class RunConfig(_Config):
     defense: DefenseConfig = DefenseConfig()
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: derived from the settings, so a rerun resumes
+    # Saved only when not the default (one process, one device): older runs still match.
+    distribution: DistributionConfig = dataclasses.field(default=DistributionConfig(),
+                                                         metadata={"omit_default": True})
     progress: bool = True
 
     def validate(self):
         self.data.validate()
         self.train.validate()
         self.defense.validate()
+        self.distribution.validate()
         _check_output(self.output_dir, self.run_name)
         return self
 
@@ -72,6 +76,9 @@ class WhiteboxConfig(_Config):
     evaluation: EvalConfig = EvalConfig()
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: whitebox-<model run dir>-<model file>
+    # Saved only when not the default (one process, one device): older runs still match.
+    distribution: DistributionConfig = dataclasses.field(default=DistributionConfig(),
+                                                         metadata={"omit_default": True})
     progress: bool = True
     preset: str | None = None  # the flag preset the settings came from (recorded only)
 
@@ -79,6 +86,7 @@ class WhiteboxConfig(_Config):
         _check_model_path("model", self.model_path)
         self.data.validate()
         self.evaluation.validate()
+        self.distribution.validate()
         _check_output(self.output_dir, self.run_name, self.preset)
         return self
 
@@ -100,6 +108,9 @@ class BlackboxConfig(_Config):
     evaluation: EvalConfig = EvalConfig()
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: blackbox-<target run dir>-<target file>
+    # Saved only when not the default (one process, one device): older runs still match.
+    distribution: DistributionConfig = dataclasses.field(default=DistributionConfig(),
+                                                         metadata={"omit_default": True})
     progress: bool = True
     preset: str | None = None  # the flag preset the settings came from (recorded only)
 
@@ -120,6 +131,7 @@ class BlackboxConfig(_Config):
         self.substitute.validate()
         self.data.validate()
         self.evaluation.validate()
+        self.distribution.validate()
         _check_output(self.output_dir, self.run_name, self.preset)
         return self
 
@@ -162,6 +174,9 @@ class ReproduceConfig(_Config):
     model_dir: str | None = None  # None: output_dir, where bin/train puts its runs
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: reproduce-<dataset>-e<epochs>-s<seed>
+    # Saved only when not the default (one process, one device): older runs still match.
+    distribution: DistributionConfig = dataclasses.field(default=DistributionConfig(),
+                                                         metadata={"omit_default": True})
     progress: bool = True
     preset: str | None = None  # the flag preset the settings came from (recorded only)
 
@@ -180,6 +195,7 @@ class ReproduceConfig(_Config):
         check_real("distillation_temperature", self.distillation_temperature, low=0.0,
                    low_inclusive=False)
         self.evaluation.validate()
+        self.distribution.validate()
         _check_output(self.output_dir, self.run_name, self.preset)
         if self.model_dir is not None:
             require(bool(self.model_dir), "model_dir='': must name a directory")

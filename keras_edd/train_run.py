@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_edd import data as data_lib
-from keras_edd import labeling, models, runs, training
+from keras_edd import distribute, labeling, models, runs, training
 from keras_edd.metrics import logit_statistics
 from keras_edd.validation import check_batch_size
 
@@ -24,11 +24,12 @@ from keras_edd.validation import check_batch_size
 class _Run:
     """One run directory and the dataset/config it trains on."""
 
-    def __init__(self, config, dataset, run_dir):
+    def __init__(self, config, dataset, run_dir, distribution=distribute.LOCAL):
         self.config = config
         self.dataset = dataset
         self.run_dir = run_dir
         self.report = {}
+        self.distribution = distribution
 
     def path(self, *parts):
         return os.path.join(self.run_dir, *parts)
@@ -42,21 +43,25 @@ class _Run:
         """
         final = self.path(f"{name}.keras")
         ds = self.dataset
-        if os.path.exists(final):
-            model = models.load_model(final, num_outputs=num_outputs, input_shape=ds.input_shape)
+        dist = self.distribution
+        if dist.agree(os.path.exists(final)):  # the chief's file decides
+            model = _shared_model(dist, final, num_outputs, ds.input_shape)
             history = _saved_history(self.path("checkpoints", name))
         else:
             train = self.config.train
             keras.utils.set_random_seed(train.seed + seed_offset)
-            model = models.cleverhans_cnn(num_outputs, ds.input_shape, precision=train.precision)
+            with dist.scope():
+                model = models.cleverhans_cnn(num_outputs, ds.input_shape,
+                                              precision=train.precision)
             history = training.fit(
                 model, ds.x_train, targets, epochs=epochs, batch_size=train.batch_size,
                 optimizer=train.optimizer, learning_rate=train.resolved_learning_rate,
                 seed=train.seed + seed_offset, temperature=temperature,
                 penalty_weight=penalty_weight, eval_data=(ds.x_test, ds.y_test),
                 outlier_class=outlier_class, checkpoint_dir=self.path("checkpoints", name),
-                log_dir=self.path("logs", name), progress=self.config.progress,
-                description=name, adversary=adversary, pgd_eval=pgd_eval)
+                log_dir=self.path("logs", name), progress=self.config.progress and dist.is_chief,
+                log_epochs=dist.is_chief, description=name, adversary=adversary, pgd_eval=pgd_eval,
+                distribution=dist)
             # Saved, evaluated and used as a teacher in float32, whatever it trained in.
             model = models.with_precision(model, "float32")
             runs.save_model(model, final)
@@ -77,8 +82,11 @@ class _Run:
     def cached_array(self, name, compute):
         """Load `labels/<name>.npy`, or compute and store it (atomically)."""
         path = self.path("labels", f"{name}.npy")
-        if os.path.exists(path):
-            return np.load(path)
+        dist = self.distribution
+        if dist.agree(os.path.exists(path)):  # the chief's file decides
+            value = np.load(path) if dist.is_chief else None
+            shape = dist.broadcast_json(list(value.shape) if dist.is_chief else None)
+            return dist.broadcast(value if dist.is_chief else np.zeros(shape, np.float32))
         value = np.asarray(compute())
         runs.atomic_write(path, lambda f: np.save(f, value), binary=True)
         return value
@@ -98,6 +106,7 @@ def train_run(config, *, allow_probability_teacher=False):
     """
     config.validate()
     t_start = time.perf_counter()
+    dist = distribute.start(config.distribution)
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     defense = config.defense
@@ -115,12 +124,13 @@ def train_run(config, *, allow_probability_teacher=False):
                                  "anyway")
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             run_warnings.append(message)
-    run_dir, finished = runs.prepare_run_dir(config.output_dir,
+    # A worker other than the chief works in its private copy of the folders.
+    run_dir, finished = runs.prepare_run_dir(dist.private_dir(config.output_dir),
                                              config.resolved_run_name(dataset.name),
                                              config.to_dict())
-    if finished:
-        return runs.read_json(os.path.join(run_dir, "results.json"))
-    run = _Run(config, dataset, run_dir)
+    if dist.agree(finished):
+        return _finished_results(dist, run_dir, dataset)
+    run = _Run(config, dataset, run_dir, dist)
     stages = {}
     n = dataset.num_classes
     one_hot = training.one_hot(dataset.y_train, n)
@@ -169,10 +179,11 @@ def train_run(config, *, allow_probability_teacher=False):
         t = time.perf_counter()
         sigma_train = run.cached_array("sigma_train", lambda: labeling.mc_uncertainty(
             teacher, dataset.x_train, passes=defense.mc_passes, seed=config.train.seed,
-            precision=config.train.precision, progress=config.progress))
+            precision=config.train.precision, progress=config.progress and dist.is_chief,
+            distribution=dist))
         sigma_test = run.cached_array("sigma_test", lambda: labeling.mc_uncertainty(
             teacher, dataset.x_test, passes=defense.mc_passes, seed=config.train.seed + 1,
-            precision=config.train.precision))
+            precision=config.train.precision, distribution=dist))
         stages["labeling_seconds"] = time.perf_counter() - t
         sigma_max = float(sigma_train.max())
         if not sigma_max > 0:
@@ -214,9 +225,40 @@ def train_run(config, *, allow_probability_teacher=False):
         "warnings": run_warnings,
         **extra,
     }
+    if dist.kind != "none":
+        results["distribution"] = dist.describe()
     if defense.defense == "extended":
         results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
     runs.write_json(os.path.join(run_dir, "results.json"), results)
+    return results
+
+
+def _shared_model(dist, path, num_outputs, input_shape):
+    """The model saved at `path` by the chief, on every worker: the chief loads it, the
+    others build the same architecture, take its weights and save them at their `path`."""
+    if dist.is_chief:
+        model = models.load_model(path, num_outputs=num_outputs, input_shape=input_shape)
+        dist.broadcast_variables(model.variables)
+        return model
+    model = models.cleverhans_cnn(num_outputs, input_shape)
+    dist.broadcast_variables(model.variables)
+    runs.save_model(model, path)
+    return model
+
+
+def _finished_results(dist, run_dir, dataset):
+    """results.json of a finished run: the chief's, with (on the other workers) its
+    deployed model rebuilt in their private run directory."""
+    results = dist.broadcast_json(runs.read_json(os.path.join(run_dir, "results.json"))
+                                  if dist.is_chief else None)
+    if dist.num_workers > 1:
+        deployed = next(entry for entry in results["models"].values()
+                        if entry.get("path") == results["deployed_model"])
+        _shared_model(dist, os.path.join(run_dir, results["deployed_model"]),
+                      deployed["outputs"], dataset.input_shape)
+        if not dist.is_chief:
+            results = dict(results, run_dir=os.path.abspath(run_dir),
+                           distribution=dist.describe())
     return results
 
 

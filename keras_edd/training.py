@@ -15,6 +15,7 @@ and the loss are float32. bfloat16 has float32's exponent range, so no loss
 scaling is needed.
 """
 
+import contextlib
 import os
 import time
 import weakref
@@ -87,7 +88,7 @@ def evaluate(model, images, labels, *, outlier_class=None, batch_size=EVAL_BATCH
 def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", learning_rate=None,
         seed=0, temperature=1.0, penalty_weight=0.0, eval_data=None, outlier_class=None,
         checkpoint_dir=None, log_dir=None, progress=True, log_epochs=True, description="train",
-        adversary=None, pgd_eval=None):
+        adversary=None, pgd_eval=None, distribution=None):
     """Train `model` in place with the custom loop; resume from `checkpoint_dir`.
 
     Args:
@@ -114,6 +115,15 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       pgd_eval: optional callable model -> robust accuracy on a held-out slice
         (e.g. `adversarial_training.pgd_evaluator`), run after every epoch and
         logged as `eval/pgd_accuracy`, so catastrophic overfitting shows.
+      distribution: a keras_edd.distribute.Distribution with a strategy (None, or
+        one without: the single-device loop). `model` must have been built in its
+        scope. Each step runs with `strategy.run`, replica r of k taking the slice
+        [r * batch / k, (r + 1) * batch / k) of the global batch; per-replica
+        losses are sums divided by the global batch size, so the summed gradients
+        (the Keras optimizer all-reduces them) are those of the global mean loss.
+        After a resume, every worker takes the chief's restored state. Each worker
+        writes where `checkpoint_dir` and `log_dir` point (a non-chief worker is
+        given a private folder by its caller, keras_edd.train_run).
     Returns:
       A history dict: per-epoch lists of the logged values (every epoch, also
       those before a resume), `resumed_from_epoch`, `wall_seconds` of this call
@@ -126,9 +136,14 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
     check_batch_size(batch_size, len(images))
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATES.get(optimizer)
-    opt = make_optimizer(optimizer, learning_rate)
-    opt.build(model.trainable_variables)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    strategy = distribution.strategy if distribution is not None else None
+    if strategy is not None and batch_size < strategy.num_replicas_in_sync:
+        raise ValueError(f"batch_size={batch_size}: must be at least the "
+                         f"{strategy.num_replicas_in_sync} replicas of the distribution")
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        opt = make_optimizer(optimizer, learning_rate)
+        opt.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     manager = None
     if checkpoint_dir:
         # Non-trainable variables hold the dropout RNG state, which tf.train.Checkpoint
@@ -138,6 +153,9 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=2)
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    if distribution is not None and distribution.num_workers > 1:
+        distribution.broadcast_variables(
+            list(model.variables) + list(opt.variables) + [epoch_var])
     writer = tf.summary.create_file_writer(log_dir) if log_dir else None
 
     loss_mean = keras.metrics.Mean()
@@ -170,6 +188,40 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         accuracy.update_state(tf.cast(
             tf.equal(tf.argmax(logits, -1), tf.argmax(target, -1)), tf.float32))
 
+    def replica_step(indices, step_seed):
+        """train_step's work on this replica's slice of the global batch `indices`;
+        returns its share of the global means (summed over replicas by the caller)."""
+        context = tf.distribute.get_replica_context()
+        replica, replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
+        mine = indices[replica * batch_size // replicas:(replica + 1) * batch_size // replicas]
+        x = tf.cast(tf.gather(all_images, mine), tf.float32) * scale
+        target = tf.gather(all_targets, mine)
+        if adversary is not None:
+            x = tf.stop_gradient(adversary(model, x, target, step_seed))
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x, training=True), tf.float32)
+            ce = tf.reduce_sum(losses.temperature_cross_entropy_per_example(
+                target, logits, temperature)) / batch_size
+            penalty = tf.reduce_sum(tf.square(logits)) / (
+                batch_size * tf.cast(tf.shape(logits)[-1], tf.float32))
+            loss = ce + penalty_weight * penalty if penalty_weight else ce
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply(grads, model.trainable_variables)  # all-reduces (sums) the gradients
+        correct = tf.reduce_sum(tf.cast(
+            tf.equal(tf.argmax(logits, -1), tf.argmax(target, -1)), tf.float32)) / batch_size
+        return tf.stack([loss, ce, penalty, correct])
+
+    def distributed_step(indices, step_seed):
+        shares = strategy.run(replica_step, args=(indices, step_seed))
+        loss, ce, penalty, correct = tf.unstack(
+            strategy.reduce(tf.distribute.ReduceOp.SUM, shares, axis=None))
+        loss_mean.update_state(loss)
+        ce_mean.update_state(ce)
+        penalty_mean.update_state(penalty)
+        accuracy.update_state(correct)
+
+    step_fn = train_step if strategy is None else distributed_step
+
     @tf.function(input_signature=[tf.TensorSpec([None, batch_size], tf.int32),
                                   tf.TensorSpec([], tf.int64)])
     def train_steps(batches, first_step):
@@ -177,7 +229,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         `first_step` is the global index of the first one (keys the adversary's RNG)."""
         for i in tf.range(tf.shape(batches)[0]):
             step_seed = tf.stack([tf.constant(seed, tf.int64), first_step + tf.cast(i, tf.int64)])
-            train_step(batches[i], step_seed)
+            step_fn(batches[i], step_seed)
 
     history = {"epoch": [], "train/loss": [], "train/accuracy": [], "train/cross_entropy": [],
                "train/logit_penalty": [], "eval/accuracy": [], "eval/detected": [],
