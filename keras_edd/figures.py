@@ -74,9 +74,10 @@ def _bar_legend(fig, variants):
         handles += [Patch(facecolor="white", edgecolor="black", label="plain attack"),
                     Patch(facecolor="white", edgecolor="black", hatch=ADAPTIVE_HATCH,
                           label="adaptive attack (avoids the outlier class)")]
+    # One row under a wide figure, three columns under a single panel.
     fig.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=len(handles), borderaxespad=0.0, frameon=False, handlelength=1.5,
-               columnspacing=1.2)
+               ncol=len(handles) if fig.get_figwidth() >= 6 else 3, borderaxespad=0.0,
+               frameon=False, handlelength=1.5, columnspacing=1.2)
 
 
 def _rate_panel(ax, entries, title):
@@ -253,11 +254,10 @@ def plot_sweeps(sweeps, path, threshold=None, note=None):
                               label="detected (outlier class)"))
     if threshold is not None:
         handles.append(Line2D([], [], color="grey", linestyle=":",
-                              label=f"masking threshold ({100 * threshold:g} %): a best "
-                                    "success below it is flagged"))
+                              label=f"masking threshold ({100 * threshold:g} %)"))
     # Below the panels, so that the figure is no wider than they are.
     fig.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(len(handles), 4), borderaxespad=0.0, frameon=False,
+               ncol=min(len(handles), 2 * len(attacks)), borderaxespad=0.0, frameon=False,
                title="colour: target, variant; line: rate", title_fontsize=7)
     _save_png_and_pdf(fig, path)
     plt.close(fig)

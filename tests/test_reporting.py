@@ -98,6 +98,7 @@ def test_write_report_files_and_csv_matches_json(tmp_path, results):
         assert _png_dpi(tmp_path / f"{figure}.png") == pytest.approx((200, 200), abs=0.5)
         pdf = (tmp_path / f"{figure}.pdf").read_bytes()
         assert pdf.startswith(b"%PDF") and len(pdf) > 1000, figure
+        assert b"/Subtype /Image" not in pdf, figure  # vector, not an embedded bitmap
         assert {f"{figure}.png", f"{figure}.pdf"} <= set(stored["files"])
     assert stored["files"][:2] == ["results.json", "results.csv"]
     rows = reporting.read_csv(tmp_path / "results.csv")
