@@ -149,7 +149,7 @@ class _Evaluation:
                      + ("" if craft.origin == "computed" else f" ({craft.origin})"))
         return craft.x_adv, params, craft.seconds
 
-    def image_grid(self, source, target, attack, variant, x_adv, target_logits):
+    def keep_images(self, source, target, attack, variant, x_adv, target_logits):
         """Keep the first inputs of a craft, clean and adversarial, with the labels the
         (first) target scored on them predicts: one TensorBoard grid per craft."""
         k = min(self.config.image_examples, len(x_adv))
@@ -178,7 +178,7 @@ class _Evaluation:
         y = self.y[:n]
         target_logits = self.logits(target, x_adv)
         if budget is None:
-            self.image_grid(source, target, attack, variant, x_adv, target_logits)
+            self.keep_images(source, target, attack, variant, x_adv, target_logits)
         rates = attack_rates(target_logits.argmax(axis=1), self.clean(target)[:n], y,
                              outlier_class=target.outlier_class)
         source_logits = target_logits if source is target else self.logits(source, x_adv)

@@ -56,7 +56,7 @@ def quick_banner(results):
     attacked = ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()
                          if not isinstance(n, dict))
     return [f"> **ILLUSTRATIVE RESULTS ONLY.** This run used `--preset=quick`, a tiny demo "
-            f"budget ({ds.get('train_size')} training and {ds.get('test_size')} test digits, a "
+            f"budget ({ds.get('train_size')} training and {ds.get('test_size')} test images, a "
             f"few epochs, inputs attacked per attack: {attacked or 'n/a'}). Its numbers show "
             "that the pipeline runs; they are not the paper's results and are not comparable "
             "to them. Run `--preset=paper` for those.", ""]
