@@ -153,10 +153,6 @@ class _Evaluation:
             self.loaded_seconds[self.stage] += craft.seconds
         self.craft_counts[craft.origin] += 1
         self.details[(attack_cache.key_digest(key), n)] = craft.details
-        k = min(self.config.image_examples, n)
-        tag = f"{source.name}/{attack}_{variant}"
-        if budget is None and k and tag not in self.images:
-            self.images[tag] = (self.x[:k], craft.x_adv[:k])
         if craft.origin != "memory":
             self.log(f"  {what}: {craft.seconds:.1f}s"
                      + ("" if craft.origin == "computed" else f" ({craft.origin})"))
@@ -209,6 +205,20 @@ class _Evaluation:
         x_adv = dist.merge(x_adv)
         return self.crafts.put(key, self.x, n, x_adv, time.perf_counter() - t, details)
 
+    def keep_images(self, source, target, attack, variant, x_adv, target_logits):
+        """Keep the first inputs of a craft, clean and adversarial, with the labels the
+        (first) target scored on them predicts: one TensorBoard grid per craft."""
+        k = min(self.config.image_examples, len(x_adv))
+        # A targeted attack's plain and adaptive variants are one craft (see `crafted`).
+        shown = "plain" if attack_registry.get(attack).real_targets else variant
+        tag = f"{source.name}/{attack}_{shown}"
+        if k and tag not in self.images:
+            self.images[tag] = {
+                "clean": self.x[:k], "adversarial": x_adv[:k], "labels": self.y[:k],
+                "model": target.name, "outlier_class": target.outlier_class,
+                "clean_predictions": self.clean(target)[:k],
+                "adversarial_predictions": target_logits[:k].argmax(axis=1)}
+
     def attack_failed(self, source, attack, variant, n, budget, source_logits, correct):
         """attack_failed over the filtered and all inputs: the attack's own criterion
         (attack_registry.attack_succeeded) judged on the source's logits at x_adv."""
@@ -223,6 +233,8 @@ class _Evaluation:
         x_adv, params, seconds = self.adversarial(source, attack, variant, n, budget)
         y = self.y[:n]
         target_logits = self.logits(target, x_adv)
+        if budget is None:
+            self.keep_images(source, target, attack, variant, x_adv, target_logits)
         rates = attack_rates(target_logits.argmax(axis=1), self.clean(target)[:n], y,
                              outlier_class=target.outlier_class)
         source_logits = target_logits if source is target else self.logits(source, x_adv)
@@ -267,10 +279,8 @@ class _Evaluation:
             e = self.entry("whitebox", spec, spec, attack, variant, n, budget=value)
             points.append({"value": float(value), "filtered": e["filtered"],
                            "unfiltered": e["unfiltered"], "success": e["success"],
-                           "attack_seconds": e["attack_seconds"], "rates": e["filtered"]})
-        best = masking_verdict([p["rates"] for p in points], self.config)
-        for p in points:
-            del p["rates"]
+                           "norms": e["norms"], "attack_seconds": e["attack_seconds"]})
+        best = masking_verdict([p["filtered"] for p in points], self.config)
         return {"target": spec.name, "attack": attack, "variant": variant,
                 "parameter": parameter, "num_examples": n, "points": points, **best}
 
@@ -317,7 +327,10 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     Returns:
       (results, images): results is a JSON-ready dict ("models", "evaluations",
       "sweeps", "warnings", "stage_seconds", "crafts", ...); images maps
-      "<source>/<attack>_<variant>" to (clean, adversarial) arrays for TensorBoard.
+      "<source>/<attack>_<variant>" to a dict for TensorBoard's image grids: the first
+      `image_examples` inputs ("clean", "adversarial", true "labels") and the labels
+      the first target scored on them ("model", "outlier_class") predicts on each
+      ("clean_predictions", "adversarial_predictions").
     """
     config = (config or config_lib.EvalConfig()).validate()
     names = [s.name for s in list(targets) + list(surrogates)]

@@ -3,19 +3,24 @@
 `write_report(run_dir, results, images)` writes, in this order,
 
   results.csv      one row per number: clean rates, attack rates (filtered and
-                   unfiltered), sweep points; the same numbers as results.json
-  whitebox.png     Figure-1-style stacked bars recovered / detected /
-  blackbox.png     misclassified (filtered rates), one panel per target
-  sweeps.png       success (1 - recovered) and detected against eps, Gamma, kappa
-  roc.png, .pdf    the outlier class as a detector: ROC of clean vs adversarial
+                   unfiltered), sweep points, with the attacks' mean L0 / L2 / L_inf
+                   and seconds; the same numbers as results.json
+  whitebox.png/pdf Figure-1-style stacked bars recovered / detected / misclassified
+                   (filtered rates), one panel per target
+  blackbox.png/pdf the same for transfer attacks, a row per target, a column per surrogate
+  sweeps.png/pdf   success (1 - recovered) and detected against eps, Gamma, kappa
+  roc.png/pdf      the outlier class as a detector: ROC of clean vs adversarial
                    inputs, a row per target and attack origin, a column per score
   logs/evaluation/ TensorBoard: every rate as a scalar, clean vs adversarial
-                   image grids per attack (tf.summary.image), detection PR curves
+                   image grids per attack captioned with the predicted labels
+                   (tf.summary.image), detection PR curves, report.md (tf.summary.text)
   report.md        the tables, the filter, detection, warnings and timings
   results.json     last, so its presence means the evaluation finished
 
-The figures (the PNGs and the PDF) are drawn by keras_edd.figures. Every file is
-written to a temporary name in the same folder and renamed (keras_edd.runs.atomic_write).
+The figures (PNG at 200 dpi and PDF) are drawn by keras_edd.figures. A --preset=quick
+run carries a banner in report.md and a mark in every figure's title: its numbers are
+illustrative. Every file is written to a temporary name in the same folder and renamed
+(keras_edd.runs.atomic_write).
 """
 
 import csv
@@ -26,25 +31,57 @@ import numpy as np
 
 from keras_edd import figures, runs
 
+# The columns added last (distortions of x_adv - x, crafting seconds) are empty on clean rows;
+# the earlier ones keep their order, so readers that index columns still work.
 CSV_COLUMNS = ("kind", "setting", "target", "source", "attack", "variant", "parameter", "value",
                "subset", "num_examples", "count", "recovered", "detected", "misclassified",
-               "attack_failed")
+               "attack_failed", "mean_l0", "mean_l2", "mean_linf", "attack_seconds")
 RATE_KEYS = ("recovered", "detected", "misclassified")
+NORM_KEYS = ("mean_l0", "mean_l2", "mean_linf")
+
+
+def quick_note(results):
+    """The mark of a --preset=quick run, for report.md's banner and the figures' titles;
+    None for any other run."""
+    if (results.get("settings") or {}).get("preset") != "quick":
+        return None
+    return "--preset=quick: illustrative numbers from a tiny demo budget, not the paper's"
+
+
+def quick_banner(results):
+    """report.md's first lines for a --preset=quick run (none otherwise)."""
+    if quick_note(results) is None:
+        return []
+    ds = results.get("dataset", {})
+    attacked = ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()
+                         if not isinstance(n, dict))
+    return [f"> **ILLUSTRATIVE RESULTS ONLY.** This run used `--preset=quick`, a tiny demo "
+            f"budget ({ds.get('train_size')} training and {ds.get('test_size')} test images, a "
+            f"few epochs, inputs attacked per attack: {attacked or 'n/a'}). Its numbers show "
+            "that the pipeline runs; they are not the paper's results and are not comparable "
+            "to them. Run `--preset=paper` for those.", ""]
 
 
 # -------------------------------------------------------------------------------- CSV
 
 
 def _rate_row(kind, setting, target, source, attack, variant, parameter, value, subset,
-              num_examples, rates):
+              num_examples, rates, norms=None, seconds=None):
+    norms = norms or {}
     return {"kind": kind, "setting": setting, "target": target, "source": source,
             "attack": attack, "variant": variant, "parameter": parameter, "value": value,
             "subset": subset, "num_examples": num_examples, "count": rates["count"],
-            **{k: rates[k] for k in RATE_KEYS}, "attack_failed": rates.get("attack_failed")}
+            **{k: rates[k] for k in RATE_KEYS}, "attack_failed": rates.get("attack_failed"),
+            **{k: norms.get(k) for k in NORM_KEYS}, "attack_seconds": seconds}
 
 
 def result_rows(results):
-    """Every rate in `results` as a flat row (dicts with CSV_COLUMNS keys)."""
+    """Every rate in `results` as a flat row (dicts with CSV_COLUMNS keys).
+
+    Attack and sweep rows also carry the mean L0 / L2 / L_inf of x_adv - x over all
+    attacked inputs (`norms` in results.json, the same in both subsets) and the
+    attack's crafting seconds; clean rows leave those empty.
+    """
     rows = []
     for name, model in results.get("models", {}).items():
         for subset in ("clean_test_set", "clean_attacked"):
@@ -57,13 +94,15 @@ def result_rows(results):
         for subset in ("filtered", "unfiltered"):
             rows.append(_rate_row("attack", e["setting"], e["target"], e["source"], e["attack"],
                                   e["variant"], e["parameter"], e["value"], subset,
-                                  e["num_examples"], e[subset]))
+                                  e["num_examples"], e[subset], e.get("norms"),
+                                  e.get("attack_seconds")))
     for s in results.get("sweeps", []):
         for point in s["points"]:
             for subset in ("filtered", "unfiltered"):
                 rows.append(_rate_row("sweep", "whitebox", s["target"], s["target"], s["attack"],
                                       s["variant"], s["parameter"], point["value"], subset,
-                                      s["num_examples"], point[subset]))
+                                      s["num_examples"], point[subset], point.get("norms"),
+                                      point.get("attack_seconds")))
     return rows
 
 
@@ -99,6 +138,62 @@ def image_grid(clean, adversarial):
     top = np.concatenate(list(clean), axis=1)
     bottom = np.concatenate(list(adversarial), axis=1)
     return np.concatenate([top, bottom], axis=0)[None]
+
+
+def prediction_text(prediction, outlier_class=None):
+    """'pred 7', or 'pred 10 (outlier)' for the outlier class: an image grid's caption."""
+    prediction = int(prediction)
+    return f"pred {prediction}" + (" (outlier)" if prediction == outlier_class else "")
+
+
+def labelled_grid(grid, title=""):
+    """[1, H, W, 3] uint8: the clean inputs (top row, captioned with the true label y) and
+    adversarial ones (bottom row), each captioned with the model's prediction
+    (keras_edd.evaluation's image dict): black = the true label, red = another real
+    class, blue = the outlier class."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = (("clean", grid["clean"], grid["clean_predictions"]),
+            ("adversarial", grid["adversarial"], grid["adversarial_predictions"]))
+    k = len(grid["clean"])
+    fig, axes = plt.subplots(2, k, figsize=(0.9 * k + 0.5, 2.6), squeeze=False, dpi=100)
+    for r, (name, images, predictions) in enumerate(rows):
+        for i in range(k):
+            ax = axes[r][i]
+            image = np.clip(np.asarray(images[i], np.float32), 0, 1)
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+                      vmin=0, vmax=1)
+            p = int(predictions[i])
+            color = ("tab:blue" if p == grid.get("outlier_class")
+                     else "black" if p == int(grid["labels"][i]) else "tab:red")
+            caption = prediction_text(p, grid.get("outlier_class"))
+            if r == 0:
+                caption = f"y={int(grid['labels'][i])} {caption}"
+            ax.set_title(caption, fontsize=7, color=color)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(name, fontsize=7)
+    fig.suptitle(title, fontsize=7)
+    fig.tight_layout(pad=0.3)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return pixels[None]
+
+
+def write_hparams(log_dir, hparams, metrics, step=0):
+    """TensorBoard hparams of one run (its session is `log_dir`, subfolders included)
+    and its final numbers as scalars, so the hparams dashboard can compare runs."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        hp.hparams(hparams)
+        for tag, value in metrics.items():
+            if value is not None:
+                tf.summary.scalar(tag, value, step=step)
+    writer.close()
 
 
 def pr_curve_data(roc, positives, negatives):
@@ -137,8 +232,13 @@ def _write_pr_curves(detection):
             tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=0)
 
 
-def write_tensorboard(log_dir, results, images=None):
-    """Rates as scalars, image grids (tf.summary.image), detection PR curves, in `log_dir`."""
+def write_tensorboard(log_dir, results, images=None, report_text=None):
+    """Rates as scalars, image grids with predicted labels (tf.summary.image), detection
+    PR curves and report.md's text (tf.summary.text), in `log_dir`.
+
+    `images` maps a tag to keras_edd.evaluation's image dict (a plain (clean,
+    adversarial) pair gives the grid without captions).
+    """
     import tensorflow as tf
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
@@ -165,10 +265,20 @@ def write_tensorboard(log_dir, results, images=None):
                                       description=description)
                     tf.summary.scalar(f"{tag}/detected", point["filtered"]["detected"],
                                       step=step, description=description)
-        for tag, (clean, adversarial) in (images or {}).items():
-            tf.summary.image(f"images/{tag}", image_grid(clean, adversarial), step=0,
-                             description="top: clean test inputs; bottom: adversarial")
+        for tag, grid in (images or {}).items():
+            if isinstance(grid, (tuple, list)):
+                tf.summary.image(f"images/{tag}", image_grid(*grid), step=0,
+                                 description="top: clean test inputs; bottom: adversarial")
+                continue
+            tf.summary.image(
+                f"images/{tag}", labelled_grid(grid, f"{tag}: predictions of {grid['model']}"),
+                step=0, description=f"top: clean test inputs; bottom: adversarial; captions: "
+                f"{grid['model']}'s predicted labels (black = true label, red = another "
+                "class, blue = the outlier class)")
         _write_pr_curves(results.get("detection"))
+        if report_text:
+            tf.summary.text("report", report_text, step=0,
+                            description="report.md of this evaluation")
     writer.close()
 
 
@@ -194,7 +304,8 @@ def format_params(params):
 def markdown_report(results):
     """report.md's text: settings, filter, clean / white-box / black-box / sweep tables."""
     ds = results.get("dataset", {})
-    out = [f"# keras_edd evaluation: {results.get('kind', 'evaluation')}", ""]
+    out = quick_banner(results)
+    out += [f"# keras_edd evaluation: {results.get('kind', 'evaluation')}", ""]
     out.append(f"Dataset **{ds.get('name')}** ({ds.get('source')}): {ds.get('train_size')} "
                f"train / {ds.get('test_size')} test, {ds.get('num_classes')} classes. "
                f"Inputs attacked per attack: "
@@ -334,31 +445,37 @@ def _detection_markdown(detection):
 
 
 def write_report(run_dir, results, images=None):
-    """Write every output of an evaluation into `run_dir`; results.json last."""
+    """Write every output of an evaluation into `run_dir`; results.json last.
+
+    Each figure is written as a PNG (200 dpi) and a PDF (vector) of the same name;
+    a --preset=quick run marks them, and report.md, as illustrative (quick_note).
+    """
     os.makedirs(run_dir, exist_ok=True)
     files = ["results.json", "results.csv"]
     write_csv(os.path.join(run_dir, "results.csv"), result_rows(results))
     entries = results.get("evaluations", [])
     threshold = results.get("evaluation_settings", {}).get("masking_threshold")
-    if figures.plot_rates([e for e in entries if e["setting"] == "whitebox"],
-                          os.path.join(run_dir, "whitebox.png"), "White-box attacks (filtered)"):
-        files.append("whitebox.png")
-    if figures.plot_rates([e for e in entries if e["setting"] == "blackbox"],
-                          os.path.join(run_dir, "blackbox.png"),
-                          "Black-box transfer attacks (filtered)"):
-        files.append("blackbox.png")
-    if figures.plot_sweeps(results.get("sweeps", []), os.path.join(run_dir, "sweeps.png"),
-                           threshold):
-        files.append("sweeps.png")
-    if figures.plot_roc(results.get("detection"), os.path.join(run_dir, "roc.png"),
-                        os.path.join(run_dir, "roc.pdf")):
+    note = quick_note(results)
+
+    def path(name):
+        return os.path.join(run_dir, name)
+
+    if figures.plot_whitebox([e for e in entries if e["setting"] == "whitebox"],
+                             path("whitebox.png"), note=note):
+        files += ["whitebox.png", "whitebox.pdf"]
+    if figures.plot_blackbox([e for e in entries if e["setting"] == "blackbox"],
+                             path("blackbox.png"), note=note):
+        files += ["blackbox.png", "blackbox.pdf"]
+    if figures.plot_sweeps(results.get("sweeps", []), path("sweeps.png"), threshold, note=note):
+        files += ["sweeps.png", "sweeps.pdf"]
+    if figures.plot_roc(results.get("detection"), path("roc.png"), path("roc.pdf"), note=note):
         files += ["roc.png", "roc.pdf"]
-    write_tensorboard(os.path.join(run_dir, "logs", "evaluation"), results, images)
     files += ["report.md", "logs/evaluation"]
     results["files"] = files
     text = markdown_report(results)
-    runs.atomic_write(os.path.join(run_dir, "report.md"), lambda f: f.write(text))
-    runs.write_json(os.path.join(run_dir, "results.json"), results)
+    write_tensorboard(path(os.path.join("logs", "evaluation")), results, images, text)
+    runs.atomic_write(path("report.md"), lambda f: f.write(text))
+    runs.write_json(path("results.json"), results)
     return results
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_edd import data as data_lib
-from keras_edd import distribute, labeling, models, runs, training
+from keras_edd import distribute, labeling, models, reporting, runs, training
 from keras_edd.metrics import logit_statistics
 from keras_edd.validation import check_batch_size
 
@@ -229,6 +229,7 @@ def train_run(config, *, allow_probability_teacher=False):
         results["distribution"] = dist.describe()
     if defense.defense == "extended":
         results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
+    _log_hparams(run.path("logs"), config, results)
     runs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
 
@@ -294,3 +295,40 @@ def _log_labels(log_dir, sigma_train, sigma_test, sigma_max, outlier_fraction):
         tf.summary.scalar("labels/sigma_max", sigma_max)
         tf.summary.scalar("labels/outlier_mass_fraction", outlier_fraction)
     writer.close()
+
+
+def run_hparams(config):
+    """The settings runs are compared by in TensorBoard's hparams dashboard.
+
+    Always the defense, epochs, seed, dataset and batch size; T for the defenses that
+    train at a temperature; alpha, N (mc_passes), lambda (penalty_weight) and the
+    teacher's epochs for extended distillation; the attack and eps of adversarial
+    training. A setting the defense does not use is left out (a blank cell).
+    """
+    defense, train = config.defense, config.train
+    hparams = {"defense": defense.defense, "epochs": train.epochs, "seed": train.seed,
+               "dataset": config.data.dataset, "batch_size": train.batch_size}
+    if defense.defense in ("distillation", "extended"):
+        hparams["temperature"] = float(defense.resolved_temperature)
+        hparams["teacher_epochs"] = defense.teacher_epochs
+    if defense.defense == "extended":
+        hparams.update(alpha=float(defense.alpha), mc_passes=defense.mc_passes,
+                       penalty_weight=float(defense.penalty_weight))
+    if defense.defense == "adversarial":
+        hparams.update(adv_train_attack=defense.adv_train_attack,
+                       adv_train_eps=float(defense.adv_train_eps))
+    return hparams
+
+
+def _log_hparams(log_dir, config, results):
+    """TensorBoard hparams of the run in logs/ (the session; the per-model folders
+    below it hold the per-epoch scalars) with its final numbers as metrics."""
+    metrics = {"final/clean_accuracy": results["clean_test_accuracy"],
+               "final/training_seconds": sum(
+                   m.get("history", {}).get("training_seconds", 0.0)
+                   for m in results["models"].values())}
+    if "clean_test_detected" in results:
+        metrics["final/clean_detected"] = results["clean_test_detected"]
+    if "outlier_mass_fraction" in results:
+        metrics["final/outlier_mass_fraction"] = results["outlier_mass_fraction"]
+    reporting.write_hparams(log_dir, run_hparams(config), metrics, step=config.train.epochs)

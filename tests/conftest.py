@@ -74,3 +74,26 @@ def shared_mnist():
     if not os.path.isdir(SHARED_MNIST):
         pytest.skip("../shared/data/mnist is not present")
     return SHARED_MNIST
+
+
+def event_hparams(log_dir):
+    """The hparams (session start info) and scalars of the event files directly in log_dir."""
+    import glob
+
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    hparams, scalars = {}, {}
+    for path in glob.glob(os.path.join(str(log_dir), "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "_hparams_/session_start_info":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(
+                        value.metadata.plugin_data.content)
+                    for name, v in data.session_start_info.hparams.items():
+                        kind = v.WhichOneof("kind")
+                        hparams[name] = getattr(v, kind)
+                elif value.metadata.plugin_data.plugin_name == "scalars" or value.HasField(
+                        "tensor"):
+                    scalars[value.tag] = (event.step,
+                                          float(tf.make_ndarray(value.tensor)))
+    return hparams, scalars

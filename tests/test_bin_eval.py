@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, event_hparams
 
 BIN = {name: os.path.join(REPO, "bin", name) for name in ("eval_whitebox", "eval_blackbox",
                                                           "reproduce")}
@@ -326,6 +326,28 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     assert set(results["versions"]) >= {"tensorflow", "keras", "numpy"}
     assert results["wall_seconds"] > 0 and results["stage_seconds"]["training"]["seconds_total"] > 0
     _assert_rates_consistent(results, run_dir)
+    # TINY is a --quick run: marked illustrative; every figure also as a PDF.
+    assert results["settings"]["preset"] == "quick"
+    assert (run_dir / "report.md").read_text().startswith("> **ILLUSTRATIVE RESULTS ONLY.**")
+    for figure in ("whitebox", "blackbox", "sweeps", "roc"):
+        assert (run_dir / f"{figure}.pdf").stat().st_size > 1000, figure
+        assert f"{figure}.pdf" in results["files"]
+    from tensorboard.backend.event_processing import event_accumulator
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir / "logs" / "evaluation"), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    tags = accumulator.Tags()["tensors"]
+    assert "report" in tags and "images/extended/fgsm_adaptive" in tags
+    assert "predicted labels" in accumulator.SummaryMetadata(
+        "images/extended/fgsm_adaptive").summary_description
+    # Every training run carries its hparams and final numbers for TensorBoard's dashboard.
+    for role, trained in results["training"].items():
+        hparams, scalars = event_hparams(os.path.join(trained["run_dir"], "logs"))
+        assert hparams["defense"] == trained["defense"] and hparams["seed"] == trained["seed"]
+        assert scalars["final/clean_accuracy"][1] == pytest.approx(
+            trained["clean_test_accuracy"]), role
+        if trained["defense"] == "extended":
+            assert hparams["alpha"] == pytest.approx(0.9) and hparams["mc_passes"] == 2
     # The stdout summary repeats the JSON numbers.
     first = next(e for e in results["evaluations"] if e["filtered"]["count"])
     assert f"recovered {first['filtered']['recovered']:.3f}" in result.stdout

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, event_hparams
 from keras_edd import config, models, run_config, training
 
 TRAIN = os.path.join(REPO, "bin", "train")
@@ -173,3 +173,43 @@ def test_adversarial_settings_saved_only_for_changed_values():
     assert default.resolved_adv_train_step == pytest.approx(0.375)
     pgd = config.DefenseConfig(defense="adversarial", adv_train_attack="pgd")
     assert pgd.to_dict()["adv_train_attack"] == "pgd" and pgd.resolved_adv_train_step == 0.01
+
+
+@pytest.mark.parametrize("defense,expected", [
+    ("none", {}),
+    ("distillation", {"temperature": 100.0, "teacher_epochs": 6}),
+    ("extended", {"temperature": 4.0, "teacher_epochs": 6, "alpha": 0.9, "mc_passes": 20,
+                  "penalty_weight": 1e-3}),
+    ("adversarial", {"adv_train_attack": "fgsm_rs", "adv_train_eps": 0.3}),
+])
+def test_run_hparams_name_what_each_defense_uses(defense, expected):
+    from keras_edd import train_run
+    rc = run_config.RunConfig(defense=config.DefenseConfig(defense=defense),
+                              train=config.TrainConfig(epochs=3, seed=2))
+    assert train_run.run_hparams(rc) == {"defense": defense, "epochs": 3, "seed": 2,
+                                         "dataset": "mnist", "batch_size": 128, **expected}
+
+
+def test_training_run_logs_hparams_with_its_final_metrics(tmp_path):
+    """In process, tiny: TensorBoard's hparams dashboard can compare runs by alpha, T,
+    lambda, N, epochs, defense and seed, with the run's final numbers beside them."""
+    from keras_edd import train_run
+    rc = run_config.RunConfig(
+        data=config.DataConfig(dataset="mnist_sample", train_limit=128, test_limit=50),
+        train=config.TrainConfig(epochs=1, batch_size=64, seed=3),
+        defense=config.DefenseConfig(alpha=0.8, temperature=2.0, mc_passes=2,
+                                     penalty_weight=0.01, teacher_epochs=1),
+        output_dir=str(tmp_path), progress=False)
+    results = train_run.train_run(rc)
+    logs = os.path.join(results["run_dir"], "logs")
+    hparams, scalars = event_hparams(logs)
+    assert hparams == {"defense": "extended", "epochs": 1.0, "seed": 3.0,
+                       "dataset": "mnist_sample", "batch_size": 64.0, "temperature": 2.0,
+                       "teacher_epochs": 1.0, "alpha": pytest.approx(0.8), "mc_passes": 2.0,
+                       "penalty_weight": pytest.approx(0.01)}
+    assert scalars["final/clean_accuracy"] == (1, pytest.approx(results["clean_test_accuracy"]))
+    assert scalars["final/clean_detected"] == (1, pytest.approx(results["clean_test_detected"]))
+    assert "final/outlier_mass_fraction" in scalars and "final/training_seconds" in scalars
+    # The per-epoch scalars stay in each model's folder, inside the hparams session.
+    assert {name for name in os.listdir(logs) if os.path.isdir(os.path.join(logs, name))} \
+        == {"distilled", "labeling", "teacher"}

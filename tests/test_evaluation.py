@@ -393,9 +393,19 @@ def test_evaluate_models_structure_and_masking_flag(small_data, trained_linear):
     assert not any(w.startswith("linear") for w in results["warnings"])
     assert results["num_examples"] == {"fgsm": 30, "pgd": 30}
     assert results["models"]["copy"]["role"] == "surrogate"
-    clean_x, adv_x = images["linear/fgsm_plain"]
+    grid = images["linear/fgsm_plain"]
+    clean_x, adv_x = grid["clean"], grid["adversarial"]
     assert clean_x.shape == adv_x.shape == (3, 28, 28, 1)
     np.testing.assert_allclose(np.abs(adv_x - clean_x).max(), 0.2, atol=1e-6)
+    # The grid's labels are the white-box target's predictions on those very inputs.
+    assert grid["model"] == "linear"
+    np.testing.assert_array_equal(grid["labels"], small_data.y_test[:3])
+    np.testing.assert_array_equal(grid["clean_predictions"],
+                                  trained_linear.predict(clean_x, verbose=0).argmax(1))
+    np.testing.assert_array_equal(grid["adversarial_predictions"],
+                                  trained_linear.predict(adv_x, verbose=0).argmax(1))
+    # Black-box: one grid per craft on the surrogate, labelled by the target it was scored on.
+    assert images["copy/fgsm_plain"]["model"] in ("linear", "masked")
 
 
 def test_extra_models_get_fewer_inputs_for_slow_attacks(small_data, trained_linear):

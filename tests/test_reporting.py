@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import event_hparams
 from keras_edd import reporting, runs
 
 
@@ -14,12 +15,18 @@ def _rates(count, recovered, detected):
             "misclassified": None if recovered is None else 1.0 - recovered - detected}
 
 
-def _entry(setting, target, source, attack, variant, filtered, unfiltered, value=0.2):
+def _norms(l0, l2, linf):
+    return {"changed_fraction": 1.0, "mean_l0": l0, "mean_l0_changed": l0, "mean_l2": l2,
+            "mean_l2_changed": l2, "mean_linf": linf, "mean_linf_changed": linf}
+
+
+def _entry(setting, target, source, attack, variant, filtered, unfiltered, value=0.2,
+           norms=(700.5, 1.5, 0.2), seconds=0.25):
     return {"setting": setting, "target": target, "source": source, "attack": attack,
             "variant": variant, "params": {"eps": value}, "parameter": "eps", "value": value,
             "num_examples": 10, "filtered": filtered, "unfiltered": unfiltered,
             "success": None if filtered["recovered"] is None else 1 - filtered["recovered"],
-            "norms": {"mean_l2": 1.5}, "attack_seconds": 0.25}
+            "norms": _norms(*norms), "attack_seconds": seconds}
 
 
 def _clean(accuracy, detected):
@@ -39,16 +46,22 @@ def results():
         _entry("whitebox", "undefended", "undefended", "fgsm", "plain",
                _rates(8, 0.25, 0.0), _rates(10, 0.3, 0.0)),
         _entry("whitebox", "extended", "extended", "fgsm", "adaptive",
-               _rates(8, 0.125, 0.5), _rates(10, 0.2, 0.4)),
+               _rates(8, 0.125, 0.5), _rates(10, 0.2, 0.4), norms=(650.0, 2.25, 0.3),
+               seconds=1.75),
         _entry("blackbox", "extended", "U", "fgsm", "plain",
                _rates(0, None, None), _rates(10, 0.5, 0.1)),
+        _entry("blackbox", "undefended", "J_undefended", "fgsm", "plain",
+               _rates(9, 0.5, 0.0), _rates(10, 0.4, 0.0)),
     ]
     sweeps = [{"target": "extended", "attack": "fgsm", "variant": "plain", "parameter": "eps",
                "num_examples": 10, "max_success": 0.875, "masking_suspected": True,
                "points": [{"value": v, "filtered": _rates(8, r, 0.25),
-                           "unfiltered": _rates(10, r, 0.2), "success": 1 - r}
-                          for v, r in ((0.1, 0.5), (0.5, 0.125))]}]
-    return {"kind": "test", "dataset": {"name": "toy", "num_classes": 10}, "models": models,
+                           "unfiltered": _rates(10, r, 0.2), "success": 1 - r,
+                           "norms": _norms(600.0, l2, v), "attack_seconds": 0.5}
+                          for v, r, l2 in ((0.1, 0.5, 1.0), (0.5, 0.125, 4.0))]}]
+    return {"kind": "test", "settings": {"preset": None},
+            "dataset": {"name": "toy", "num_classes": 10, "train_size": 100, "test_size": 20},
+            "models": models,
             "evaluations": evaluations, "sweeps": sweeps, "filter": "FILTER TEXT",
             "warnings": ["extended: fgsm looks masked"], "num_examples": {"fgsm": 10},
             "evaluation_settings": {"masking_threshold": 0.95}, "wall_seconds": 1.0,
@@ -64,20 +77,33 @@ def _is_png(path):
     return image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
 
 
+def _png_dpi(path):
+    from PIL import Image
+    with Image.open(path) as image:
+        return image.info["dpi"]
+
+
+FIGURES = ("whitebox", "blackbox", "sweeps")
+
+
 def test_write_report_files_and_csv_matches_json(tmp_path, results):
     images = {"extended/fgsm_adaptive": (np.zeros((3, 28, 28, 1)), np.ones((3, 28, 28, 1)))}
     reporting.write_report(str(tmp_path), results, images)
-    for name in ("results.json", "results.csv", "report.md", "whitebox.png", "blackbox.png",
-                 "sweeps.png"):
+    for name in ("results.json", "results.csv", "report.md"):
         assert (tmp_path / name).is_file(), name
     assert not glob.glob(str(tmp_path / ".tmp-*"))
-    for png in ("whitebox.png", "blackbox.png", "sweeps.png"):
-        assert _is_png(tmp_path / png)
     stored = runs.read_json(tmp_path / "results.json")
+    for figure in FIGURES:
+        assert _is_png(tmp_path / f"{figure}.png")
+        assert _png_dpi(tmp_path / f"{figure}.png") == pytest.approx((200, 200), abs=0.5)
+        pdf = (tmp_path / f"{figure}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and len(pdf) > 1000, figure
+        assert b"/Subtype /Image" not in pdf, figure  # vector, not an embedded bitmap
+        assert {f"{figure}.png", f"{figure}.pdf"} <= set(stored["files"])
     assert stored["files"][:2] == ["results.json", "results.csv"]
     rows = reporting.read_csv(tmp_path / "results.csv")
-    # 2 models x 2 clean subsets + 3 entries x 2 subsets + 2 sweep points x 2 subsets
-    assert len(rows) == 4 + 6 + 4
+    # 2 models x 2 clean subsets + 4 entries x 2 subsets + 2 sweep points x 2 subsets
+    assert len(rows) == 4 + 8 + 4
     # results.json is written with sorted keys, so compare the rows as sorted lists.
     def text(value):
         if value is None:
@@ -95,25 +121,187 @@ def test_write_report_files_and_csv_matches_json(tmp_path, results):
     assert "FILTER TEXT" in report and "possible masking" in report
     assert "| extended | extended | fgsm | adaptive |" in report
     assert "12.5 %" in report  # recovered of the adaptive white-box attack
+    assert report.startswith("# keras_edd evaluation") and "ILLUSTRATIVE" not in report
+
+
+def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
+    reporting.write_report(str(tmp_path), results)
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert header == list(reporting.CSV_COLUMNS)
+    # The columns readers knew keep their places; the new ones come last.
+    assert header[:15] == ["kind", "setting", "target", "source", "attack", "variant",
+                           "parameter", "value", "subset", "num_examples", "count", "recovered",
+                           "detected", "misclassified", "attack_failed"]
+    assert header[15:] == ["mean_l0", "mean_l2", "mean_linf", "attack_seconds"]
+    rows = reporting.read_csv(tmp_path / "results.csv")
+    stored = runs.read_json(tmp_path / "results.json")
+    checked = 0
+    for e in stored["evaluations"]:
+        mine = [r for r in rows if r["kind"] == "attack" and r["target"] == e["target"]
+                and r["source"] == e["source"] and r["variant"] == e["variant"]]
+        assert len(mine) == 2  # filtered and unfiltered
+        for r in mine:
+            for key in ("mean_l0", "mean_l2", "mean_linf"):
+                assert float(r[key]) == e["norms"][key]
+            assert float(r["attack_seconds"]) == e["attack_seconds"]
+            checked += 1
+    assert checked == 8
+    adaptive = [r for r in rows if r["variant"] == "adaptive"]
+    assert {(r["mean_l0"], r["mean_l2"], r["mean_linf"], r["attack_seconds"])
+            for r in adaptive} == {("650.0", "2.25", "0.3", "1.75")}
+    sweep = sorted((float(r["value"]), float(r["mean_l2"]), float(r["mean_linf"]))
+                   for r in rows if r["kind"] == "sweep" and r["subset"] == "filtered")
+    assert sweep == [(0.1, 1.0, 0.1), (0.5, 4.0, 0.5)]
+    for r in rows:
+        if r["kind"] == "clean":
+            assert r["mean_l0"] == r["mean_l2"] == r["mean_linf"] == r["attack_seconds"] == ""
+
+
+def _figure_texts(monkeypatch):
+    """Record every text drawn on each figure saved by keras_edd.figures."""
+    import matplotlib.text
+    from keras_edd import figures
+    texts = {}
+    save = figures._save_png_and_pdf
+
+    def record(fig, path_png, path_pdf=None):
+        texts[os.path.basename(path_png)] = [t.get_text()
+                                             for t in fig.findobj(matplotlib.text.Text)]
+        save(fig, path_png, path_pdf)
+    monkeypatch.setattr(figures, "_save_png_and_pdf", record)
+    return texts
+
+
+def test_quick_run_is_marked_illustrative_in_report_and_figures(tmp_path, results,
+                                                                 monkeypatch):
+    texts = _figure_texts(monkeypatch)
+    results["settings"]["preset"] = "quick"
+    reporting.write_report(str(tmp_path), results)
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("> **ILLUSTRATIVE RESULTS ONLY.**")
+    assert "`--preset=quick`" in report.split("\n")[0]
+    assert set(texts) == {f"{f}.png" for f in FIGURES}
+    note = reporting.quick_note(results)
+    for name, drawn in texts.items():
+        assert note in drawn, name
+
+
+def test_other_runs_carry_no_mark(tmp_path, results, monkeypatch):
+    texts = _figure_texts(monkeypatch)
+    results["settings"]["preset"] = "paper"
+    reporting.write_report(str(tmp_path), results)
+    assert reporting.quick_note(results) is None
+    assert not (tmp_path / "report.md").read_text().startswith(">")
+    assert texts and not any("illustrative" in t for drawn in texts.values() for t in drawn)
+
+
+def test_figures_put_values_on_bars_and_the_legend_outside(tmp_path, results, monkeypatch):
+    import matplotlib.pyplot as plt
+    from keras_edd import figures
+    captured = {}
+    monkeypatch.setattr(figures, "_save_png_and_pdf",
+                        lambda fig, *a: captured.setdefault("fig", fig))
+    monkeypatch.setattr(plt, "close", lambda fig: None)
+    figures.plot_whitebox([e for e in results["evaluations"] if e["setting"] == "whitebox"],
+                          str(tmp_path / "w.png"))
+    fig = captured.pop("fig")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert all(fig.legends[0].get_window_extent().y1 <= ax.get_tightbbox(renderer).y0
+               for ax in fig.axes)
+    values = [[t.get_text() for t in ax.texts] for ax in fig.axes]
+    # undefended plain: recovered 25 %, detected 0 % (too small to print), misclassified 75 %;
+    # extended adaptive: 12.5 %, 50 %, 37.5 %, bottom to top.
+    assert values == [["25", "75"], ["12", "50", "38"]]
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+    figures.plot_sweeps(results["sweeps"], str(tmp_path / "s.png"), 0.95)
+    fig = captured.pop("fig")
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "success = 1 - recovered" in labels and "detected (outlier class)" in labels
+    assert any(label.startswith("masking threshold (95 %)") for label in labels)
+    assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel().startswith("eps")
+    assert any("95 % threshold" in t.get_text() for t in fig.axes[0].texts)
+    # The legend is below every axes and their tick labels.
+    fig.canvas.draw()
+    legend_box = fig.legends[0].get_window_extent()
+    renderer = fig.canvas.get_renderer()
+    assert all(legend_box.y1 <= ax.get_tightbbox(renderer).y0 for ax in fig.axes)
+    figures.plot_blackbox([e for e in results["evaluations"] if e["setting"] == "blackbox"],
+                          str(tmp_path / "b.png"))
+    fig = captured.pop("fig")
+    titles = [ax.get_title() for ax in fig.axes if ax.axison]
+    # A row per target, a column per surrogate (J_<target> share the column "J").
+    assert titles == ["target extended, surrogate U",
+                      "target undefended, surrogate J_undefended"]
+    assert len(fig.axes) == 4 and len(fig.legends) == 1
+
+
+def _grid(k=4, clean_predictions=None, adversarial_predictions=None):
+    labels = np.arange(k) % 10
+    return {"clean": np.zeros((k, 28, 28, 1)), "adversarial": np.ones((k, 28, 28, 1)),
+            "labels": labels, "model": "extended", "outlier_class": 10,
+            "clean_predictions": labels if clean_predictions is None else clean_predictions,
+            "adversarial_predictions": (labels if adversarial_predictions is None
+                                        else adversarial_predictions)}
+
+
+def _accumulator(path):
+    from tensorboard.backend.event_processing import event_accumulator
+    accumulator = event_accumulator.EventAccumulator(
+        str(path), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    return accumulator
 
 
 def test_tensorboard_has_scalars_and_image_grid(tmp_path, results):
-    from tensorboard.backend.event_processing import event_accumulator
-    images = {"extended/fgsm_adaptive": (np.zeros((4, 28, 28, 1)), np.ones((4, 28, 28, 1)))}
-    reporting.write_tensorboard(str(tmp_path), results, images)
-    accumulator = event_accumulator.EventAccumulator(
-        str(tmp_path), size_guidance={event_accumulator.TENSORS: 0})
-    accumulator.Reload()
+    images = {"extended/fgsm_adaptive": _grid(adversarial_predictions=np.array([10, 3, 2, 3]))}
+    reporting.write_tensorboard(str(tmp_path), results, images, report_text="# the report")
+    accumulator = _accumulator(tmp_path)
     tags = accumulator.Tags()["tensors"]
     assert "whitebox/extended/fgsm_adaptive/detected" in tags
     assert "clean/extended/detected" in tags
     assert "images/extended/fgsm_adaptive" in tags
+    image = accumulator.Tensors("images/extended/fgsm_adaptive")[0]
+    assert accumulator.SummaryMetadata("images/extended/fgsm_adaptive").summary_description \
+        .startswith("top: clean test inputs; bottom: adversarial; captions: extended's predicted")
+    assert len(image.tensor_proto.string_val) == 3  # width, height, one PNG
+    text = accumulator.Tensors("report")[0].tensor_proto.string_val[0].decode()
+    assert text == "# the report"
     detected = accumulator.Tensors("whitebox/extended/fgsm_adaptive/detected")[0]
     assert float(np.asarray(detected.tensor_proto.float_val or
                             np.frombuffer(detected.tensor_proto.tensor_content, np.float32))[0]) \
         == pytest.approx(0.5)
     sweep_steps = [e.step for e in accumulator.Tensors("sweep/extended/fgsm_plain/success")]
     assert sweep_steps == [100, 500]  # eps x 1000
+
+
+def test_labelled_grid_captions_colour_the_predictions():
+    def red_pixels(grid):
+        pixels = reporting.labelled_grid(grid)[0].astype(int)
+        return np.sum((pixels[..., 0] > 150) & (pixels[..., 1] < 100) & (pixels[..., 2] < 100))
+
+    def blue_pixels(grid):
+        pixels = reporting.labelled_grid(grid)[0].astype(int)
+        return np.sum((pixels[..., 2] > 150) & (pixels[..., 0] < 100))
+
+    correct = _grid()
+    pixels = reporting.labelled_grid(correct)
+    assert pixels.dtype == np.uint8 and pixels.ndim == 4 and pixels.shape[-1] == 3
+    assert red_pixels(correct) == 0 and blue_pixels(correct) == 0
+    assert red_pixels(_grid(adversarial_predictions=np.array([5, 1, 2, 3]))) > 20
+    assert blue_pixels(_grid(adversarial_predictions=np.array([10, 1, 2, 3]))) > 20
+    assert reporting.prediction_text(10, 10) == "pred 10 (outlier)"
+    assert reporting.prediction_text(np.int64(3), 10) == "pred 3"
+
+
+def test_write_hparams_records_the_settings_and_final_metrics(tmp_path):
+    reporting.write_hparams(str(tmp_path), {"alpha": 0.9, "defense": "extended", "epochs": 4},
+                            {"final/clean_accuracy": 0.75, "final/clean_detected": None},
+                            step=4)
+    hparams, scalars = event_hparams(tmp_path)
+    assert hparams == {"alpha": 0.9, "defense": "extended", "epochs": 4.0}
+    assert scalars == {"final/clean_accuracy": (4, 0.75)}
 
 
 def test_image_grid_puts_clean_above_adversarial():
