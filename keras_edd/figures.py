@@ -153,6 +153,11 @@ def plot_whitebox(entries, path, note=None, title="White-box attacks"):
                     f"target {targets[i]}")
         if i % columns == 0:
             ax.set_ylabel(YLABEL, fontsize=7)
+    return _finish_bars(plt, fig, entries, path, title, note)
+
+
+def _finish_bars(plt, fig, entries, path, title, note):
+    """Lay out a rate-bar figure, add its title and legend, save PNG and PDF."""
     fig.tight_layout()
     _title(fig, title, note)
     _bar_legend(fig, {e["variant"] for e in entries})
@@ -194,12 +199,7 @@ def plot_blackbox(entries, path, note=None, title="Black-box transfer attacks"):
             source = chosen[0]["source"].removeprefix("surrogate_")
             _rate_panel(ax, chosen, f"target {target}, surrogate {source}")
         axes[row][0].set_ylabel(YLABEL, fontsize=7)
-    fig.tight_layout()
-    _title(fig, title, note)
-    _bar_legend(fig, {e["variant"] for e in entries})
-    _save_png_and_pdf(fig, path)
-    plt.close(fig)
-    return True
+    return _finish_bars(plt, fig, entries, path, title, note)
 
 
 def plot_sweeps(sweeps, path, threshold=None, note=None):
