@@ -10,7 +10,8 @@ A row (`Attack`) names
   success      how the attack judges its own success (SuccessCriterion), read by
                `attack_succeeded` for the `attack_failed` rate of the reports.
 Everything else is derived: `attack_params` (settings at a budget), `craft`
-(batched calls, a per-batch seed for functions that take `seed`), `budget_of`,
+(batched calls, a per-batch seed for functions that take `seed`), `shard_align`
+(how a multi-worker craft splits the inputs), `budget_of`,
 the flags `--<name>_<field>` of keras_edd.cli and `--num_examples_<name>`, and
 AttackConfig (at the end), the settings of every attack in one config.
 
@@ -198,6 +199,12 @@ def _pgd_at_budget(settings, eps):
     return dataclasses.replace(settings, eps=eps, eps_iter=eps_iter)
 
 
+def _cw_per_input(params):
+    """CW is per input with early_exit="sample" (each input in its own slot, stopped by
+    its own test: tests/test_attacks_cw.py), not with "batch" (the batch's loss stops it)."""
+    return params["early_exit"] == CwEarlyExit.SAMPLE
+
+
 def _cw_resolved(settings):
     """learning_rate=None: the attack's own default for the optimizer."""
     if settings.learning_rate is not None:
@@ -223,6 +230,13 @@ class Attack:
     chunk_size: inputs per call of the function, instead of the attack batch
       size (an attack that batches internally, e.g. CW keeping a batch of slots
       full, gets large chunks; progress still moves once per chunk).
+    per_input: each input's result is independent of the call it is in (of the
+      other inputs, their number and order, and the call's position): True, False,
+      or a function of the attack's params (CW: only with early_exit="sample",
+      whose slots run every input on its own). A multi-worker craft then splits
+      the inputs one by one instead of by whole chunks (`shard_align`). Never for
+      an attack that takes `seed` (its seed is the chunk's), nor for one that
+      batches its stopping rule (CW with early_exit="batch").
     """
     name: str
     function: str
@@ -237,6 +251,11 @@ class Attack:
     success: str = SuccessCriterion.MARGIN.value
     gradient_free: bool = False
     chunk_size: int | None = None
+    per_input: object = False
+
+    def is_per_input(self, params):
+        """`per_input` at these params (the attack's keyword settings)."""
+        return bool(self.per_input(params) if callable(self.per_input) else self.per_input)
 
     @property
     def sweep_name(self):
@@ -271,13 +290,14 @@ _ROWS = (
            success=SuccessCriterion.REPORTED.value),
     Attack(name="cw", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(), max_examples=100, sweep="kappa",
-           resolve=_cw_resolved, chunk_size=1024, success=SuccessCriterion.REPORTED.value),
+           resolve=_cw_resolved, chunk_size=1024, per_input=_cw_per_input,
+           success=SuccessCriterion.REPORTED.value),
     # Carlini's own optimiser (Adam, lr 0.01) next to the paper's AdaDelta, same kappa
     # and 5 x 1000 steps: a CW failure can then be told apart from an optimiser's.
     Attack(name="cw_adam", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(optimizer=CwOptimizer.ADAM.value),
            max_examples=100, sweep="kappa", resolve=_cw_resolved, chunk_size=1024,
-           success=SuccessCriterion.REPORTED.value),
+           per_input=_cw_per_input, success=SuccessCriterion.REPORTED.value),
     # Gradient-free confirmation at the FGSM/PGD budget (see `gradient_free`).
     Attack(name="square", function="keras_edd.attacks.square:square", budget="eps",
            settings=SquareSettings(), max_examples=200, gradient_free=True),
@@ -317,6 +337,19 @@ def budget_of(name, params):
 def chunk_size(name, batch_size):
     """Inputs per call of attack `name`: its row's chunk_size, else `batch_size`."""
     return get(name).chunk_size or batch_size
+
+
+def shard_align(name, params, batch_size):
+    """The block size a multi-worker craft of `name` at `params` splits its inputs by.
+
+    1 for an attack that is per input at these params (see Attack.per_input): any
+    split gives each input the result one process gives it (to float32 rounding:
+    batched kernels round differently), so every worker gets a share even of fewer
+    inputs than one chunk. Otherwise the chunk
+    (`chunk_size(name, batch_size)`): whole calls, with a single process's seeds
+    and batches.
+    """
+    return 1 if get(name).is_per_input(params) else chunk_size(name, batch_size)
 
 
 def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,

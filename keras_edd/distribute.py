@@ -16,7 +16,9 @@ What runs where:
   labelling  MC-dropout sigma (keras_edd.labeling) and the attacks
   attacks    (keras_edd.evaluation) are split across the *workers*: each takes a
              contiguous shard of the inputs, aligned on whole batches (chunks), so
-             its dropout masks and attack seeds are those of a single-process run;
+             its dropout masks and attack seeds are those of a single-process run
+             (an attack whose inputs do not depend on their call, CW with
+             early_exit="sample", is split input by input: attack_registry.shard_align);
              `merge` sums the zero-padded shards with an all-reduce, which is exact
              (x + 0 = x), so every worker ends up with the single-process array.
 

@@ -163,9 +163,11 @@ class _Evaluation:
 
         If the chief has it (from its run directory or memory), it is broadcast.
         Otherwise each worker attacks its contiguous shard of whole chunks, with the
-        chunk seeds of a single-process run (seed + the chunk's first index), and
-        the shards (x_adv and the per-input details) are merged exactly; the chief
-        keeps the result in its run directory.
+        chunk seeds of a single-process run (seed + the chunk's first index), or,
+        for an attack that is per input at these params (CW with early_exit="sample",
+        attack_registry.shard_align), its shard of single inputs, and the shards
+        (x_adv and the per-input details) are merged exactly; the chief keeps the
+        result in its run directory under the single-process key.
         """
         dist = self.distribution
         settings = self.config.attack
@@ -183,7 +185,8 @@ class _Evaluation:
             shared = self.crafts.put(key, self.x, n, x_adv, meta["seconds"], details)
             return dataclasses.replace(shared, origin=meta["origin"])
         t = time.perf_counter()
-        start, stop = dist.shard(n, align=attack_registry.chunk_size(attack, settings.batch_size))
+        start, stop = dist.shard(n, align=attack_registry.shard_align(
+            attack, params, settings.batch_size))
         part_details = {}
         x_adv = np.zeros(shape, np.float32)
         if stop > start:
@@ -322,7 +325,8 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
       whitebox: run the white-box attacks on the targets (False: black-box only).
       distribution: a multi-worker keras_edd.distribute.Distribution splits every
         craft across the workers (`_Evaluation.shared_craft`); each worker returns
-        the same numbers as one process, and only the chief should pass a
+        the same numbers as one process (the x_adv of an attack split input by input,
+        CW with early_exit="sample", to float32 rounding), and only the chief should pass a
         `cache_dir` in the user's folders.
     Returns:
       (results, images): results is a JSON-ready dict ("models", "evaluations",

@@ -7,6 +7,12 @@ collective ops are set up once per process, before TensorFlow runs anything).
         the largest weight difference.
         Then the same mirrored run stopped after 2 epochs and resumed from its
         checkpoint to 4.
+
+    python tests/distributed_jobs.py eval_whitebox OUT.json FLAGS...
+        bin/eval_whitebox FLAGS (one worker of a cluster when TF_CONFIG and
+        --distribution=multi_worker say so), recording in OUT.json the inputs each
+        attack call got: {"calls": [{"attack", "start", "inputs"}]}, where start is
+        the call's seed less --attack_seed (0), i.e. the index of its first input.
 """
 
 import json
@@ -62,5 +68,28 @@ def mirrored(out):
         json.dump(result, f)
 
 
+def eval_whitebox(out, *flags):
+    import runpy
+    from keras_edd import attack_registry
+    calls = []
+    craft = attack_registry.craft
+
+    def recording(model, name, x, params, **kwargs):
+        calls.append({"attack": name, "start": int(kwargs.get("seed", 0)), "inputs": len(x)})
+        return craft(model, name, x, params, **kwargs)
+
+    attack_registry.craft = recording
+    sys.argv = ["bin/eval_whitebox", *flags]
+    try:
+        runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "bin", "eval_whitebox"), run_name="__main__")
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    finally:
+        with open(out, "w") as f:
+            json.dump({"calls": calls}, f)
+
+
 if __name__ == "__main__":
-    {"mirrored": mirrored}[sys.argv[1]](sys.argv[2])
+    {"mirrored": mirrored, "eval_whitebox": eval_whitebox}[sys.argv[1]](*sys.argv[2:])

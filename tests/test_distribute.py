@@ -104,6 +104,33 @@ def test_shards_are_contiguous_aligned_and_cover_the_inputs(n, count, align):
     assert max(blocks) - min(blocks) <= 1
 
 
+def test_attacks_per_input_split_input_by_input_others_by_whole_calls():
+    """CW with early_exit="sample" runs each input on its own (tests/test_attacks_cw.py), so
+    a multi-worker craft splits it input by input: 1,000 digits, fewer than its one
+    1,024-input call, reach both workers. With early_exit="batch" (the batch's loss stops
+    it) and for the attacks not marked per input, the shards stay whole calls."""
+    from keras_edd import attack_registry
+    from keras_edd.config import EvalConfig
+    settings = EvalConfig().attack
+
+    def shards(attack, batch_size=300, **changes):
+        params = dict(attack_registry.attack_params(attack, settings), **changes)
+        align = attack_registry.shard_align(attack, params, batch_size)
+        return [distribute.shard_bounds(1000, i, 2, align) for i in range(2)]
+
+    for attack in ("cw", "cw_adam"):
+        assert shards(attack) == [(0, 500), (500, 1000)]
+        assert shards(attack, batch_size=1000) == [(0, 500), (500, 1000)]
+        assert shards(attack, early_exit="batch") == [(0, 1000), (1000, 1000)]
+    for attack in ("fgsm", "pgd", "jsma", "square"):  # 4 calls of 300: 2 each
+        assert shards(attack) == [(0, 600), (600, 1000)]
+    marked = {name for name, row in attack_registry.ATTACKS.items()
+              if row.is_per_input(attack_registry.attack_params(name, settings))}
+    assert marked == {"cw", "cw_adam"}
+    for name in marked:  # a seed of its own would be the call's (seed + its first index)
+        assert not attack_registry.get(name).takes_seed
+
+
 class _OneProcessShards(distribute.Distribution):
     """Worker `index` of `num_workers`, its merge the identity: summing the workers' results
     is then what the all-reduce computes."""
@@ -187,9 +214,11 @@ def _free_ports(count):
     return ports
 
 
-def _run_workers(binary, args, tmp_path, timeout=240):
+def _run_workers(binary, args, tmp_path, timeout=240, job=None):
     """Run `bin/<binary> args` as 2 workers of one cluster; each worker's TMPDIR is a
-    folder of tmp_path (its private scratch space lives there)."""
+    folder of tmp_path (its private scratch space lives there). With `job`, run
+    `tests/distributed_jobs.py <job> args` instead, "{index}" in args replaced by the
+    worker's index."""
     ports = _free_ports(2)
     procs = []
     try:
@@ -198,10 +227,11 @@ def _run_workers(binary, args, tmp_path, timeout=240):
             tmp.mkdir(exist_ok=True)
             env = dict(os.environ, PYTHONPATH=REPO, TMPDIR=str(tmp),
                        TF_CONFIG=_tf_config(ports, index))
+            command = [f"bin/{binary}"] if job is None else ["tests/distributed_jobs.py", job]
             procs.append(subprocess.Popen(
-                [sys.executable, f"bin/{binary}", "--distribution=multi_worker", "--noprogress",
-                 *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True))
+                [sys.executable, *command, *(a.replace("{index}", str(index)) for a in args),
+                 "--distribution=multi_worker", "--noprogress"], cwd=REPO, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         deadline = time.monotonic() + timeout
         outputs = [p.communicate(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
     finally:
@@ -310,3 +340,52 @@ def test_multi_worker_resumes_from_the_chiefs_checkpoint(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert sorted(os.listdir(out)) == ["cut", "whole"]
     assert os.listdir(tmp_path / "worker1_tmp") == []
+
+
+@pytest.mark.slow
+def test_multi_worker_cw_splits_one_call_and_matches_one_process(tmp_path):
+    """bin/eval_whitebox on 2 workers with CW (early_exit="sample") on 6 inputs, one call's
+    worth (chunk 1,024): each worker attacks 3 of them, and the merged craft is the
+    one-process craft (x_adv within 1e-5; success, L2 and iteration counts of every input;
+    the rates), under the same craft file name (cache key)."""
+    import keras
+    from keras_edd import models
+    data = tmp_path / "data"
+    write_idx_folder(str(data), n_train=20, n_test=12)
+    keras.utils.set_random_seed(0)
+    model = str(tmp_path / "model.keras")
+    models.cleverhans_cnn(10).save(model)  # untrained: CW needs few steps
+    flags = [f"--model={model}", f"--data_dir={data}", "--attacks=cw", "--num_examples=6",
+             "--nosweeps", "--check_examples=2", "--cw_max_iterations=20",
+             "--cw_binary_search_steps=2", "--cw_confidence=0", "--cw_initial_const=30"]
+    _run_workers(None, [str(tmp_path / "worker{index}.json"), *flags,
+                        f"--output_dir={tmp_path / 'eval'}"], tmp_path, job="eval_whitebox")
+    single = _run(["tests/distributed_jobs.py", "eval_whitebox", str(tmp_path / "single.json"),
+                   *flags, f"--output_dir={tmp_path / 'single'}", "--noprogress"])
+    assert single.returncode == 0, single.stderr[-3000:]
+    calls = [[c for c in json.loads((tmp_path / f"worker{i}.json").read_text())["calls"]
+              if c["attack"] == "cw"] for i in range(2)]
+    assert calls == [[{"attack": "cw", "start": 0, "inputs": 3}],
+                     [{"attack": "cw", "start": 3, "inputs": 3}]]
+    assert json.loads((tmp_path / "single.json").read_text())["calls"] == \
+        [{"attack": "cw", "start": 0, "inputs": 6}]
+
+    (eval_dir,) = glob.glob(str(tmp_path / "eval" / "*"))
+    (single_dir,) = glob.glob(str(tmp_path / "single" / "*"))
+    (craft,) = glob.glob(os.path.join(eval_dir, "attacks", "cw-*.npz"))
+    got = np.load(craft)
+    want = np.load(os.path.join(single_dir, "attacks", os.path.basename(craft)))
+    assert 0 < want["detail_success"].sum()  # a craft that moved the inputs
+    assert len(set(map(tuple, want["detail_iterations"]))) > 1  # inputs stop on their own
+    np.testing.assert_allclose(got["x_adv"], want["x_adv"], atol=1e-5)
+    np.testing.assert_array_equal(got["detail_success"], want["detail_success"])
+    np.testing.assert_array_equal(got["detail_iterations"], want["detail_iterations"])
+    np.testing.assert_allclose(got["detail_l2"], want["detail_l2"], rtol=1e-5)
+    found = json.loads(open(os.path.join(eval_dir, "results.json")).read())
+    expected = json.loads(open(os.path.join(single_dir, "results.json")).read())
+    assert found["distribution"]["workers"] == 2
+    (entry,) = [e for e in found["evaluations"] if e["attack"] == "cw"]
+    (twin,) = [e for e in expected["evaluations"] if e["attack"] == "cw"]
+    assert entry["num_examples"] == 6 and entry["params"] == twin["params"]
+    assert entry["filtered"] == twin["filtered"]
+    assert entry["unfiltered"] == twin["unfiltered"]
