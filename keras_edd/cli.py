@@ -426,6 +426,37 @@ class _DropRetracingNotices:
         return "triggered tf.function retracing" not in record.getMessage()
 
 
+# What TensorFlow's C++ code prints while it loads, before its logging is set up (so
+# TF_CPP_MIN_LOG_LEVEL cannot stop it): the oneDNN notice, twice, each after absl's
+# pre-initialisation warning, and the CPU-instructions notice.
+_STARTUP_NOISE = ("All log messages before absl::InitializeLog() is called",
+                  "oneDNN custom operations are on",
+                  "This TensorFlow binary is optimized to use available CPU instructions",
+                  "To enable the following instructions")
+
+
+def import_tensorflow():
+    """Import TensorFlow without its start-up notices; any other line it writes to
+    stderr while loading is passed on. A binary calls this once its flags are valid."""
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(noise in line for noise in _STARTUP_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def quiet_retracing_notices():
     import logging
     logging.getLogger("tensorflow").addFilter(_DropRetracingNotices())

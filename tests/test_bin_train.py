@@ -50,11 +50,17 @@ def test_smoke_run_writes_everything_and_reruns_safely(tmp_path):
     data_dir = str(tmp_path / "idx")
     write_idx_folder(data_dir, n_train=64, n_test=20)
     out = tmp_path / "out"
+    # Progress on (the default), output piped: one line per epoch, no progress-bar frames,
+    # and none of TensorFlow's start-up notices.
     args = [f"--data_dir={data_dir}", f"--output_dir={out}", "--defense=none", "--epochs=2",
-            "--batch_size=32",
-            "--noprogress"]
+            "--batch_size=32"]
     result = run(*args)
     assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr
+    assert [line for line in result.stdout.splitlines() if "epoch" in line][:2] == [
+        line for line in result.stdout.splitlines() if line.startswith("model epoch ")]
+    for noise in ("oneDNN", "absl::InitializeLog", "rebuild TensorFlow"):
+        assert noise not in result.stderr, result.stderr
     run_dir = out / "mnist-none-e2-s0"
     for name in ("flags.json", "results.json", "model.keras", "checkpoints", "logs"):
         assert (run_dir / name).exists(), name
