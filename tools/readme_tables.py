@@ -117,13 +117,18 @@ def cw_split_table(results):
     return "\n".join(lines)
 
 
+def auroc(score):
+    """AUROC to 3 decimals; n/a when there was nothing to detect (no positives)."""
+    return "n/a" if score.get("auroc") is None else f"{score['auroc']:.3f}"
+
+
 def detection_table(results):
     lines = ["| attack | setting | source | variant | n | AUROC softmax | AUROC margin | "
              "TPR at 1 % FPR | TPR at 5 % FPR |", "|---|---|---|---|---|---|---|---|---|"]
     for d in results["detection"]["entries"]:
         s, m = d["softmax"], d["margin"]
         lines.append(f"| {d['attack']} | {d['setting']} | {d['source']} | {d['variant']} | "
-                     f"{d['count']} | {s['auroc']:.3f} | {m['auroc']:.3f} | "
+                     f"{d['count']} | {auroc(s)} | {auroc(m)} | "
                      f"{pct(s['at_fpr']['0.01']['tpr'])} | {pct(s['at_fpr']['0.05']['tpr'])} |")
     return "\n".join(lines)
 
