@@ -100,7 +100,8 @@ def _define_models(train, reproduce):
     if train:
         _define(flags.DEFINE_string, "defense", config_lib.DefenseConfig().defense,
                 f"One of {_one_of(config_lib.DEFENSES)}.")
-        _define(flags.DEFINE_string, "teacher", None, "Reuse this trained teacher (.keras).")
+        _define(flags.DEFINE_string, "teacher", None, "Reuse this trained teacher (.keras, or a pretrained "
+                "one by name, e.g. paper:undefended).")
         _define(flags.DEFINE_boolean, "allow_probability_teacher", False,
                 "Use a --teacher whose outputs look like probabilities, not logits (refused "
                 "otherwise: its MC-dropout sigma is meaningless).")
@@ -122,6 +123,10 @@ def _define_models(train, reproduce):
                 "T of the defensive-distillation baseline (paper: 100).")
         _define(flags.DEFINE_string, "model_dir", None,
                 "Where the trained runs live and are reused (default: --output_dir).")
+        _define(flags.DEFINE_string, "pretrained", _DEFAULTS.pretrained,
+                "Pretrained collection (saved_models/<name>/) whose models are reused "
+                "instead of trained when their settings and data match; none: train "
+                "every model here.")
 
 
 def _settings_flag(field):
@@ -316,7 +321,8 @@ def defense_config(defense=None):
         temperature=None if defense == "adversarial" else value("temperature"),
         mc_passes=value("mc_passes"),
         penalty_weight=value("penalty_weight"), teacher_epochs=value("teacher_epochs"),
-        teacher_path=value("teacher") if "teacher" in _FLAGS else None, **adversarial)
+        teacher_path=model_file(value("teacher")) if "teacher" in _FLAGS else None,
+        **adversarial)
 
 
 def attack_config():
@@ -375,6 +381,25 @@ def output_settings():
 
 
 # ------------------------------------------------------------------------ plumbing
+
+
+def model_file(value):
+    """A model flag's `.keras` path: a pretrained name (`paper:extended`) becomes its
+    sha256-checked file in saved_models/ (keras_edd.pretrained); a path stays as given."""
+    from keras_edd import pretrained  # light: no TensorFlow
+    return pretrained.resolve_model(value)
+
+
+def reproduce_config():
+    """bin/reproduce's ReproduceConfig from its flags (also tools/make_pretrained.py's)."""
+    return ReproduceConfig(
+        data=data_config(), train=train_config(),
+        extended=defense_config("extended"), adversarial=defense_config("adversarial"),
+        distillation_temperature=value("distillation_temperature"),
+        evaluation=eval_config(), jacobian_substitute=value("jacobian_substitute"),
+        substitute=substitute_config(), model_dir=value("model_dir"),
+        pretrained=value("pretrained"), distribution=distribution_config(),
+        **output_settings())
 
 
 def check_no_arguments(argv):

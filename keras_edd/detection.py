@@ -196,3 +196,53 @@ def detection_results(targets, clean_logits, y, adversarial_logits, *, num_examp
                 **{score: summarize(clean_scores[score], adv_scores[score])
                    for score in SCORES}})
     return out
+
+
+# ------------------------------------------------------------- accuracy at a fixed false-detection rate
+
+
+def decisions_at_threshold(scores, real_predictions, labels, tau):
+    """Per input: (flagged, correct) with flag = score > tau and correct = not flagged
+    and the real-class argmax is the true class."""
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    real = np.asarray(real_predictions).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)[:scores.size]
+    if not scores.size == real.size == labels.size:
+        raise ValueError(f"{scores.size} scores, {real.size} predictions, {labels.size} labels")
+    flagged = scores > tau
+    return flagged, ~flagged & (real == labels)
+
+
+def accuracy_at_threshold(scores, real_predictions, labels, tau):
+    """Accuracy of the detector-classifier at threshold tau (Tramer et al. 2020), both ways.
+
+    detection_correct: a flagged input counts as correct (the defense refused it) —
+    the robust accuracy of a detection defense; rejection_error: a flagged input
+    counts as an error — plain accuracy. Also the flagged fraction.
+    """
+    flagged, correct = decisions_at_threshold(scores, real_predictions, labels, tau)
+    if flagged.size == 0:
+        return {"count": 0, "detection_correct": None, "rejection_error": None, "flagged": None}
+    return {"count": int(flagged.size), "detection_correct": float(np.mean(flagged | correct)),
+            "rejection_error": float(np.mean(correct)), "flagged": float(np.mean(flagged))}
+
+
+def worst_case_at_threshold(entries, labels, tau):
+    """Accuracy at tau when each input faces every attack that covered it.
+
+    entries: (scores, real_predictions) per attack, each over the first n_a inputs.
+    An input is robust (detection counted correct) only if every attack covering it
+    was flagged or classified correctly; correct (rejection as error) only if every
+    one was classified correctly and not flagged. Over the largest n_a inputs.
+    """
+    if not entries:
+        raise ValueError("worst case of no attacks")
+    n = max(np.asarray(scores).size for scores, _ in entries)
+    robust = np.ones(n, bool)
+    correct = np.ones(n, bool)
+    for scores, real in entries:
+        flagged, right = decisions_at_threshold(scores, real, labels, tau)
+        robust[:flagged.size] &= flagged | right
+        correct[:flagged.size] &= right
+    return {"count": int(n), "detection_correct": float(robust.mean()),
+            "rejection_error": float(correct.mean())}

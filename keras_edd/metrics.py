@@ -130,3 +130,68 @@ def failure_rate(succeeded, mask=None):
     if mask is not None:
         succeeded = succeeded[np.asarray(mask, bool).reshape(-1)]
     return None if succeeded.size == 0 else float(1.0 - succeeded.mean())
+
+
+# ----------------------------------------------------------------------- worst case per digit
+
+# Outcome codes, ordered from the defender's best to its worst: the worst case of a digit
+# over several attacks is the largest code.
+RECOVERED, DETECTED, MISCLASSIFIED = 0, 1, 2
+
+
+def outcome_codes(predictions, labels, *, outlier_class=None):
+    """Per input RECOVERED, DETECTED or MISCLASSIFIED (the rule of `outcome_rates`)."""
+    predictions = np.asarray(predictions).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)[:predictions.size]
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{predictions.size} predictions but {labels.size} labels")
+    codes = np.full(predictions.shape, MISCLASSIFIED, np.int8)
+    if outlier_class is not None:
+        codes[predictions == outlier_class] = DETECTED
+    codes[predictions == labels] = RECOVERED
+    return codes
+
+
+def worst_case(code_arrays):
+    """The worst outcome of each input over several attacks: (codes, attacks per input).
+
+    code_arrays: one array of outcome codes per attack, each over the first n_a test
+    inputs (attacks may cover different numbers of inputs). Input i takes the attacks
+    that covered it (n_a > i): misclassified if any misclassified it, else detected if
+    any was detected, else recovered. Both arrays have the largest n_a entries.
+    """
+    arrays = [np.asarray(a, np.int8).reshape(-1) for a in code_arrays]
+    if not arrays:
+        raise ValueError("worst case of no attacks")
+    n = max(a.size for a in arrays)
+    codes = np.full(n, RECOVERED, np.int8)
+    attacks = np.zeros(n, np.int64)
+    for a in arrays:
+        codes[:a.size] = np.maximum(codes[:a.size], a)
+        attacks[:a.size] += 1
+    return codes, attacks
+
+
+def rates_of_codes(codes, mask=None):
+    """`outcome_rates` of outcome codes (over `mask` when given)."""
+    codes = np.asarray(codes).reshape(-1)
+    if mask is not None:
+        codes = codes[np.asarray(mask, bool).reshape(-1)[:codes.size]]
+    count = int(codes.size)
+    if count == 0:
+        return {"count": 0, "recovered": None, "detected": None, "misclassified": None}
+    return {"count": count, **{name: float(np.mean(codes == code)) for name, code in (
+        ("recovered", RECOVERED), ("detected", DETECTED), ("misclassified", MISCLASSIFIED))}}
+
+
+def worst_case_rates(code_arrays, clean_predictions, labels):
+    """The "any attack" row: filtered and unfiltered rates of `worst_case`, plus how many
+    attacks each input saw (min / max)."""
+    codes, attacks = worst_case(code_arrays)
+    correct = (np.asarray(clean_predictions).reshape(-1)[:codes.size]
+               == np.asarray(labels).reshape(-1)[:codes.size])
+    if correct.size != codes.size:
+        raise ValueError(f"{correct.size} clean predictions for {codes.size} attacked inputs")
+    return {"filtered": rates_of_codes(codes, correct), "unfiltered": rates_of_codes(codes),
+            "num_examples": int(codes.size), "attacks_per_input": {
+                "min": int(attacks.min()), "max": int(attacks.max())}}

@@ -17,7 +17,6 @@ This module imports Keras only inside its functions, so `PRECISIONS` and
 """
 
 import dataclasses
-import hashlib
 import os
 import re
 import zipfile
@@ -158,6 +157,19 @@ def load_model(path, *, num_outputs=None, input_shape=None):
     return with_precision(model, "float32")
 
 
+def load_pretrained(name, *, root=None):
+    """A pretrained model shipped with the repository, e.g. "paper:extended", in float32.
+
+    The file's sha256 is checked against the collection's MANIFEST.json first
+    (keras_edd.pretrained); a missing file, an unknown name or a sha256
+    mismatch raises a one-line keras_edd.pretrained.PretrainedError (a
+    ValueError). `root`: the folder of the collections (default: saved_models/
+    beside the package, or $KERAS_EDD_PRETRAINED_DIR).
+    """
+    from keras_edd import pretrained
+    return load_model(pretrained.model_path(name, root))
+
+
 # ----------------------------------------------------------------------- model specs
 
 # Attack variants: "plain" ignores the outlier class, "adaptive" avoids it.
@@ -219,11 +231,8 @@ def load_model_spec(name, path, dataset):
 
 
 def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from keras_edd.pretrained import sha256
+    return sha256(path)
 
 
 def model_label(path):

@@ -9,10 +9,11 @@ writes one report.
 
 import dataclasses
 import os
+import shutil
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import distribute, runs, substitute_run, train_run
+from keras_edd import distribute, pretrained, runs, substitute_run, train_run
 from keras_edd.eval_run import announce, crafts_dir, finish_run, open_shared_run
 from keras_edd.evaluation import evaluate_models
 from keras_edd.models import load_model_spec
@@ -27,6 +28,21 @@ TARGETS = ("undefended", "extended", "distillation", "adversarial")
 EXTRA_ROLES = ("adversarial",)
 # Surrogate J against each target is seeded with the training seed + this.
 SUBSTITUTE_SEED_OFFSET = 3
+# The models distilled from another one: role -> its teacher's role.
+TEACHERS = {"extended": "undefended", "surrogate_D": "surrogate_U"}
+# What each model is, for the pretrained models' MANIFEST.json.
+ROLE_DESCRIPTIONS = {
+    "undefended": "f: the cleverhans-v1 MNIST CNN trained at T = 1, 10 logits; also the "
+                  "teacher of extended",
+    "extended": "f^d: extended defensive distillation, n + 1 logits (the last, class n, is "
+                "'detected'), labels from MC-dropout sigma of f, trained at T with the logit "
+                "penalty, deployed at T = 1",
+    "distillation": "defensive distillation baseline (Papernot et al. 2016) at the "
+                    "distillation temperature, 10 logits, deployed at T = 1",
+    "adversarial": "adversarial-training baseline (its attack and eps in settings), 10 logits",
+    "surrogate_U": "black-box surrogate U: undefended like f, seed + 1",
+    "surrogate_D": "black-box surrogate D: extended distillation distilled from U, seed + 2",
+}
 
 
 def reproduce_run_configs(config, dataset_name):
@@ -105,13 +121,16 @@ def run_reproduce(config):
     training_report = {}
     specs = {}
     t = time.perf_counter()
+    installer = _PretrainedInstaller(config, dataset)
     for role in REPRODUCE_MODELS:
         rc = run_configs[role]
         name = rc.resolved_run_name(dataset.name)
         reused = os.path.exists(os.path.join(rc.output_dir, name, "results.json"))
+        source = installer.reuse(role, rc, os.path.join(rc.output_dir, name), reused)
         if config.progress:
             print(f"{'reusing' if reused else 'training'} {role}: "
-                  f"{os.path.join(rc.output_dir, name)}", flush=True)
+                  f"{os.path.join(rc.output_dir, name)}"
+                  f"{f' (pretrained {source})' if source else ''}", flush=True)
         t_model = time.perf_counter()
         trained = train_run.train_run(rc)
         path = os.path.join(trained["run_dir"], trained["deployed_model"])
@@ -123,6 +142,7 @@ def run_reproduce(config):
             "seed": trained["seed"], "deployed_model": path,
             "clean_test_accuracy": trained["clean_test_accuracy"],
             "clean_test_detected": trained.get("clean_test_detected"),
+            "pretrained": source,
             "dataset": trained["dataset"], "settings": trained["settings"],
             "training_wall_seconds": trained["wall_seconds"],
             "seconds_here": time.perf_counter() - t_model}
@@ -154,3 +174,83 @@ def run_reproduce(config):
                           "reused": t["reused"]} for role, t in training_report.items()}}
     return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds,
                       distribution=dist)
+
+
+class _PretrainedInstaller:
+    """Reuses the models of the pretrained collection `config.pretrained` whose settings
+    match (keras_edd.pretrained): installs each as a finished training run."""
+
+    def __init__(self, config, dataset):
+        self.collection = config.pretrained
+        self.dataset = dataset
+        self.progress = config.progress
+        self.sources = {}  # role -> the pretrained name its finished run came from
+        self._fingerprint = None
+
+    def reuse(self, role, run_config, run_dir, finished):
+        """The pretrained name the run of `role` comes from (installed now if it matches
+        and the run has not finished), else None."""
+        if finished:
+            self.sources[role] = pretrained.pretrained_source(run_dir)
+            return self.sources[role]
+        if not self._usable():
+            return None
+        teacher = TEACHERS.get(role)
+        if teacher is not None and self.sources.get(teacher) != f"{self.collection}:{teacher}":
+            return self._skip(role, f"its teacher {teacher} is not the pretrained one")
+        info, why_not = pretrained.matching_entry(self.collection, role, run_config.to_dict(),
+                                                  self._fingerprint, teacher=teacher)
+        if info is None:
+            return self._skip(role, why_not)
+        results = pretrained.install_run(self.collection, role, info, run_dir,
+                                         run_config.to_dict())
+        self.sources[role] = results["pretrained"]["name"]
+        return self.sources[role]
+
+    def _usable(self):
+        """Whether the collection exists and holds models of this data (checked once;
+        says so once when it holds models of other data)."""
+        if self._fingerprint is None:
+            self._fingerprint, models = "", {}
+            if self.collection != "none":
+                try:
+                    models = pretrained.read_manifest(self.collection)["models"]
+                except pretrained.PretrainedError:
+                    pass  # no such collection here: train everything, quietly
+            if models:
+                fingerprint = pretrained.data_fingerprint(self.dataset)
+                if any(m["dataset"].get("fingerprint") == fingerprint for m in models.values()):
+                    self._fingerprint = fingerprint
+                elif self.progress:
+                    print(f"not reusing the pretrained collection {self.collection!r}: its "
+                          "models were trained on other data", flush=True)
+        return bool(self._fingerprint)
+
+    def _skip(self, role, why_not):
+        if self.progress:
+            print(f"not reusing pretrained {self.collection}:{role}: {why_not}", flush=True)
+        return None
+
+
+def export_pretrained(config, folder, *, command, machine, dataset_note):
+    """Write the deployed models of `config`'s finished training runs, and their
+    MANIFEST.json, into the pretrained collection `folder` (see keras_edd.pretrained)."""
+    dataset = data_lib.load_data(config.data)
+    fingerprint = pretrained.data_fingerprint(dataset)
+    run_configs = reproduce_run_configs(config, dataset.name)
+    cards = {}
+    for role in REPRODUCE_MODELS:
+        run_dir = os.path.join(config.resolved_model_dir,
+                               run_configs[role].resolved_run_name(dataset.name))
+        if not os.path.isfile(os.path.join(run_dir, "results.json")):
+            raise ValueError(f"{role}: {run_dir} has not finished training")
+        cards[role], path = pretrained.model_card(
+            role, run_dir, description=ROLE_DESCRIPTIONS[role], file=f"{role}.keras",
+            teacher=TEACHERS.get(role), fingerprint=fingerprint, dataset_note=dataset_note,
+            machine=machine)
+        with runs.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
+            shutil.copyfile(path, tmp)
+    manifest = {"format": pretrained.MANIFEST_FORMAT, "collection": os.path.basename(folder),
+                "command": command, "machine": machine, "models": cards}
+    pretrained.write_manifest(folder, manifest)
+    return manifest

@@ -16,6 +16,7 @@ from keras_edd.validation import check_choice, check_real, require
 
 # \Z, not $: "$" also matches before a final newline, which would let "name\n" through.
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+_COLLECTION = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -172,6 +173,9 @@ class ReproduceConfig(_Config):
     substitute: SubstituteConfig = dataclasses.field(default=SubstituteConfig(),
                                                      metadata={"omit_default": True})
     model_dir: str | None = None  # None: output_dir, where bin/train puts its runs
+    # The pretrained collection reused when its models match ("none": train them all).
+    # Not a setting: the reused models are the ones these settings would train.
+    pretrained: str = dataclasses.field(default="paper", metadata={"omit_default": True})
     output_dir: str = "saved_models"
     run_name: str | None = None  # None: reproduce-<dataset>-e<epochs>-s<seed>
     # Saved only when not the default (one process, one device): older runs still match.
@@ -199,6 +203,9 @@ class ReproduceConfig(_Config):
         _check_output(self.output_dir, self.run_name, self.preset)
         if self.model_dir is not None:
             require(bool(self.model_dir), "model_dir='': must name a directory")
+        require(isinstance(self.pretrained, str) and bool(_COLLECTION.match(self.pretrained)),
+                f"pretrained={self.pretrained!r}: name a collection in saved_models/ "
+                "(letters, digits, '_' or '-'), or none")
         return self
 
     @property

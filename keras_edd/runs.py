@@ -89,7 +89,7 @@ def save_model(model, path):
 # change its results; nor does where it computes (keras_edd.distribute: the evaluation is
 # the same to the bit, training to float rounding), so a run started on one device can be
 # resumed or reused on several, and the other way round.
-_NOT_SETTINGS = ("output_dir", "run_name", "progress", "preset", "distribution")
+_NOT_SETTINGS = ("output_dir", "run_name", "progress", "preset", "distribution", "pretrained")
 
 
 def check_writable_dir(path, what="output folder"):

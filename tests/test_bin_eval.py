@@ -526,3 +526,68 @@ def test_killed_evaluation_resumes_from_its_finished_crafts(tmp_path):
         assert _without_timings(results[key]) == _without_timings(reference[key]), key
     stages = results["stage_seconds"]
     assert stages["attacks"]["seconds_total"] > stages["attacks"]["seconds_here"]
+
+
+@pytest.mark.slow
+def test_reproduce_reuses_a_pretrained_collection(reproduced, tmp_path):
+    """tools/make_pretrained.py ships the tiny run's models; a new reproduce run with the
+    same settings installs them instead of training; another alpha retrains only the
+    models that depend on it."""
+    from keras_edd import pretrained
+    out, _ = reproduced
+    first = json.loads((out / "tiny" / "results.json").read_text())
+    collections = tmp_path / "collections"
+    made = subprocess.run([sys.executable, os.path.join(REPO, "tools", "make_pretrained.py"),
+                           *TINY, f"--output_dir={out}", f"--collection_dir={collections / 'tiny'}"],
+                          capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr[-3000:]
+    manifest = json.loads((collections / "tiny" / "MANIFEST.json").read_text())
+    assert sorted(manifest["models"]) == sorted(first["training"])
+    assert manifest["command"].startswith("bin/reproduce --quick")
+    for role, card in manifest["models"].items():
+        assert card["sha256"] == pretrained.sha256(collections / "tiny" / card["file"])
+        assert card["sha256"] == first["models"][role]["sha256"]
+        assert card["clean_test_accuracy"] == first["training"][role]["clean_test_accuracy"]
+        assert card["dataset"]["train_size"] == 256 and len(card["dataset"]["fingerprint"]) == 64
+    assert manifest["models"]["extended"]["teacher"] == "undefended"
+    assert manifest["models"]["extended"]["settings"]["defense"]["alpha"] == 0.9
+
+    env = dict(os.environ, KERAS_EDD_PRETRAINED_DIR=str(collections))
+    fast = ["--attacks=fgsm", "--nosweeps", "--noadaptive", "--nojacobian_substitute"]
+
+    def reproduce(folder, *extra):
+        result = subprocess.run([sys.executable, BIN["reproduce"], *TINY, *fast, *extra,
+                                 f"--output_dir={tmp_path / folder}", "--pretrained=tiny"],
+                                capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        run_dir = next(p for p in (tmp_path / folder).iterdir() if p.name.startswith("reproduce"))
+        return json.loads((run_dir / "results.json").read_text())
+
+    again = reproduce("same")
+    for role, entry in again["training"].items():
+        assert entry["pretrained"] == f"tiny:{role}" and not entry["reused"]
+        assert again["models"][role]["sha256"] == manifest["models"][role]["sha256"]
+        assert (again["models"][role]["clean_test_set"]["accuracy"]
+                == first["models"][role]["clean_test_set"]["accuracy"])
+    other = reproduce("alpha", "--alpha=0.5")
+    sources = {role: entry["pretrained"] for role, entry in other["training"].items()}
+    assert sources == {"undefended": "tiny:undefended", "extended": None,
+                       "distillation": "tiny:distillation", "adversarial": "tiny:adversarial",
+                       "surrogate_U": "tiny:surrogate_U", "surrogate_D": None}
+    assert other["models"]["extended"]["sha256"] != manifest["models"]["extended"]["sha256"]
+
+    # The evaluation binaries take the names; a damaged file is a one-line error.
+    white = subprocess.run([sys.executable, BIN["eval_whitebox"], "--model=tiny:extended",
+                            "--dataset=mnist_sample", "--test_limit=40", "--attacks=fgsm",
+                            "--num_examples=8", "--check_examples=8", "--nosweeps",
+                            "--noprogress", f"--output_dir={tmp_path / 'white'}"],
+                           capture_output=True, text=True, timeout=600, env=env)
+    assert white.returncode == 0, white.stderr[-3000:]
+    assert (tmp_path / "white" / "whitebox-tiny-extended" / "results.json").is_file()
+    with open(collections / "tiny" / "extended.keras", "ab") as f:
+        f.write(b"\0")
+    damaged = subprocess.run([sys.executable, BIN["eval_whitebox"], "--model=tiny:extended",
+                              "--dataset=mnist_sample", f"--output_dir={tmp_path / 'damaged'}"],
+                             capture_output=True, text=True, timeout=600, env=env)
+    assert_one_line_error(damaged, "pretrained model tiny:extended")
+    assert "sha256" in damaged.stderr and not (tmp_path / "damaged").exists()

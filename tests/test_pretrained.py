@@ -1,0 +1,170 @@
+"""keras_edd.pretrained: names, the manifest, sha256-checked loading, reuse matching.
+
+A hand-made collection of one tiny model; the end-to-end path (tools/make_pretrained.py,
+bin/reproduce reusing a collection, the binaries taking names) is in test_bin_eval.py.
+The shipped paper collection, when present, is checked against its own manifest.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from keras_edd import pretrained
+from keras_edd.models import load_pretrained
+from keras_edd.pretrained import PretrainedError
+
+SETTINGS = {"data": {"dataset": "mnist", "data_dir": "/somewhere", "train_limit": None,
+                     "test_limit": None},
+            "defense": {"defense": "extended", "alpha": 0.9, "teacher_path": "/x/model.keras"},
+            "train": {"epochs": 50, "precision": "mixed_bfloat16", "seed": 0},
+            "output_dir": "/out", "progress": True, "run_name": None}
+
+
+@pytest.fixture
+def collection(tmp_path):
+    import keras
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="logits")])
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    model.save(folder / "extended.keras")
+    card = {"file": "extended.keras", "sha256": pretrained.sha256(folder / "extended.keras"),
+            "teacher": "undefended", "settings": pretrained.comparable_settings(
+                SETTINGS, "undefended"),
+            "dataset": {"fingerprint": "f" * 64}, "precision": "mixed_bfloat16",
+            "training_results": {"deployed_model": "distilled.keras", "settings": SETTINGS,
+                                 "clean_test_accuracy": 0.5}}
+    pretrained.write_manifest(folder, {"format": 1, "models": {"extended": card}})
+    return tmp_path, model
+
+
+def test_load_pretrained_checks_sha256_and_returns_the_weights(collection):
+    root, model = collection
+    loaded = load_pretrained("toy:extended", root=str(root))
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6)
+    # A changed byte is refused, naming the model and both digests.
+    with open(root / "toy" / "extended.keras", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(PretrainedError, match=r"toy:extended: .* has sha256 [0-9a-f]{64}, "
+                                              r"the manifest says [0-9a-f]{64}"):
+        load_pretrained("toy:extended", root=str(root))
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("toy:missing", "not in the 'toy' collection (it has extended)"),
+    ("nowhere:extended", "pretrained collection 'nowhere': no "),
+    ("toy:ext/../x", "use <collection>:<model>"),
+    ("a:b:c", "use <collection>:<model>"),
+])
+def test_bad_names_are_one_line_errors(collection, name, fragment):
+    root, _ = collection
+    with pytest.raises(PretrainedError) as info:
+        pretrained.model_path(name, root=str(root))
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_file_and_bad_manifest(collection):
+    root, _ = collection
+    os.remove(root / "toy" / "extended.keras")
+    with pytest.raises(PretrainedError, match="its file .*extended.keras is missing"):
+        pretrained.model_path("toy:extended", root=str(root))
+    (root / "toy" / "MANIFEST.json").write_text('{"format": 9}')
+    with pytest.raises(PretrainedError, match="not a format-1 manifest"):
+        pretrained.read_manifest("toy", root=str(root))
+    (root / "toy" / "MANIFEST.json").write_text("{")
+    with pytest.raises(PretrainedError, match="not valid JSON"):
+        pretrained.read_manifest("toy", root=str(root))
+
+
+def test_names_and_paths_are_told_apart(collection):
+    root, _ = collection
+    assert pretrained.is_pretrained_name("paper:extended")
+    for path in ("saved_models/run/model.keras", "model.keras", "C:/m.keras", "", None):
+        assert not pretrained.is_pretrained_name(path)
+        assert pretrained.resolve_model(path, root=str(root)) == path
+    assert pretrained.resolve_model("toy:extended", root=str(root)).endswith(
+        os.path.join("toy", "extended.keras"))
+    assert pretrained.parse_name("extended") == ("paper", "extended")
+
+
+def test_matching_compares_settings_not_paths_precision_or_output(collection):
+    root, _ = collection
+    fingerprint = "f" * 64
+    moved = json.loads(json.dumps(SETTINGS))
+    moved["data"]["data_dir"] = "/elsewhere"
+    moved["defense"]["teacher_path"] = "/y/model.keras"
+    moved["train"]["precision"] = "float32"
+    moved.update(output_dir="/other", progress=False, run_name="mine")
+    info, why = pretrained.matching_entry("toy", "extended", moved, fingerprint,
+                                          teacher="undefended", root=str(root))
+    assert why is None and info["file"] == "extended.keras"
+    changed = json.loads(json.dumps(SETTINGS))
+    changed["defense"]["alpha"] = 0.5
+    changed["train"]["epochs"] = 20
+    assert pretrained.matching_entry("toy", "extended", changed, fingerprint,
+                                     teacher="undefended", root=str(root)) == (
+        None, "other settings (defense.alpha, train.epochs)")
+    assert pretrained.matching_entry("toy", "extended", SETTINGS, "0" * 64,
+                                     teacher="undefended", root=str(root))[1].startswith(
+        "other data")
+    assert pretrained.matching_entry("toy", "extended", SETTINGS, fingerprint,
+                                     teacher="surrogate_U", root=str(root))[1].startswith(
+        "other teacher")
+    assert pretrained.matching_entry("toy", "undefended", SETTINGS, fingerprint,
+                                     root=str(root))[1] == "no 'undefended' in the 'toy' collection"
+
+
+def test_install_run_makes_a_finished_run(collection, tmp_path):
+    root, model = collection
+    info = pretrained.read_manifest("toy", root=str(root))["models"]["extended"]
+    run_dir = tmp_path / "models" / "mnist-extended"
+    flags = dict(SETTINGS, output_dir=str(tmp_path / "models"))
+    results = pretrained.install_run("toy", "extended", info, str(run_dir), flags,
+                                     root=str(root))
+    assert json.loads((run_dir / "flags.json").read_text()) == flags
+    assert pretrained.sha256(run_dir / "distilled.keras") == info["sha256"]
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk == results and results["run_dir"] == str(run_dir)
+    assert results["pretrained"]["name"] == "toy:extended"
+    assert results["pretrained"]["trained_settings"] == SETTINGS
+    assert pretrained.pretrained_source(str(run_dir)) == "toy:extended"
+    assert pretrained.pretrained_source(str(tmp_path)) is None
+
+
+def test_data_fingerprint_sees_every_array():
+    from keras_edd.data import Dataset
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (4, 2, 2, 1), dtype=np.uint8), np.arange(4),
+              rng.integers(0, 256, (2, 2, 2, 1), dtype=np.uint8), np.arange(2)]
+    base = pretrained.data_fingerprint(Dataset("d", "s", *arrays, ("a", "b")))
+    for i in range(4):
+        changed = [a.copy() for a in arrays]
+        changed[i].flat[0] += 1
+        assert pretrained.data_fingerprint(Dataset("d", "s", *changed, ("a", "b"))) != base
+
+
+PAPER = os.path.join(REPO, "saved_models", "paper")
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(PAPER, "MANIFEST.json")),
+                    reason="no shipped paper collection")
+def test_the_shipped_paper_models_match_their_manifest():
+    manifest = pretrained.read_manifest("paper")
+    assert set(manifest["models"]) == {"undefended", "extended", "distillation", "adversarial",
+                                       "surrogate_U", "surrogate_D"}
+    for role, card in manifest["models"].items():
+        path = pretrained.model_path(f"paper:{role}")  # checks the sha256
+        assert os.path.getsize(path) == card["bytes"] <= 3_500_000
+        assert card["dataset"]["train_size"] == 22699 and card["dataset"]["test_size"] == 10000
+        assert card["settings"]["train"]["epochs"] == (50 if role in (
+            "extended", "distillation", "surrogate_D") else 6)
+        # The paper's models are near 98 %; the FGSM-RS baseline trades clean accuracy.
+        assert (0.85 if role == "adversarial" else 0.97) < card["clean_test_accuracy"] <= 1.0
+        assert card["sha256"] == pretrained.sha256(path)
+        assert pretrained.matching_entry(
+            "paper", role, card["training_results"]["settings"],
+            card["dataset"]["fingerprint"], teacher=card["teacher"])[1] is None
+        assert (card["clean_test_detected"] is None) == (role not in ("extended", "surrogate_D"))
