@@ -40,11 +40,13 @@ adaptive targeted DLR needs t to beat both y and n; adaptive CE is the
 cross-entropy of the merged class "y or n", -log(p_y + p_n)
 (`utils.attack_objective`).
 
-Success is `utils.attack_success` at kappa = 0 (argmax a real class != y). A
-sample that succeeds stops at once, keeping that point; only the others are
-computed on (the loop ends when all have succeeded), and later restarts and
-targets attack only the inputs not broken yet. The result per input is its
-successful point, else the highest-loss point of all runs.
+Success is `utils.attack_success` at kappa = 0 (argmax a real class != y). The
+clean input is judged first (already misclassified: returned as it is, 0
+iterations). A sample that succeeds stops at once, keeping that point; only
+the others are computed on (the loop ends when all have succeeded), and later
+restarts and targets attack only the inputs not broken yet. The result per
+input is its successful point, else the highest-loss point of all runs (the
+clean input included; losses of different targets compared as they are).
 
 Differences from the paper and the reference code (fra31/auto-attack):
   * condition 2 may fire at w_1 (eta(w_0) = eta(w_1) literally holds); the
