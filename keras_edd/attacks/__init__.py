@@ -15,6 +15,7 @@ UntargetedResult(x_adv, target, success). Bad arguments raise ValueError naming 
 
   fgsm               one L_inf sign-gradient step (cleverhans v1)
   pgd                L_inf PGD with random restarts (Madry et al.)
+  apgd               Auto-PGD, L_inf/L2, CE/DLR/targeted DLR, adaptive step (Croce & Hein)
   jsma               targeted pairwise JSMA, theta and Gamma (Papernot et al. 2016)
   jsma_untargeted    JSMA with random or all targets t != y
   carlini_wagner_l2  CW-L2 with kappa, binary search over c, Adam or AdaDelta
@@ -23,6 +24,7 @@ UntargetedResult(x_adv, target, success). Bad arguments raise ValueError naming 
 """
 
 from keras_edd.attacks import checks, utils
+from keras_edd.attacks.apgd import apgd
 from keras_edd.attacks.carlini_wagner_l2 import carlini_wagner_l2
 from keras_edd.attacks.checks import (
     check_deterministic,
@@ -40,6 +42,7 @@ from keras_edd.attacks.utils import perturbation_norms, random_targets
 __all__ = [
     "UntargetedResult",
     "all_targets",
+    "apgd",
     "carlini_wagner_l2",
     "check_deterministic",
     "check_gradient_masking",
