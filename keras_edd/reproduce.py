@@ -128,8 +128,8 @@ def run_reproduce(config):
         reused = os.path.exists(os.path.join(rc.output_dir, name, "results.json"))
         source = installer.reuse(role, rc, os.path.join(rc.output_dir, name), reused)
         if config.progress:
-            print(f"{'reusing' if reused else 'training'} {role}: "
-                  f"{os.path.join(rc.output_dir, name)}"
+            doing = "reusing" if reused or source else "training"
+            print(f"{doing} {role}: {os.path.join(rc.output_dir, name)}"
                   f"{f' (pretrained {source})' if source else ''}", flush=True)
         t_model = time.perf_counter()
         trained = train_run.train_run(rc)
