@@ -192,6 +192,47 @@ class SquareSettings(Settings):
         return self
 
 
+class ApgdNorm(enum.StrEnum):
+    LINF = "linf"
+    L2 = "l2"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ApgdSettings(Settings):
+    """APGD (Croce & Hein 2020), AutoAttack's gradient attack: no step size to tune.
+
+    The loss is fixed per registry row (apgd_ce: cross-entropy; apgd_t: targeted DLR
+    over the `nb_targets` best real classes; apgd_dlr: DLR); with the outlier class
+    (adaptive) every loss merges y with it, so only a real class other than y wins.
+    """
+    FLAG_NAMES: ClassVar[dict] = {"nb_restarts": "restarts"}
+    eps: float = _help("APGD radius (L_inf: the FGSM/PGD budget 0.2; L2: e.g. 2.0).", 0.2)
+    norm: str = _help(f"APGD norm, one of {', '.join(choices(ApgdNorm))}.", ApgdNorm.LINF.value)
+    nb_iter: int = _help("APGD iterations per run (AutoAttack: 100).", 100)
+    nb_restarts: int = _help("APGD random starts per run (per target for apgd_t).", 1)
+    nb_targets: int = _fixed(9)  # used by the targeted loss only
+    loss: str = _fixed("ce")
+
+    def validate(self, prefix):
+        name = self.named(prefix)
+        v.check_real(name("eps"), self.eps, low=0.0)
+        v.check_choice(name("norm"), self.norm, choices(ApgdNorm))
+        if self.norm == ApgdNorm.LINF:
+            v.check_real(name("eps"), self.eps, low=0.0, high=1.0)
+        v.check_int(name("nb_iter"), self.nb_iter, low=1)
+        v.check_int(name("nb_restarts"), self.nb_restarts, low=1)
+        v.check_int(name("nb_targets"), self.nb_targets, low=1)
+        return self
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ApgdTargetedSettings(ApgdSettings):
+    """APGD-T: APGD on the targeted DLR loss, one run per target class."""
+    nb_targets: int = _help("APGD-T target classes per input, the best real classes != y on "
+                            "the clean input (AutoAttack: 9).", 9)
+    loss: str = _fixed("dlr_targeted")
+
+
 def _pgd_at_budget(settings, eps):
     """PGD's step size scales with eps (eps_iter / eps fixed), so a larger ball can
     still be crossed in nb_iter steps."""
@@ -227,6 +268,9 @@ class Attack:
     success: a SuccessCriterion, for the attack_failed rate.
     gradient_free: uses only the model's outputs (Square): where it succeeds and a
       gradient attack fails, the report flags gradient masking.
+    masking_reference: a strong attack (APGD, and every gradient-free one): where it
+      succeeds and another gradient attack fails on the same target and variant, the
+      report flags gradient masking (evaluation.gradient_free_masking).
     chunk_size: inputs per call of the function, instead of the attack batch
       size (an attack that batches internally, e.g. CW keeping a batch of slots
       full, gets large chunks; progress still moves once per chunk).
@@ -250,8 +294,14 @@ class Attack:
     by_default: bool = True
     success: str = SuccessCriterion.MARGIN.value
     gradient_free: bool = False
+    masking_reference: bool = False
     chunk_size: int | None = None
     per_input: object = False
+
+    @property
+    def flags_masking(self):
+        """Its success next to another attack's failure is a gradient-masking warning."""
+        return self.masking_reference or self.gradient_free
 
     def is_per_input(self, params):
         """`per_input` at these params (the attack's keyword settings)."""
@@ -301,6 +351,14 @@ _ROWS = (
     # Gradient-free confirmation at the FGSM/PGD budget (see `gradient_free`).
     Attack(name="square", function="keras_edd.attacks.square:square", budget="eps",
            settings=SquareSettings(), max_examples=200, gradient_free=True),
+    # AutoAttack's two gradient attacks: APGD on cross-entropy and targeted DLR (APGD-T);
+    # DLR alone on request. Each is a reference for the masking flags.
+    Attack(name="apgd_ce", function="keras_edd.attacks.apgd:apgd", budget="eps",
+           settings=ApgdSettings(loss="ce"), masking_reference=True),
+    Attack(name="apgd_t", function="keras_edd.attacks.apgd:apgd", budget="eps",
+           settings=ApgdTargetedSettings(), masking_reference=True),
+    Attack(name="apgd_dlr", function="keras_edd.attacks.apgd:apgd", budget="eps",
+           settings=ApgdSettings(loss="dlr"), masking_reference=True, by_default=False),
 )
 ATTACKS = {row.name: row for row in _ROWS}
 NAMES = tuple(ATTACKS)

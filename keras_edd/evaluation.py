@@ -26,12 +26,15 @@ stochasticity at attack time).
 Also per entry: `attack_failed` (in "filtered" and "unfiltered"), the fraction
 of attacked inputs for which the attack found no example meeting its own
 success criterion on the model it ran on (attack_registry.attack_succeeded), so
-a reader sees how much of "recovered" is the attack giving up. Gradient-free
-confirmation: where a gradient attack's white-box success stays below
-`masking_threshold` but Square's reaches it on the same target and variant, a
-gradient-masking warning (`gradient_free_masking`). Detection: for targets with
-an outlier class, the ROC of its scores, clean inputs against each entry's
-adversarial ones (keras_edd.detection; results["detection"]).
+a reader sees how much of "recovered" is the attack giving up. Confirmation by
+stronger attacks: where a gradient attack's white-box success stays below
+`masking_threshold` but a reference attack's (Square, gradient-free; APGD) reaches
+it on the same target and variant, a gradient-masking warning
+(`gradient_free_masking`). Detection: for targets with an outlier class, the ROC of
+its scores, clean inputs against each entry's adversarial ones (keras_edd.detection;
+results["detection"]). Per target and threat model, the worst case per digit over
+every attack ("any attack", results["worst_case"]) and the accuracy at a fixed clean
+false-detection rate (results["at_fixed_fpr"]), see keras_edd.worst_case.
 
 `evaluate_models` does the work for the binaries' runs (keras_edd.eval_run) and
 for keras_edd.reproduce. This module never trains: surrogate J, the one model an
@@ -44,7 +47,7 @@ import time
 
 import numpy as np
 
-from keras_edd import attack_cache, attack_registry, detection, reporting
+from keras_edd import attack_cache, attack_registry, detection, reporting, worst_case
 from keras_edd import progress as progress_lib
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
@@ -71,7 +74,9 @@ class _Evaluation:
         self.crafts = attack_cache.CraftCache(cache_dir)
         self.details = {}  # (craft key digest, n) -> the per-sample fields it reported
         self.clean_logits = {}
-        self.adversarial_logits = {}  # main entries on outlier models, for detection
+        # (setting, target, source, attack, variant) -> (the target's logits on the craft,
+        # n) of every main entry: detection, worst case, accuracy at a fixed false detection.
+        self.adversarial_logits = {}
         self.images = {}
         self.stage = None
         # Seconds of crafting computed here, and the recorded seconds of crafts
@@ -244,7 +249,7 @@ class _Evaluation:
         correct = self.clean(target)[:n] == y
         rates["filtered"]["attack_failed"], rates["unfiltered"]["attack_failed"] = \
             self.attack_failed(source, attack, variant, n, budget, source_logits, correct)
-        if budget is None and target.outlier_class is not None:
+        if budget is None:
             self.adversarial_logits[(setting, target.name, source.name, attack, variant)] = \
                 (target_logits, n)
         name, value = attack_registry.budget_of(attack, params)
@@ -350,9 +355,11 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     wall = {}
     warnings_found = []
     models = {}
+    test_logits = {}
     for spec in list(targets) + list(surrogates):
         role = "target" if spec.name in {s.name for s in targets} else "surrogate"
-        predictions = ev.predict(spec, data_lib.to_float(dataset.x_test))
+        test_logits[spec.name] = ev.logits(spec, data_lib.to_float(dataset.x_test))
+        predictions = test_logits[spec.name].argmax(axis=1)
         models[spec.name] = {
             "role": role, **spec.describe(),
             "clean_test_set": clean_rates(predictions, dataset.y_test,
@@ -422,6 +429,10 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
         targets, {spec.name: ev.clean_logits_of(spec) for spec in targets
                   if spec.outlier_class is not None},
         ev.y, ev.adversarial_logits, num_examples=config.num_examples)
+    clean_logits = {spec.name: ev.clean_logits_of(spec) for spec in targets}
+    worst = worst_case.worst_case_rows(targets, clean_logits, ev.y, ev.adversarial_logits)
+    at_fixed_fpr = worst_case.fixed_fpr_results(targets, test_logits, dataset.y_test,
+                                                clean_logits, ev.y, ev.adversarial_logits)
     wall["detection"] = time.perf_counter() - t
     counts = {a: ev.count(a) for a in config.attacks}
     if any(s.extra for s in list(targets) + list(surrogates)):
@@ -429,7 +440,8 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
                                   for a in config.attacks}
     results = {"filter": FILTER_STATEMENT, "models": models, "evaluations": entries,
                "sweeps": sweeps, "warnings": warnings_found, "num_examples": counts,
-               "detection": detection_results, "evaluation_settings": config.to_dict(),
+               "detection": detection_results, "worst_case": worst,
+               "at_fixed_fpr": at_fixed_fpr, "evaluation_settings": config.to_dict(),
                "stage_seconds": _stage_seconds(wall, ev),
                "crafts": {origin: ev.craft_counts[origin]
                           for origin in ("computed", "loaded", "prefix", "memory")}}
@@ -465,29 +477,34 @@ def _stage_seconds(wall, ev):
 
 
 def gradient_free_masking(entries, threshold, min_inputs=1):
-    """Warnings where a gradient attack fails but a gradient-free one (Square) succeeds.
+    """Warnings where a gradient attack fails but a reference attack succeeds.
 
-    Per white-box target and variant: a gradient attack whose success (1 -
+    References (attack_registry.Attack.flags_masking): the gradient-free ones (Square)
+    and APGD. Per white-box target and variant: a gradient attack whose success (1 -
     recovered, filtered) stays below `threshold`, even its 95 % upper bound
-    (metrics.success_upper_bound), while a gradient-free attack's reaches it on the
+    (metrics.success_upper_bound), while a reference attack's reaches it on the
     same target and variant; both on at least `min_inputs` correctly classified
-    inputs. The gradients mislead, the model is not robust: gradient masking.
+    inputs. The gradients (of that attack's loss) mislead, the model is not robust:
+    gradient masking.
     """
     def enough(e):
         return e["filtered"]["count"] >= min_inputs
 
     found = []
     whitebox = [e for e in entries if e["setting"] == "whitebox" and e["success"] is not None]
-    for free in (e for e in whitebox if attack_registry.get(e["attack"]).gradient_free):
+    for free in (e for e in whitebox if attack_registry.get(e["attack"]).flags_masking):
         if free["success"] < threshold or not enough(free):
             continue
         for e in whitebox:
             if (e["target"], e["variant"]) != (free["target"], free["variant"]) or \
+                    e["attack"] == free["attack"] or \
                     attack_registry.get(e["attack"]).gradient_free or not enough(e) or \
                     success_upper_bound(e["filtered"]) >= threshold:
                 continue
+            what = (f"the gradient-free {free['attack'].capitalize()} attack"
+                    if attack_registry.get(free["attack"]).gradient_free
+                    else f"the stronger gradient attack {free['attack']}")
             found.append(f"{e['target']}: gradient masking: {e['attack']} ({e['variant']}) "
-                         f"fails where the gradient-free {free['attack'].capitalize()} attack "
-                         f"succeeds ({e['success']:.1%} of {e['filtered']['count']} vs "
+                         f"fails where {what} succeeds ({e['success']:.1%} of {e['filtered']['count']} vs "
                          f"{free['success']:.1%}, threshold {threshold:.0%})")
     return found

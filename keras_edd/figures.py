@@ -1,7 +1,8 @@
 """Figures of an evaluation: the rate bars, the budget sweeps and the detection ROC.
 
   plot_whitebox  whitebox.png/.pdf: Figure-1-style stacked bars recovered / detected /
-                 misclassified (filtered rates), one panel per target
+                 misclassified (filtered rates), one panel per target; an entry whose
+                 attack is "any" (keras_edd.worst_case) is the worst case per digit
   plot_blackbox  blackbox.png/.pdf: the same for transfer attacks, a panel per target
                  (row) and surrogate (column: U, D, J)
   plot_sweeps    sweeps.png/.pdf: success (1 - recovered) and detected against eps,
@@ -197,7 +198,8 @@ def plot_blackbox(entries, path, note=None, title="Black-box transfer attacks"):
                 ax.set_axis_off()
                 continue
             source = chosen[0]["source"].removeprefix("surrogate_")
-            _rate_panel(ax, chosen, f"target {target}, surrogate {source}")
+            _rate_panel(ax, chosen, f"target {target}, " + (
+                "any surrogate" if source == "any" else f"surrogate {source}"))
         axes[row][0].set_ylabel(YLABEL, fontsize=7)
     return _finish_bars(plt, fig, entries, path, title, note)
 

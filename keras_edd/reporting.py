@@ -35,7 +35,9 @@ from keras_edd import figures, runs
 # the earlier ones keep their order, so readers that index columns still work.
 CSV_COLUMNS = ("kind", "setting", "target", "source", "attack", "variant", "parameter", "value",
                "subset", "num_examples", "count", "recovered", "detected", "misclassified",
-               "attack_failed", "mean_l0", "mean_l2", "mean_linf", "attack_seconds")
+               "attack_failed", "mean_l0", "mean_l2", "mean_linf", "attack_seconds",
+               "threshold", "false_detection", "accuracy_detection_correct",
+               "accuracy_rejection_error")
 RATE_KEYS = ("recovered", "detected", "misclassified")
 NORM_KEYS = ("mean_l0", "mean_l2", "mean_linf")
 
@@ -70,9 +72,52 @@ def _rate_row(kind, setting, target, source, attack, variant, parameter, value, 
     norms = norms or {}
     return {"kind": kind, "setting": setting, "target": target, "source": source,
             "attack": attack, "variant": variant, "parameter": parameter, "value": value,
-            "subset": subset, "num_examples": num_examples, "count": rates["count"],
-            **{k: rates[k] for k in RATE_KEYS}, "attack_failed": rates.get("attack_failed"),
-            **{k: norms.get(k) for k in NORM_KEYS}, "attack_seconds": seconds}
+            "subset": subset, "num_examples": num_examples, "count": rates.get("count"),
+            **{k: rates.get(k) for k in RATE_KEYS}, "attack_failed": rates.get("attack_failed"),
+            **{k: norms.get(k) for k in NORM_KEYS}, "attack_seconds": seconds,
+            **{k: rates.get(k) for k in CSV_COLUMNS[-4:]}}
+
+
+def _worst_case_rows(results):
+    """CSV rows of the "any attack" rows (keras_edd.worst_case): subsets filtered and
+    unfiltered over every attacked digit, and *_common over the digits every attack
+    covered."""
+    rows = []
+    for w in results.get("worst_case", []):
+        for subset, rates, n in (
+                ("filtered", w["filtered"], w["num_examples"]),
+                ("unfiltered", w["unfiltered"], w["num_examples"]),
+                ("filtered_common", w["all_attacks"]["filtered"],
+                 w["all_attacks"]["num_examples"]),
+                ("unfiltered_common", w["all_attacks"]["unfiltered"],
+                 w["all_attacks"]["num_examples"])):
+            rows.append(_rate_row("worst_case", w["setting"], w["target"], w["source"],
+                                  w["attack"], w["variant"], "", "", subset, n, rates))
+    return rows
+
+
+def _fixed_fpr_rows(results):
+    """CSV rows of the accuracy at a fixed clean false-detection rate: subset = the
+    false-detection target (or 'argmax'); clean rows (kind at_fixed_fpr_clean) give tau,
+    the test set's false detection and clean accuracy."""
+    rows = []
+    for target, t in (results.get("at_fixed_fpr") or {}).get("targets", {}).items():
+        for label, th in t["thresholds"].items():
+            rows.append(_rate_row("at_fixed_fpr_clean", "clean", target, "", "", "", "", "",
+                                  label, th["count"], {
+                                      "count": th["count"], "threshold": th["threshold"],
+                                      "false_detection": th["false_detection"],
+                                      "accuracy_rejection_error": th["clean_accuracy"]}))
+        for r in t["rows"]:
+            for label, at in r["at"].items():
+                rows.append(_rate_row("at_fixed_fpr", r["setting"], target, r["source"],
+                                      r["attack"], r["variant"], "", "", label,
+                                      r["num_examples"], {
+                                          "count": at["count"],
+                                          "threshold": t["thresholds"][label]["threshold"],
+                                          "accuracy_detection_correct": at["detection_correct"],
+                                          "accuracy_rejection_error": at["rejection_error"]}))
+    return rows
 
 
 def result_rows(results):
@@ -103,7 +148,7 @@ def result_rows(results):
                                       s["variant"], s["parameter"], point["value"], subset,
                                       s["num_examples"], point[subset], point.get("norms"),
                                       point.get("attack_seconds")))
-    return rows
+    return rows + _worst_case_rows(results) + _fixed_fpr_rows(results)
 
 
 def _csv_value(value):
@@ -254,6 +299,12 @@ def write_tensorboard(log_dir, results, images=None, report_text=None):
                 if e["filtered"][key] is not None:
                     tf.summary.scalar(f"{e['setting']}/{where}/{e['attack']}_{e['variant']}/{key}",
                                       e["filtered"][key], step=0)
+        for w in results.get("worst_case", []):
+            where = w["target"] if w["setting"] == "whitebox" else f"{w['target']}/{w['source']}"
+            for key in RATE_KEYS:
+                if w["filtered"][key] is not None:
+                    tf.summary.scalar(f"worst_case/{w['setting']}/{where}/{key}",
+                                      w["filtered"][key], step=0)
         for s in results.get("sweeps", []):
             tag = f"sweep/{s['target']}/{s['attack']}_{s['variant']}"
             description = (f"{s['parameter']} sweep; step = {s['parameter']} x 1000"
@@ -362,7 +413,9 @@ def markdown_report(results):
                       _pct(s["max_success"]),
                       {True: "**possible masking**", False: "ok", None: "unchecked"}[
                           s["masking_suspected"]]] for s in results["sweeps"]]), ""]
+    out += _worst_case_markdown(results.get("worst_case"))
     out += _detection_markdown(results.get("detection"))
+    out += _fixed_fpr_markdown(results.get("at_fixed_fpr"))
     stages = results.get("stage_seconds", {})
     crafts = results.get("crafts", {})
     out += ["## Timing and versions", "",
@@ -404,6 +457,66 @@ def _substitute_markdown(models):
 
 def _num(value, digits=3):
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def threat_model(setting, target, source):
+    """'white-box', 'black-box from surrogate_U' or 'black-box from any surrogate'."""
+    if setting == "whitebox":
+        return "white-box"
+    return f"black-box from {'any surrogate' if source == 'any' else source}"
+
+
+def _worst_case_markdown(rows):
+    """report.md lines of the "any attack" rows (keras_edd.worst_case)."""
+    if not rows:
+        return []
+    table = []
+    for w in rows:
+        f, common = w["filtered"], w["all_attacks"]
+        table.append([w["target"], threat_model(w["setting"], w["target"], w["source"]),
+                      f"{f['count']} / {w['num_examples']}",
+                      f"{w['attacks_per_input']['min']}-{w['attacks_per_input']['max']}",
+                      _pct(f["recovered"]), _pct(f["detected"]), _pct(f["misclassified"]),
+                      f"{_pct(common['filtered']['misclassified'])} "
+                      f"(n={common['filtered']['count']})", ", ".join(w["attacks"])])
+    return ["## Worst case per digit (any attack)", "",
+            "A digit is misclassified if any attack of the threat model misclassified it "
+            "undetected, detected if none did but one was detected, else recovered; filtered "
+            "rates. Attacks cover different numbers of digits; the last rate is over the "
+            "digits every attack covered.", "",
+            _table(["target", "threat model", "n (filtered / all)", "attacks per digit",
+                    "recovered", "detected", "misclassified", "misclassified, every attack",
+                    "attacks"], table), ""]
+
+
+def _fixed_fpr_markdown(fixed):
+    """report.md lines of the accuracy at a fixed clean false-detection rate."""
+    if not fixed or not fixed.get("targets"):
+        return []
+    thresholds, table = [], []
+    for target, t in fixed["targets"].items():
+        labels = list(t["thresholds"])
+        for label, th in t["thresholds"].items():
+            thresholds.append([target, label, _num(th["threshold"], 4) if th["flags"] == "some"
+                               else th["flags"], _pct(th["false_detection"]),
+                               _pct(th["clean_accuracy"])])
+        for r in t["rows"]:
+            cells = [f"{_pct(r['at'][label]['detection_correct'])} / "
+                     f"{_pct(r['at'][label]['rejection_error'])}" for label in labels]
+            table.append([target, threat_model(r["setting"], target, r["source"]),
+                          r["attack"], r["variant"], r["num_examples"],
+                          " · ".join(f"{label}: {c}" for label, c in zip(labels, cells))])
+    return ["## Accuracy at a fixed clean false-detection rate", "",
+            f"Score {fixed['score']}; {fixed['threshold_rule']} (alpha 0.05 and 0.01; "
+            "'argmax' is the deployed rule, tau = 0). Models without an outlier class flag "
+            "nothing. Accuracy over all attacked digits, as 'detection counted correct / "
+            "rejection counted as error'; "
+            f"{fixed['clean_candidate']} (a clean error counts against the defense). The "
+            "attacks aimed at the argmax rule, not at tau.", "",
+            _table(["target", "chosen at", "tau", "clean false detection (test set)",
+                    "clean accuracy (test set)"], thresholds), "",
+            _table(["target", "threat model", "attack", "variant", "n",
+                    "accuracy at tau (detection correct / rejection error)"], table), ""]
 
 
 def _detection_markdown(detection):
@@ -453,7 +566,8 @@ def write_report(run_dir, results, images=None):
     os.makedirs(run_dir, exist_ok=True)
     files = ["results.json", "results.csv"]
     write_csv(os.path.join(run_dir, "results.csv"), result_rows(results))
-    entries = results.get("evaluations", [])
+    # Each panel of the rate figures ends with its "any attack" bar (keras_edd.worst_case).
+    entries = results.get("evaluations", []) + results.get("worst_case", [])
     threshold = results.get("evaluation_settings", {}).get("masking_threshold")
     note = quick_note(results)
 

@@ -307,8 +307,17 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     assert row.split(" | ")[2] == " / ".join(  # columns: target, source, fgsm, jsma, cw
         f"{100 * adaptive_fgsm[k]:.1f}" for k in ("recovered", "detected", "misclassified"))
     for title in ("Figure 1", "CW optimiser split", "Detection", "Adversarial-training target",
-                  "Surrogate J", "Stage seconds"):
+                  "Surrogate J", "Stage seconds", "Worst case per digit",
+                  "Accuracy at a fixed clean false-detection rate"):
         assert f"#### {title}" in tables.stdout
+    # The "any attack" rows: per target white-box, per surrogate and from any surrogate.
+    worst = {(w["target"], w["setting"], w["source"]) for w in results["worst_case"]}
+    assert {("extended", "whitebox", "extended"), ("extended", "blackbox", "surrogate_U"),
+            ("extended", "blackbox", "surrogate_D"), ("extended", "blackbox", "J_extended"),
+            ("extended", "blackbox", "any")} <= worst
+    assert "| extended | black-box, any surrogate |" in tables.stdout
+    fixed = results["at_fixed_fpr"]["targets"]
+    assert fixed["extended"]["outlier_class"] == 10 and fixed["undefended"]["outlier_class"] is None
     assert results["num_examples"] == {"fgsm": 16, "jsma": 4, "cw": 4,
                                        "extra_models": {"fgsm": 16, "jsma": 2, "cw": 2}}
     # Models beyond the paper's Figure 1 (adversarial target, J) get --num_examples_extra

@@ -123,7 +123,7 @@ def test_registry_settings_are_the_functions_keywords():
             assert field in keywords or accepts_any, (name, field)
         assert row.budget in fields, name
     assert [row.takes_seed for row in attack_registry.ATTACKS.values()] == [
-        False, True, True, False, False, True]
+        False, True, True, False, False, True, True, True, True]
 
 
 def test_cw_adam_and_square_rows():
@@ -222,6 +222,45 @@ def test_gradient_free_masking_needs_enough_inputs_and_a_clear_failure():
     close = [_hand_entry("t", "fgsm", "plain", 16 / 17, count=17),
              _hand_entry("t", "square", "plain", 1.0, count=17)]
     assert evaluation.gradient_free_masking(close, 0.95, min_inputs=10) == []
+
+
+def test_apgd_is_a_reference_for_the_masking_flags():
+    entries = [_hand_entry("distillation", "pgd", "plain", 0.1),
+               _hand_entry("distillation", "apgd_ce", "plain", 0.2),
+               _hand_entry("distillation", "apgd_t", "plain", 1.0),
+               _hand_entry("extended", "pgd", "adaptive", 0.1),
+               _hand_entry("extended", "apgd_t", "plain", 1.0)]  # another variant
+    warnings = evaluation.gradient_free_masking(entries, 0.95)
+    assert warnings == [
+        "distillation: gradient masking: pgd (plain) fails where the stronger gradient attack "
+        "apgd_t succeeds (10.0% of 1000 vs 100.0%, threshold 95%)",
+        "distillation: gradient masking: apgd_ce (plain) fails where the stronger gradient "
+        "attack apgd_t succeeds (20.0% of 1000 vs 100.0%, threshold 95%)"]
+    assert {n for n, row in attack_registry.ATTACKS.items() if row.flags_masking} == {
+        "square", "apgd_ce", "apgd_t", "apgd_dlr"}
+
+
+def test_apgd_rows():
+    config = AttackConfig()
+    params = attack_registry.attack_params
+    assert params("apgd_ce", config) == {"eps": 0.2, "norm": "linf", "nb_iter": 100,
+                                         "nb_restarts": 1, "nb_targets": 9, "loss": "ce"}
+    assert params("apgd_t", config, 0.3)["loss"] == "dlr_targeted"
+    assert params("apgd_t", config, 0.3)["eps"] == 0.3
+    assert params("apgd_dlr", config)["loss"] == "dlr"
+    assert {"apgd_ce", "apgd_t"} <= set(attack_registry.DEFAULT_NAMES)
+    assert "apgd_dlr" not in attack_registry.DEFAULT_NAMES
+    saved = config.to_dict()
+    # Only APGD-T's target count is a setting; the loss belongs to the row.
+    assert saved["apgd_t_nb_targets"] == 9 and "apgd_ce_nb_targets" not in saved
+    assert not any(key.endswith("_loss") and key.startswith("apgd") for key in saved)
+    with pytest.raises(ValueError, match="apgd_t_norm='l1'"):
+        AttackConfig(settings={"apgd_t": attack_registry.ApgdTargetedSettings(
+            norm="l1")}).validate()
+    with pytest.raises(ValueError, match="apgd_ce_eps=1.5"):
+        AttackConfig(settings={"apgd_ce": attack_registry.ApgdSettings(eps=1.5)}).validate()
+    AttackConfig(settings={"apgd_ce": attack_registry.ApgdSettings(eps=1.5, norm="l2")}
+                 ).validate()  # an L2 radius may exceed 1
 
 
 def test_success_upper_bound_hand_computed():
@@ -542,6 +581,57 @@ def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained
         str(tmp_path / "logs" / "evaluation"), size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
     assert "detection/whitebox/ext/fgsm_plain/softmax/pr_curves" in accumulator.Tags()["tensors"]
+
+
+def test_worst_case_and_fixed_false_detection_on_an_outlier_model(small_data, trained_linear,
+                                                                  tmp_path):
+    from keras_edd import reporting
+    spec = models.ModelSpec("ext", _outlier_model(trained_linear), "ext.keras", 10, 10)
+    spec.describe = lambda: {"path": "ext.keras", "outputs": 11, "outlier_class": 10}
+    short = {"apgd_ce": attack_registry.ApgdSettings(nb_iter=10),
+             "apgd_t": attack_registry.ApgdTargetedSettings(nb_iter=10, nb_targets=2)}
+    config = EvalConfig(attacks=("fgsm", "apgd_ce", "apgd_t"), num_examples=20,
+                        max_examples={"apgd_t": 12}, sweeps=False, check_examples=5,
+                        image_examples=0, attack=AttackConfig(settings=short))
+    results, images = evaluation.evaluate_models(small_data, [spec], [], config)
+    entries = [e for e in results["evaluations"] if e["setting"] == "whitebox"]
+    assert len(entries) == 6  # three attacks, plain and adaptive
+    (worst,) = results["worst_case"]
+    assert (worst["setting"], worst["target"], worst["attack"]) == ("whitebox", "ext", "any")
+    assert worst["attacks_per_input"] == {"min": 4, "max": 6}
+    assert worst["all_attacks"]["num_examples"] == 12 and worst["num_examples"] == 20
+    for e in entries:  # the worst case is never better for the defender than one attack
+        if e["num_examples"] == 20:
+            assert worst["filtered"]["misclassified"] >= e["filtered"]["misclassified"]
+            assert worst["filtered"]["recovered"] <= e["filtered"]["recovered"]
+    # APGD-T on a linear model breaks (almost) every digit it attacks.
+    apgd_t = next(e for e in entries if e["attack"] == "apgd_t" and e["variant"] == "adaptive")
+    assert apgd_t["success"] >= 0.9 and apgd_t["norms"]["mean_linf"] <= 0.2 + 1e-6
+    fixed = results["at_fixed_fpr"]["targets"]["ext"]
+    test_set = results["models"]["ext"]["clean_test_set"]
+    assert fixed["thresholds"]["argmax"]["clean_accuracy"] == pytest.approx(test_set["accuracy"])
+    assert fixed["thresholds"]["argmax"]["false_detection"] == pytest.approx(
+        test_set["detected"])
+    for label in ("0.05", "0.01"):
+        assert fixed["thresholds"][label]["false_detection"] <= float(label)
+    rows = {(r["attack"], r["variant"]): r for r in fixed["rows"]}
+    assert set(rows) == {(e["attack"], e["variant"]) for e in entries} | {("any", "any")}
+    for label in ("0.05", "0.01", "argmax"):
+        any_row = rows[("any", "any")]["at"][label]
+        assert any_row["rejection_error"] <= any_row["detection_correct"]
+        for key, r in rows.items():
+            if r["num_examples"] == 20:
+                assert any_row["detection_correct"] <= r["at"][label]["detection_correct"]
+    reporting.write_report(str(tmp_path), results, images)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Worst case per digit (any attack)" in report
+    assert "## Accuracy at a fixed clean false-detection rate" in report
+    kinds = {r["kind"] for r in reporting.read_csv(tmp_path / "results.csv")}
+    assert {"worst_case", "at_fixed_fpr", "at_fixed_fpr_clean"} <= kinds
+    worst_csv = [r for r in reporting.read_csv(tmp_path / "results.csv")
+                 if r["kind"] == "worst_case" and r["subset"] == "filtered"]
+    assert [float(worst_csv[0]["misclassified"])] == [worst["filtered"]["misclassified"]]
+    assert (tmp_path / "whitebox.png").stat().st_size > 1000
 
 
 # ------------------------------------------------------------------------ reproduce

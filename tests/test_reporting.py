@@ -132,7 +132,9 @@ def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
     assert header[:15] == ["kind", "setting", "target", "source", "attack", "variant",
                            "parameter", "value", "subset", "num_examples", "count", "recovered",
                            "detected", "misclassified", "attack_failed"]
-    assert header[15:] == ["mean_l0", "mean_l2", "mean_linf", "attack_seconds"]
+    assert header[15:] == ["mean_l0", "mean_l2", "mean_linf", "attack_seconds", "threshold",
+                           "false_detection", "accuracy_detection_correct",
+                           "accuracy_rejection_error"]
     rows = reporting.read_csv(tmp_path / "results.csv")
     stored = runs.read_json(tmp_path / "results.json")
     checked = 0

@@ -143,9 +143,15 @@ def adversarial_table(results):
              "|---|---|---|---|", f"| none (clean test set) | | | {pct(clean)} |"]
     for e in results["evaluations"]:
         if e["setting"] == "whitebox" and e["target"] == "adversarial" and \
-                e["attack"] in ("fgsm", "pgd", "square"):
+                e["attack"] in ("fgsm", "pgd", "square", "apgd_ce", "apgd_t"):
             lines.append(f"| {e['attack']} | {e['value']:g} | {e['num_examples']} | "
                          f"{pct(e['unfiltered']['recovered'])} |")
+    fixed = (results.get("at_fixed_fpr") or {}).get("targets", {}).get("adversarial")
+    for r in (fixed or {}).get("rows", []):
+        if r["setting"] == "whitebox" and r["attack"] == "any":
+            first = next(iter(r["at"].values()))
+            lines.append(f"| any white-box attack, clean errors counted (robust accuracy) | | "
+                         f"{r['num_examples']} | {pct(first['rejection_error'])} |")
     for s in results["sweeps"]:
         if s["target"] == "adversarial" and s["attack"] in ("fgsm", "pgd"):
             for p in s["points"]:
@@ -169,6 +175,57 @@ def substitute_table(results):
     return "\n".join(lines)
 
 
+def threat_model(row):
+    if row["setting"] == "whitebox":
+        return "white-box"
+    source = row["source"]
+    return "black-box, any surrogate" if source == "any" else \
+        f"black-box from {SURROGATE_NAMES.get(source, source)}"
+
+
+def worst_case_table(results):
+    """The "any attack" rows: recovered / detected / misclassified (filtered) per target and
+    threat model, and misclassified over the digits every attack covered."""
+    lines = ["| target | threat model | any attack: rec / det / mis | n | attacks per digit | "
+             "misclassified, digits every attack covered |", "|---|---|---|---|---|---|"]
+    for w in results.get("worst_case", []):
+        common = w["all_attacks"]["filtered"]
+        lines.append(f"| {w['target']} | {threat_model(w)} | {cell(w)} | {w['filtered']['count']} "
+                     f"| {w['attacks_per_input']['min']}-{w['attacks_per_input']['max']} | "
+                     f"{pct(common['misclassified'])} (n={common['count']}) |")
+    return "\n".join(lines)
+
+
+FPR_COLUMNS = (("0.05", "5 % false detection"), ("0.01", "1 % false detection"),
+               ("argmax", "argmax rule"))
+
+
+def fixed_fpr_table(results):
+    """Accuracy of the detector-classifier at a fixed clean false-detection rate: per target,
+    tau and clean accuracy, then the worst case over the attacks of each threat model as
+    'detection counted correct / rejection counted as error' (%)."""
+    targets = (results.get("at_fixed_fpr") or {}).get("targets", {})
+    lines = ["| target | threat model | " + " | ".join(c for _, c in FPR_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(FPR_COLUMNS)]
+    for target, t in targets.items():
+        if t["outlier_class"] is None:
+            continue
+        clean = []
+        for label, _ in FPR_COLUMNS:
+            th = t["thresholds"][label]
+            tau = "all flagged" if th["flags"] == "all" else f"tau {th['threshold']:.3g}"
+            clean.append(f"{tau}: clean {pct(th['clean_accuracy'])}, "
+                         f"{pct(th['false_detection'])} flagged")
+        lines.append(f"| {target} | clean test set | " + " | ".join(clean) + " |")
+        for r in t["rows"]:
+            if r["attack"] == "any":
+                cells = [f"{pct(r['at'][label]['detection_correct'])} / "
+                         f"{pct(r['at'][label]['rejection_error'])}" for label, _ in FPR_COLUMNS]
+                lines.append(f"| {target} | {threat_model(r)}, any attack (n={r['num_examples']})"
+                             " | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def stage_table(results):
     lines = ["| stage | seconds (total, incl. crafts loaded after a restart) |", "|---|---|"]
     for stage, v in results["stage_seconds"].items():
@@ -187,7 +244,11 @@ def main(path):
         ("CW-Adam and Square: recovered / detected / misclassified (%)",
          rate_table(results, OTHER_ATTACKS)),
         ("CW optimiser split", cw_split_table(results)),
+        ("Worst case per digit: any attack, recovered / detected / misclassified (%)",
+         worst_case_table(results)),
         ("Detection (outlier class as a detector)", detection_table(results)),
+        ("Accuracy at a fixed clean false-detection rate, worst case over attacks: detection "
+         "counted correct / rejection counted as error (%)", fixed_fpr_table(results)),
         ("Adversarial-training target", adversarial_table(results)),
         ("Surrogate J, scored on its oracle", substitute_table(results)),
         ("Warnings", "\n".join(f"- {w}" for w in results["warnings"]) or "none"),
