@@ -271,6 +271,10 @@ class Attack:
     masking_reference: a strong attack (APGD, and every gradient-free one): where it
       succeeds and another gradient attack fails on the same target and variant, the
       report flags gradient masking (evaluation.gradient_free_masking).
+    masking_comparable: its failure next to a reference's success says gradient
+      masking. False for a one-step attack (FGSM is expected to be weaker than an
+      iterative one; zero gradients show in the checks) and for an attack under
+      another kind of budget (JSMA's L0 Gamma, not the references' L_inf eps).
     chunk_size: inputs per call of the function, instead of the attack batch
       size (an attack that batches internally, e.g. CW keeping a batch of slots
       full, gets large chunks; progress still moves once per chunk).
@@ -295,6 +299,7 @@ class Attack:
     success: str = SuccessCriterion.MARGIN.value
     gradient_free: bool = False
     masking_reference: bool = False
+    masking_comparable: bool = True
     chunk_size: int | None = None
     per_input: object = False
 
@@ -332,11 +337,12 @@ class Attack:
 
 _ROWS = (
     Attack(name="fgsm", function="keras_edd.attacks.fgsm:fgsm", budget="eps",
-           settings=FgsmSettings()),
+           settings=FgsmSettings(), masking_comparable=False),
     Attack(name="pgd", function="keras_edd.attacks.pgd:pgd", budget="eps",
            settings=PgdSettings(), at_budget=_pgd_at_budget),
     Attack(name="jsma", function="keras_edd.attacks.jsma:jsma_untargeted", budget="gamma",
            settings=JsmaSettings(), max_examples=200, real_targets=True,
+           masking_comparable=False,
            success=SuccessCriterion.REPORTED.value),
     Attack(name="cw", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(), max_examples=100, sweep="kappa",

@@ -480,7 +480,8 @@ def gradient_free_masking(entries, threshold, min_inputs=1):
     """Warnings where a gradient attack fails but a reference attack succeeds.
 
     References (attack_registry.Attack.flags_masking): the gradient-free ones (Square)
-    and APGD. Per white-box target and variant: a gradient attack whose success (1 -
+    and APGD. Per white-box target and variant: a gradient attack (one that is
+    `masking_comparable`: iterative, under an eps or no budget) whose success (1 -
     recovered, filtered) stays below `threshold`, even its 95 % upper bound
     (metrics.success_upper_bound), while a reference attack's reaches it on the
     same target and variant; both on at least `min_inputs` correctly classified
@@ -498,6 +499,7 @@ def gradient_free_masking(entries, threshold, min_inputs=1):
         for e in whitebox:
             if (e["target"], e["variant"]) != (free["target"], free["variant"]) or \
                     e["attack"] == free["attack"] or \
+                    not attack_registry.get(e["attack"]).masking_comparable or \
                     attack_registry.get(e["attack"]).gradient_free or not enough(e) or \
                     success_upper_bound(e["filtered"]) >= threshold:
                 continue

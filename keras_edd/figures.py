@@ -111,7 +111,8 @@ def _rate_panel(ax, entries, title):
                 ax.text(x, 0.5, "n = 0", rotation=90, ha="center", va="center", fontsize=6)
         counts = sorted({e["filtered"]["count"] for e in group})
         ticks.append(i)
-        labels.append(f"{attack}\nn={'/'.join(str(c) for c in counts)}")
+        name = "any attack" if attack == "any" else attack  # keras_edd.worst_case's row
+        labels.append(f"{name}\nn={'/'.join(str(c) for c in counts)}")
     ax.set_xticks(ticks, labels, fontsize=6.5)
     ax.set_xlim(-0.6, len(attacks) - 0.4)
     ax.set_ylim(0, 1)

@@ -495,24 +495,29 @@ def _fixed_fpr_markdown(fixed):
         return []
     thresholds, table = [], []
     for target, t in fixed["targets"].items():
-        labels = list(t["thresholds"])
-        for label, th in t["thresholds"].items():
+        detector = t["outlier_class"] is not None
+        labels = list(t["thresholds"]) if detector else list(t["thresholds"])[:1]
+        for label in labels if detector else ():
+            th = t["thresholds"][label]
             thresholds.append([target, label, _num(th["threshold"], 4) if th["flags"] == "some"
-                               else th["flags"], _pct(th["false_detection"]),
+                               else f"({th['flags']} flagged)", _pct(th["false_detection"]),
                                _pct(th["clean_accuracy"])])
         for r in t["rows"]:
-            cells = [f"{_pct(r['at'][label]['detection_correct'])} / "
-                     f"{_pct(r['at'][label]['rejection_error'])}" for label in labels]
+            if detector:
+                cell = " · ".join(f"{label}: {_pct(r['at'][label]['detection_correct'])} / "
+                                  f"{_pct(r['at'][label]['rejection_error'])}"
+                                  for label in labels)
+            else:
+                cell = f"no detector: {_pct(r['at'][labels[0]]['rejection_error'])}"
             table.append([target, threat_model(r["setting"], target, r["source"]),
-                          r["attack"], r["variant"], r["num_examples"],
-                          " · ".join(f"{label}: {c}" for label, c in zip(labels, cells))])
+                          r["attack"], r["variant"], r["num_examples"], cell])
     return ["## Accuracy at a fixed clean false-detection rate", "",
             f"Score {fixed['score']}; {fixed['threshold_rule']} (alpha 0.05 and 0.01; "
-            "'argmax' is the deployed rule, tau = 0). Models without an outlier class flag "
-            "nothing. Accuracy over all attacked digits, as 'detection counted correct / "
-            "rejection counted as error'; "
-            f"{fixed['clean_candidate']} (a clean error counts against the defense). The "
-            "attacks aimed at the argmax rule, not at tau.", "",
+            "'argmax' is the deployed rule, tau = 0). Accuracy over all attacked digits, as "
+            "'detection counted correct / rejection counted as error'; models without an "
+            "outlier class flag nothing (robust accuracy). "
+            f"{fixed['clean_candidate'].capitalize()} (a clean error counts against the "
+            "defense). The attacks aimed at the argmax rule, not at tau.", "",
             _table(["target", "chosen at", "tau", "clean false detection (test set)",
                     "clean accuracy (test set)"], thresholds), "",
             _table(["target", "threat model", "attack", "variant", "n",

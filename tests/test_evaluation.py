@@ -196,30 +196,33 @@ def _hand_entry(target, attack, variant, success, setting="whitebox", count=1000
 
 
 def test_gradient_free_masking_flag_on_hand_made_entries():
-    entries = [_hand_entry("distillation", "fgsm", "plain", 0.02),
-               _hand_entry("distillation", "pgd", "plain", 0.96),
+    entries = [_hand_entry("distillation", "pgd", "plain", 0.02),
+               _hand_entry("distillation", "cw_adam", "plain", 0.96),
                _hand_entry("distillation", "cw", "plain", 0.5),
                _hand_entry("distillation", "square", "plain", 1.0),
-               _hand_entry("extended", "fgsm", "plain", 0.3),     # Square fails here too
+               # One-step FGSM and JSMA (an L0 budget) may well be weaker: never flagged.
+               _hand_entry("distillation", "fgsm", "plain", 0.02),
+               _hand_entry("distillation", "jsma", "plain", 0.02),
+               _hand_entry("extended", "pgd", "plain", 0.3),     # Square fails here too
                _hand_entry("extended", "square", "plain", 0.9),
-               _hand_entry("extended", "fgsm", "adaptive", 0.1),  # no Square on this variant
-               _hand_entry("distillation", "fgsm", "plain", 0.0, setting="blackbox"),
-               _hand_entry("undefended", "fgsm", "plain", None)]
+               _hand_entry("extended", "pgd", "adaptive", 0.1),  # no Square on this variant
+               _hand_entry("distillation", "pgd", "plain", 0.0, setting="blackbox"),
+               _hand_entry("undefended", "pgd", "plain", None)]
     warnings = evaluation.gradient_free_masking(entries, 0.95)
     assert len(warnings) == 2
-    assert warnings[0].startswith("distillation: gradient masking: fgsm (plain) fails where "
+    assert warnings[0].startswith("distillation: gradient masking: pgd (plain) fails where "
                                   "the gradient-free Square attack succeeds")
     assert "cw (plain)" in warnings[1]
     assert evaluation.gradient_free_masking(entries, 0.01) == []  # everything "succeeds"
 
 
 def test_gradient_free_masking_needs_enough_inputs_and_a_clear_failure():
-    few = [_hand_entry("t", "fgsm", "plain", 0.2, count=9),
+    few = [_hand_entry("t", "pgd", "plain", 0.2, count=9),
            _hand_entry("t", "square", "plain", 1.0, count=9)]
     assert evaluation.gradient_free_masking(few, 0.95, min_inputs=10) == []
     assert len(evaluation.gradient_free_masking(few, 0.95, min_inputs=9)) == 1
     # 16 of 17 (94.1 %) is below 95 % but its upper bound is not: no flag.
-    close = [_hand_entry("t", "fgsm", "plain", 16 / 17, count=17),
+    close = [_hand_entry("t", "pgd", "plain", 16 / 17, count=17),
              _hand_entry("t", "square", "plain", 1.0, count=17)]
     assert evaluation.gradient_free_masking(close, 0.95, min_inputs=10) == []
 
