@@ -11,8 +11,10 @@ import sys
 import keras
 import numpy as np
 
-from keras_edd import attacks, data, labeling, metrics, models, training
+from keras_edd import attacks, data, models
 from keras_edd.config import DataConfig
+from keras_edd.defense import labeling, training
+from keras_edd.evaluation import metrics
 
 keras.utils.set_random_seed(0)  # the same weights, hence the same numbers, on every run
 

@@ -4,8 +4,8 @@ on hand-made predictions."""
 import numpy as np
 import pytest
 
-from keras_edd import detection, metrics
-from keras_edd.metrics import DETECTED, MISCLASSIFIED, RECOVERED
+from keras_edd.evaluation import detection, metrics
+from keras_edd.evaluation.metrics import DETECTED, MISCLASSIFIED, RECOVERED
 
 
 def test_outcome_codes_follow_the_rates_rule():

@@ -8,17 +8,17 @@ arguments only):
     cli.define_flags(cli.DATA, cli.MODELS, cli.OUTPUT, train=True)   # bin/train
     config = RunConfig(data=cli.data_config(), train=cli.train_config(), ...)
 
-The attack flags are derived from keras_edd.attack_registry: `--<attack>_<field>`
+The attack flags are derived from keras_edd.evaluation.attack_registry: `--<attack>_<field>`
 for every field of an attack's settings (under its FLAG_NAMES alias where one is
 set, e.g. --pgd_restarts) and `--num_examples_<attack>` for attacks with a cap.
 
 Choices (--dataset, --defense, --optimizer, --pgd_loss, ...) are string flags
 whose allowed values come from the enums in keras_edd.config and
-keras_edd.attack_registry; they are checked by the configs' validate(), so a
+keras_edd.evaluation.attack_registry; they are checked by the configs' validate(), so a
 bad value is the same one-line error (exit status 2) as any other bad setting.
 
 `--preset=NAME` (evaluation binaries) replaces the defaults of the flags in
-PRESETS[NAME] (keras_edd.presets; flags given on the command line still win):
+PRESETS[NAME] (keras_edd.cli.presets; flags given on the command line still win):
 `quick`, a few-minute demo on the bundled MNIST sample (`--quick` is the same), or
 `paper`, the settings of Papernot & McDaniel (2017) for every model and attack.
 """
@@ -31,13 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from keras_edd import attack_registry  # noqa: E402
 from keras_edd import config as config_lib  # noqa: E402
+from keras_edd.evaluation import attack_registry  # noqa: E402
 from keras_edd.data import DATASETS  # noqa: E402  (light: no TensorFlow)
-from keras_edd.adversarial_training import ADV_TRAIN_ATTACKS  # noqa: E402  (light)
+from keras_edd.defense.adversarial_training import ADV_TRAIN_ATTACKS  # noqa: E402  (light)
 from keras_edd.models import PRECISIONS  # noqa: E402  (light: no TensorFlow)
-from keras_edd.presets import PRESETS  # noqa: E402  (light)
-from keras_edd.run_config import ReproduceConfig  # noqa: E402
+from keras_edd.cli.presets import PRESETS  # noqa: E402  (light)
+from keras_edd.runs.run_config import ReproduceConfig  # noqa: E402
 
 DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT, DISTRIBUTION = (
     "data", "models", "evaluation", "substitute", "output", "distribution")

@@ -1,7 +1,7 @@
 """The custom training loop: one `tf.function` step with `GradientTape`.
 
 `fit` trains any logits model on (image, soft label) pairs with a temperature
-softmax cross-entropy plus an optional logit penalty (keras_edd.losses), so the
+softmax cross-entropy plus an optional logit penalty (keras_edd.defense.losses), so the
 same loop trains the undefended model (one-hot labels, T = 1), the defensive
 distillation baseline and the extended-distillation model. It checkpoints every
 epoch with `tf.train.CheckpointManager` and, rerun with the same settings,
@@ -25,10 +25,11 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from keras_edd import losses, runs
 from keras_edd import progress as progress_lib
 from keras_edd.config import DEFAULT_LEARNING_RATES
 from keras_edd.data import make_pipeline
+from keras_edd.defense import losses
+from keras_edd.runs import run_dirs
 from keras_edd.validation import check_batch_size
 
 EVAL_BATCH_SIZE = 1000
@@ -106,7 +107,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       log_dir: TensorBoard folder (`train/loss`, `train/accuracy`, ...).
       progress: show a progress bar per epoch (on a terminal only, see keras_edd.progress).
       log_epochs: print one summary line per epoch.
-      adversary: optional training-time adversary (keras_edd.adversarial_training),
+      adversary: optional training-time adversary (keras_edd.defense.adversarial_training),
         a callable (model, x, target, seed) -> x_adv run inside the compiled step
         with the model in inference mode; the step then trains on x_adv only
         (gradient stopped through it), so `train/accuracy` is on x_adv. `seed` is
@@ -123,7 +124,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         (the Keras optimizer all-reduces them) are those of the global mean loss.
         After a resume, every worker takes the chief's restored state. Each worker
         writes where `checkpoint_dir` and `log_dir` point (a non-chief worker is
-        given a private folder by its caller, keras_edd.train_run).
+        given a private folder by its caller, keras_edd.runs.train_run).
     Returns:
       A history dict: per-epoch lists of the logged values (every epoch, also
       those before a resume), `resumed_from_epoch`, `wall_seconds` of this call
@@ -239,7 +240,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
     # reports every epoch, not only those after the restart.
     history_path = os.path.join(checkpoint_dir, "history.json") if checkpoint_dir else None
     if start_epoch and history_path and os.path.exists(history_path):
-        saved = runs.read_json(history_path)
+        saved = run_dirs.read_json(history_path)
         # Epochs are stored in order, so those the checkpoint covers are a prefix.
         done = sum(e <= start_epoch for e in saved.get("epoch", []))
         for key in history:
@@ -285,7 +286,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         if manager:
             # History first: if a kill lands between the two writes, the resumed run
             # drops the extra epoch (filtered by the checkpoint's epoch) and redoes it.
-            runs.write_json(history_path, history)
+            run_dirs.write_json(history_path, history)
             manager.save(checkpoint_number=epoch + 1)
         if log_epochs:
             shown = ", ".join(f"{k.split('/')[-1] if k.startswith('train') else k}={v:.4f}"

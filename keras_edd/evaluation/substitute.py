@@ -43,7 +43,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_edd import models, training
+from keras_edd import models
+from keras_edd.defense import training
 
 JACOBIAN_BATCH_SIZE = 1000
 

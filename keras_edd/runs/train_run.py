@@ -2,7 +2,7 @@
 
 `train_run(config)` is what `bin/train` calls. It validates the settings and
 loads the data before it writes anything, then works in a run directory
-(keras_edd.runs) stage by stage. Each stage's output is kept (`teacher.keras`,
+(keras_edd.runs.run_dirs) stage by stage. Each stage's output is kept (`teacher.keras`,
 `labels/*.npy`, checkpoints), so a rerun after a crash or a kill resumes where
 it stopped.
 """
@@ -16,8 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_edd import data as data_lib
-from keras_edd import distribute, labeling, models, reporting, runs, training
-from keras_edd.metrics import logit_statistics
+from keras_edd import distribute, models
+from keras_edd.defense import labeling, training
+from keras_edd.evaluation.metrics import logit_statistics
+from keras_edd.reporting import results_files
+from keras_edd.runs import run_dirs
 from keras_edd.validation import check_batch_size
 
 
@@ -64,7 +67,7 @@ class _Run:
                 distribution=dist)
             # Saved, evaluated and used as a teacher in float32, whatever it trained in.
             model = models.with_precision(model, "float32")
-            runs.save_model(model, final)
+            run_dirs.save_model(model, final)
         clean = training.evaluate(model, ds.x_test, ds.y_test, outlier_class=outlier_class)
         entry = {"path": f"{name}.keras", "outputs": num_outputs,
                  "train_temperature": temperature, "penalty_weight": penalty_weight,
@@ -88,7 +91,7 @@ class _Run:
             shape = dist.broadcast_json(list(value.shape) if dist.is_chief else None)
             return dist.broadcast(value if dist.is_chief else np.zeros(shape, np.float32))
         value = np.asarray(compute())
-        runs.atomic_write(path, lambda f: np.save(f, value), binary=True)
+        run_dirs.atomic_write(path, lambda f: np.save(f, value), binary=True)
         return value
 
 
@@ -125,7 +128,7 @@ def train_run(config, *, allow_probability_teacher=False):
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             run_warnings.append(message)
     # A worker other than the chief works in its private copy of the folders.
-    run_dir, finished = runs.prepare_run_dir(dist.private_dir(config.output_dir),
+    run_dir, finished = run_dirs.prepare_run_dir(dist.private_dir(config.output_dir),
                                              config.resolved_run_name(dataset.name),
                                              config.to_dict())
     if dist.agree(finished):
@@ -140,7 +143,7 @@ def train_run(config, *, allow_probability_teacher=False):
     if defense.defense == "none":
         run.train_stage("model", n, one_hot, epochs=config.train.epochs)
     elif defense.defense == "adversarial":
-        from keras_edd import adversarial_training as at
+        from keras_edd.defense import adversarial_training as at
         eps = defense.adv_train_eps
         options = {"step": defense.resolved_adv_train_step}
         if defense.adv_train_attack == "pgd":
@@ -219,7 +222,7 @@ def train_run(config, *, allow_probability_teacher=False):
         "models": run.report,
         "deployed_model": run.report[deployed]["path"],
         "clean_test_accuracy": run.report[deployed]["clean_accuracy"],
-        "versions": runs.versions(),
+        "versions": run_dirs.versions(),
         "stage_seconds": stages,
         "wall_seconds": time.perf_counter() - t_start,
         "warnings": run_warnings,
@@ -230,7 +233,7 @@ def train_run(config, *, allow_probability_teacher=False):
     if defense.defense == "extended":
         results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
     _log_hparams(run.path("logs"), config, results)
-    runs.write_json(os.path.join(run_dir, "results.json"), results)
+    run_dirs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
 
 
@@ -243,14 +246,14 @@ def _shared_model(dist, path, num_outputs, input_shape):
         return model
     model = models.cleverhans_cnn(num_outputs, input_shape)
     dist.broadcast_variables(model.variables)
-    runs.save_model(model, path)
+    run_dirs.save_model(model, path)
     return model
 
 
 def _finished_results(dist, run_dir, dataset):
     """results.json of a finished run: the chief's, with (on the other workers) its
     deployed model rebuilt in their private run directory."""
-    results = dist.broadcast_json(runs.read_json(os.path.join(run_dir, "results.json"))
+    results = dist.broadcast_json(run_dirs.read_json(os.path.join(run_dir, "results.json"))
                                   if dist.is_chief else None)
     if dist.num_workers > 1:
         deployed = next(entry for entry in results["models"].values()
@@ -273,7 +276,7 @@ def _saved_history(checkpoint_dir):
     path = os.path.join(checkpoint_dir, "history.json")
     if not os.path.exists(path):
         return None
-    history = {key: value for key, value in runs.read_json(path).items() if value}
+    history = {key: value for key, value in run_dirs.read_json(path).items() if value}
     history["resumed_from_epoch"] = len(history.get("epoch", []))
     history["wall_seconds"] = 0.0
     history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))
@@ -331,4 +334,4 @@ def _log_hparams(log_dir, config, results):
         metrics["final/clean_detected"] = results["clean_test_detected"]
     if "outlier_mass_fraction" in results:
         metrics["final/outlier_mass_fraction"] = results["outlier_mass_fraction"]
-    reporting.write_hparams(log_dir, run_hparams(config), metrics, step=config.train.epochs)
+    results_files.write_hparams(log_dir, run_hparams(config), metrics, step=config.train.epochs)

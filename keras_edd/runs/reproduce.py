@@ -1,9 +1,9 @@
 """bin/reproduce: the whole pipeline, the only module that both trains and evaluates.
 
-Trains (or reuses, through keras_edd.train_run with bin/train's run names) the
+Trains (or reuses, through keras_edd.runs.train_run with bin/train's run names) the
 undefended model f, extended distillation, the defensive-distillation baseline
-and the black-box surrogates U and D, and (keras_edd.substitute_run) one
-surrogate J per target, then evaluates them all with keras_edd.evaluation and
+and the black-box surrogates U and D, and (keras_edd.runs.substitute_run) one
+surrogate J per target, then evaluates them all with keras_edd.evaluation.engine and
 writes one report.
 """
 
@@ -13,10 +13,11 @@ import shutil
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import distribute, pretrained, runs, substitute_run, train_run
-from keras_edd.eval_run import announce, crafts_dir, finish_run, open_shared_run
-from keras_edd.evaluation import evaluate_models
+from keras_edd import distribute, pretrained
+from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec
+from keras_edd.runs import run_dirs, substitute_run, train_run
+from keras_edd.runs.eval_run import announce, crafts_dir, finish_run, open_shared_run
 from keras_edd.validation import check_batch_size
 
 # Roles of the models trained by run_reproduce, in training order.
@@ -56,7 +57,7 @@ def reproduce_run_configs(config, dataset_name):
     distilled from U's model with seed + 2.
     """
     from keras_edd.config import DefenseConfig
-    from keras_edd.run_config import RunConfig
+    from keras_edd.runs.run_config import RunConfig
     model_dir = config.resolved_model_dir
     train = config.train
     ext = config.extended
@@ -108,7 +109,7 @@ def run_reproduce(config):
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
-    runs.check_writable_dir(config.resolved_model_dir, "model_dir")
+    run_dirs.check_writable_dir(config.resolved_model_dir, "model_dir")
     run_name = config.resolved_run_name(dataset.name)
     if config.jacobian_substitute:
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
@@ -248,7 +249,7 @@ def export_pretrained(config, folder, *, command, machine, dataset_note):
             role, run_dir, description=ROLE_DESCRIPTIONS[role], file=f"{role}.keras",
             teacher=TEACHERS.get(role), fingerprint=fingerprint, dataset_note=dataset_note,
             machine=machine)
-        with runs.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
+        with run_dirs.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
             shutil.copyfile(path, tmp)
     manifest = {"format": pretrained.MANIFEST_FORMAT, "collection": os.path.basename(folder),
                 "command": command, "machine": machine, "models": cards}

@@ -10,10 +10,10 @@
 
 Every figure is written twice, as a PNG at DPI dots per inch and as a PDF (vector),
 with its legend outside the axes. `note` (a --preset=quick run's mark, see
-keras_edd.reporting.quick_note) is printed under the title. Each function returns
+keras_edd.reporting.results_files.quick_note) is printed under the title. Each function returns
 False and writes nothing when there is nothing to draw. matplotlib is imported
 inside the functions (Agg backend), so importing this module is cheap. Files are
-written through keras_edd.runs.atomic_write.
+written through keras_edd.runs.run_dirs.atomic_write.
 """
 
 import math
@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from keras_edd import runs
+from keras_edd.runs import run_dirs
 
 DPI = 200
 # Bar colours, in stacking order (bottom to top).
@@ -44,7 +44,7 @@ def _pyplot():
 def _save_figure(fig, path, dpi=DPI):
     """Save as the file's extension says (png, pdf)."""
     kind = os.path.splitext(path)[1].lstrip(".")
-    runs.atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, bbox_inches="tight"),
+    run_dirs.atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, bbox_inches="tight"),
                       binary=True)
 
 
@@ -282,7 +282,7 @@ def plot_roc(detection, path_png, path_pdf, note=None):
         return False
     plt = _pyplot()
     from matplotlib.lines import Line2D
-    from keras_edd.detection import FALSE_ALARM_TARGETS, SCORES
+    from keras_edd.evaluation.detection import FALSE_ALARM_TARGETS, SCORES
     titles = {"softmax": "softmax(z)_n", "margin": "z_n - max_{i<n} z_i"}
     panels = list(dict.fromkeys((e["target"], _where(e)) for e in entries))
     attacks = list(dict.fromkeys(e["attack"] for e in entries))

@@ -12,7 +12,7 @@ A row (`Attack`) names
 Everything else is derived: `attack_params` (settings at a budget), `craft`
 (batched calls, a per-batch seed for functions that take `seed`), `shard_align`
 (how a multi-worker craft splits the inputs), `budget_of`,
-the flags `--<name>_<field>` of keras_edd.cli and `--num_examples_<name>`, and
+the flags `--<name>_<field>` of keras_edd.cli.flag_groups and `--num_examples_<name>`, and
 AttackConfig (at the end), the settings of every attack in one config.
 
 A new attack is its file under keras_edd/attacks/ and one row in _ROWS (plus, when it has

@@ -17,10 +17,10 @@
   report.md        the tables, the filter, detection, warnings and timings
   results.json     last, so its presence means the evaluation finished
 
-The figures (PNG at 200 dpi and PDF) are drawn by keras_edd.figures. A --preset=quick
+The figures (PNG at 200 dpi and PDF) are drawn by keras_edd.reporting.figures. A --preset=quick
 run carries a banner in report.md and a mark in every figure's title: its numbers are
 illustrative. Every file is written to a temporary name in the same folder and renamed
-(keras_edd.runs.atomic_write).
+(keras_edd.runs.run_dirs.atomic_write).
 """
 
 import csv
@@ -29,7 +29,8 @@ import os
 
 import numpy as np
 
-from keras_edd import figures, runs
+from keras_edd.reporting import figures
+from keras_edd.runs import run_dirs
 
 # The columns added last (distortions of x_adv - x, crafting seconds) are empty on clean rows;
 # the earlier ones keep their order, so readers that index columns still work.
@@ -120,7 +121,7 @@ def write_csv(path, rows):
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-    runs.atomic_write(path, write)
+    run_dirs.atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------ TensorBoard
@@ -149,7 +150,7 @@ def prediction_text(prediction, outlier_class=None):
 def labelled_grid(grid, title=""):
     """[1, H, W, 3] uint8: the clean inputs (top row, captioned with the true label y) and
     adversarial ones (bottom row), each captioned with the model's prediction
-    (keras_edd.evaluation's image dict): black = the true label, red = another real
+    (keras_edd.evaluation.engine's image dict): black = the true label, red = another real
     class, blue = the outlier class."""
     import matplotlib
     matplotlib.use("Agg")
@@ -236,7 +237,7 @@ def write_tensorboard(log_dir, results, images=None, report_text=None):
     """Rates as scalars, image grids with predicted labels (tf.summary.image), detection
     PR curves and report.md's text (tf.summary.text), in `log_dir`.
 
-    `images` maps a tag to keras_edd.evaluation's image dict (a plain (clean,
+    `images` maps a tag to keras_edd.evaluation.engine's image dict (a plain (clean,
     adversarial) pair gives the grid without captions).
     """
     import tensorflow as tf
@@ -474,8 +475,8 @@ def write_report(run_dir, results, images=None):
     results["files"] = files
     text = markdown_report(results)
     write_tensorboard(path(os.path.join("logs", "evaluation")), results, images, text)
-    runs.atomic_write(path("report.md"), lambda f: f.write(text))
-    runs.write_json(path("results.json"), results)
+    run_dirs.atomic_write(path("report.md"), lambda f: f.write(text))
+    run_dirs.write_json(path("results.json"), results)
     return results
 
 

@@ -1,8 +1,8 @@
 """The evaluation engine: white-box and black-box runs, sweeps and sanity checks.
 
 The rates themselves (recovered / detected / misclassified, filtered and
-unfiltered) are keras_edd.metrics; the attacks and their settings come from
-keras_edd.attack_registry. Attacks are built from the first `num_examples`
+unfiltered) are keras_edd.evaluation.metrics; the attacks and their settings come from
+keras_edd.evaluation.attack_registry. Attacks are built from the first `num_examples`
 test inputs (fewer for slow attacks, see EvalConfig.max_examples).
 
 Settings.
@@ -31,11 +31,11 @@ confirmation: where a gradient attack's white-box success stays below
 `masking_threshold` but Square's reaches it on the same target and variant, a
 gradient-masking warning (`gradient_free_masking`). Detection: for targets with
 an outlier class, the ROC of its scores, clean inputs against each entry's
-adversarial ones (keras_edd.detection; results["detection"]).
+adversarial ones (keras_edd.evaluation.detection; results["detection"]).
 
-`evaluate_models` does the work for the binaries' runs (keras_edd.eval_run) and
-for keras_edd.reproduce. This module never trains: surrogate J, the one model an
-evaluation run makes itself, comes from keras_edd.substitute_run.
+`evaluate_models` does the work for the binaries' runs (keras_edd.runs.eval_run) and
+for keras_edd.runs.reproduce. This module never trains: surrogate J, the one model an
+evaluation run makes itself, comes from keras_edd.runs.substitute_run.
 """
 
 import collections
@@ -44,11 +44,12 @@ import time
 
 import numpy as np
 
-from keras_edd import attack_cache, attack_registry, detection, reporting
-from keras_edd import progress as progress_lib
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
-from keras_edd.metrics import (FILTER_STATEMENT, attack_rates, clean_rates, failure_rate,
+from keras_edd import progress as progress_lib
+from keras_edd.evaluation import attack_cache, attack_registry, detection
+from keras_edd.reporting import results_files
+from keras_edd.evaluation.metrics import (FILTER_STATEMENT, attack_rates, clean_rates, failure_rate,
                                logit_statistics, norm_summary, success_rate,
                                success_upper_bound)
 from keras_edd.models import ModelSpec, load_model_spec, model_label  # noqa: F401  (re-export)
@@ -90,7 +91,7 @@ class _Evaluation:
         return min(self.config.examples_for(attack, extra=extra), len(self.y))
 
     def logits(self, spec, x):
-        from keras_edd import training
+        from keras_edd.defense import training
         return training.predict_logits(spec.model, x)
 
     def predict(self, spec, x):
@@ -125,13 +126,13 @@ class _Evaluation:
 
         A craft made before (in this run, by the interrupted run whose directory
         this is, or as the first inputs of a longer craft) is not computed again;
-        see keras_edd.attack_cache.
+        see keras_edd.evaluation.attack_cache.
         """
         settings = self.config.attack
         key, params, outlier_class, variant = self.crafted(source, attack, variant, n, budget)
         craft = self.crafts.get(key, self.x, n)
         what = (f"{attack} ({variant}) on {source.name}, {n} inputs, "
-                f"{reporting.format_params(params)}")
+                f"{results_files.format_params(params)}")
         if self.distribution is not None and self.distribution.num_workers > 1:
             craft = self.shared_craft(craft, key, source, attack, params, outlier_class, n)
             if craft.origin == "computed":
@@ -320,7 +321,7 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
       config: an EvalConfig.
       progress: print one line per attack and show a progress bar per craft
         (on a terminal only, see keras_edd.progress).
-      cache_dir: keep every craft there (keras_edd.attack_cache), so that a
+      cache_dir: keep every craft there (keras_edd.evaluation.attack_cache), so that a
         rerun after a kill computes only the crafts that were missing.
       whitebox: run the white-box attacks on the targets (False: black-box only).
       distribution: a multi-worker keras_edd.distribute.Distribution splits every

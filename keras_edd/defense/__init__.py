@@ -1,0 +1,12 @@
+"""The defense: making the models that are later attacked.
+
+  losses                temperature cross-entropy and the logit penalty (pure math)
+  labeling              MC-dropout uncertainty sigma(x), outlier-class labels k(x),
+                        distillation labels
+  training              the custom training loop: one tf.function step, checkpoints,
+                        TensorBoard scalars
+  adversarial_training  the training-time adversaries of the adversarial-training baseline
+
+Importing the package loads nothing: flag parsing reads
+adversarial_training.ADV_TRAIN_ATTACKS before TensorFlow is imported.
+"""
