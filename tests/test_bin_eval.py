@@ -138,11 +138,11 @@ def test_attack_flags_flow_into_the_attack_params():
     code = (
         "import sys, json\n"
         "from absl import flags\n"
-        "from keras_edd.cli import flag_groups\n"
+        "from keras_edd.cli import configs, flag_groups\n"
         "from keras_edd.evaluation import attack_registry\n"
         "flag_groups.define_flags(flag_groups.EVALUATION)\n"
         "flags.FLAGS(sys.argv)\n"
-        "config = flag_groups.eval_config().validate()\n"
+        "config = configs.eval_config().validate()\n"
         "params = {a: attack_registry.attack_params(a, config.attack) for a in "
         "('square', 'cw_adam')}\n"
         "print(json.dumps({'params': params, 'caps': [config.examples_for('square'), "

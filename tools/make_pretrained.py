@@ -24,7 +24,8 @@ import sys
 from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from keras_edd.cli import flag_groups  # noqa: E402  (quiets TensorFlow before it loads)
+# Importing keras_edd.cli first quiets TensorFlow before it loads.
+from keras_edd.cli import configs, flag_groups, program  # noqa: E402
 
 flag_groups.define_flags(flag_groups.DATA, flag_groups.MODELS, flag_groups.EVALUATION,
                          flag_groups.SUBSTITUTE, flag_groups.OUTPUT, flag_groups.DISTRIBUTION,
@@ -60,12 +61,12 @@ def command(argv):
 
 
 def main(argv):
-    flag_groups.check_no_arguments(argv)
+    program.check_no_arguments(argv)
     if not _COLLECTION_DIR.value:
         raise ValueError("collection_dir: give the collection folder, e.g. saved_models/paper")
-    config = flag_groups.reproduce_config()
+    config = configs.reproduce_config()
     config.validate()
-    flag_groups.import_tensorflow()
+    program.import_tensorflow()
     from keras_edd.runs import reproduce
     manifest = reproduce.export_pretrained(config, _COLLECTION_DIR.value,
                                            command=command(sys.argv), machine=machine(),
@@ -79,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flag_groups.run_main("tools/make_pretrained.py", main)
+    program.run_main("tools/make_pretrained.py", main)

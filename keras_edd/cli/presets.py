@@ -2,9 +2,9 @@
 `--preset=paper`.
 
 Each preset maps flag names to the values that replace the flags' defaults under that
-preset; a flag given explicitly on the command line still wins (keras_edd.cli.flag_groups.value).
-Binary-side only, like keras_edd.cli.flag_groups; light (no TensorFlow). The preset names are
-keras_edd.config.PRESETS.
+preset; a flag given explicitly on the command line still wins
+(keras_edd.cli.flag_groups.value). Binary-side only, like the rest of keras_edd.cli;
+light (no TensorFlow). The preset names are keras_edd.config.PRESETS.
 """
 
 from keras_edd import config as config_lib
