@@ -9,7 +9,7 @@ import pytest
 
 from keras_edd import data, models, progress
 from keras_edd.config import AttackConfig, EvalConfig
-from keras_edd.evaluation import attack_cache, attack_registry, engine
+from keras_edd.evaluation import attack_cache, attack_registry, attack_settings, engine
 from keras_edd.runs import run_dirs
 
 
@@ -170,7 +170,7 @@ def test_a_new_settings_field_reaches_the_attack_and_the_key(monkeypatch, small_
         return x
 
     @dataclasses.dataclass(frozen=True, kw_only=True)
-    class Settings(attack_registry.CwSettings):
+    class Settings(attack_settings.CwSettings):
         early_exit: str = "sample"
 
     row = dataclasses.replace(attack_registry.get("cw"), settings=Settings())

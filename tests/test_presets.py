@@ -11,7 +11,7 @@ from keras_edd.cli.presets import QUICK_PRESET
 from keras_edd.config import AttackConfig, DataConfig
 from keras_edd.defense import training
 from keras_edd.evaluation import attack_registry
-from keras_edd.evaluation.attack_registry import CwSettings
+from keras_edd.evaluation.attack_settings import CwSettings
 
 
 def _quick_settings(row_name, settings):
