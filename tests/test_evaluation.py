@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from keras_edd import data, models
 from keras_edd.config import AttackConfig, EvalConfig
 from keras_edd.defense import training
-from keras_edd.evaluation import attack_registry, engine, metrics
-from keras_edd.evaluation.attack_registry import CwSettings, JsmaSettings, PgdSettings
+from keras_edd.evaluation import attack_registry, engine, metrics, scoring
+from keras_edd.evaluation.attack_settings import (CwSettings, JsmaSettings, PgdSettings,
+                                                  SquareSettings)
 from keras_edd.runs import reproduce, run_dirs
 
 
@@ -145,7 +146,7 @@ def test_cw_adam_and_square_rows():
     saved = config.to_dict()
     assert saved["square_max_queries"] == 5000 and saved["cw_adam_optimizer"] == "adam"
     with pytest.raises(ValueError, match="square_p_init=0.0"):
-        AttackConfig(settings={"square": attack_registry.SquareSettings(p_init=0.0)}).validate()
+        AttackConfig(settings={"square": SquareSettings(p_init=0.0)}).validate()
 
 
 def test_attack_succeeded_is_each_attacks_own_criterion():
@@ -208,23 +209,23 @@ def test_gradient_free_masking_flag_on_hand_made_entries():
                _hand_entry("extended", "fgsm", "adaptive", 0.1),  # no Square on this variant
                _hand_entry("distillation", "fgsm", "plain", 0.0, setting="blackbox"),
                _hand_entry("undefended", "fgsm", "plain", None)]
-    warnings = engine.gradient_free_masking(entries, 0.95)
+    warnings = scoring.gradient_free_masking(entries, 0.95)
     assert len(warnings) == 2
     assert warnings[0].startswith("distillation: gradient masking: fgsm (plain) fails where "
                                   "the gradient-free Square attack succeeds")
     assert "cw (plain)" in warnings[1]
-    assert engine.gradient_free_masking(entries, 0.01) == []  # everything "succeeds"
+    assert scoring.gradient_free_masking(entries, 0.01) == []  # everything "succeeds"
 
 
 def test_gradient_free_masking_needs_enough_inputs_and_a_clear_failure():
     few = [_hand_entry("t", "fgsm", "plain", 0.2, count=9),
            _hand_entry("t", "square", "plain", 1.0, count=9)]
-    assert engine.gradient_free_masking(few, 0.95, min_inputs=10) == []
-    assert len(engine.gradient_free_masking(few, 0.95, min_inputs=9)) == 1
+    assert scoring.gradient_free_masking(few, 0.95, min_inputs=10) == []
+    assert len(scoring.gradient_free_masking(few, 0.95, min_inputs=9)) == 1
     # 16 of 17 (94.1 %) is below 95 % but its upper bound is not: no flag.
     close = [_hand_entry("t", "fgsm", "plain", 16 / 17, count=17),
              _hand_entry("t", "square", "plain", 1.0, count=17)]
-    assert engine.gradient_free_masking(close, 0.95, min_inputs=10) == []
+    assert scoring.gradient_free_masking(close, 0.95, min_inputs=10) == []
 
 
 def test_success_upper_bound_hand_computed():
@@ -245,14 +246,14 @@ def test_masking_verdict_needs_inputs_and_an_upper_bound_below_threshold():
 
     def rates(successes, n):
         return {"count": n, "recovered": 1 - successes / n}
-    assert engine.masking_verdict([rates(1, 9), rates(2, 9)], config)[
+    assert scoring.masking_verdict([rates(1, 9), rates(2, 9)], config)[
         "masking_suspected"] is None  # 9 inputs < 10: not checked
-    close = engine.masking_verdict([rates(10, 17), rates(16, 17)], config)
+    close = scoring.masking_verdict([rates(10, 17), rates(16, 17)], config)
     assert close["max_success"] == pytest.approx(16 / 17) and close["max_success_count"] == 17
     assert close["masking_suspected"] is False  # upper bound 98.7 % >= 95 %
-    clear = engine.masking_verdict([rates(5, 13), rates(3, 13)], config)
+    clear = scoring.masking_verdict([rates(5, 13), rates(3, 13)], config)
     assert clear["masking_suspected"] is True and clear["max_success_upper"] < 0.95
-    assert engine.masking_verdict([{"count": 0, "recovered": None}], config)[
+    assert scoring.masking_verdict([{"count": 0, "recovered": None}], config)[
         "masking_suspected"] is None
     with pytest.raises(ValueError, match="masking_min_inputs=0"):
         EvalConfig(masking_min_inputs=0).validate()
@@ -419,7 +420,7 @@ def test_extra_models_get_fewer_inputs_for_slow_attacks(small_data, trained_line
         s.describe = lambda: {"path": s.path, "outputs": 10, "outlier_class": None}
         return s
 
-    square = attack_registry.SquareSettings(max_queries=5)
+    square = SquareSettings(max_queries=5)
     config = EvalConfig(attacks=("fgsm", "square"), num_examples=24,
                         max_examples={"square": None}, extra_examples=8, sweeps=False,
                         check_examples=8, image_examples=0,
@@ -507,7 +508,7 @@ def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained
     config = EvalConfig(attacks=("fgsm", "square"), num_examples=20, sweeps=False,
                         check_examples=5, image_examples=0,
                         attack=AttackConfig(settings={
-                            "square": attack_registry.SquareSettings(max_queries=30)}))
+                            "square": SquareSettings(max_queries=30)}))
     results, images = engine.evaluate_models(small_data, [spec], [], config)
     rows = {(e["attack"], e["variant"]): e for e in results["evaluations"]}
     for (attack, variant), e in rows.items():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import event_hparams
-from keras_edd.reporting import results_files
+from keras_edd.reporting import markdown, results_files
 from keras_edd.runs import run_dirs
 
 
@@ -182,7 +182,7 @@ def test_quick_run_is_marked_illustrative_in_report_and_figures(tmp_path, result
     assert report.startswith("> **ILLUSTRATIVE RESULTS ONLY.**")
     assert "`--preset=quick`" in report.split("\n")[0]
     assert set(texts) == {f"{f}.png" for f in FIGURES}
-    note = results_files.quick_note(results)
+    note = markdown.quick_note(results)
     for name, drawn in texts.items():
         assert note in drawn, name
 
@@ -191,7 +191,7 @@ def test_other_runs_carry_no_mark(tmp_path, results, monkeypatch):
     texts = _figure_texts(monkeypatch)
     results["settings"]["preset"] = "paper"
     results_files.write_report(str(tmp_path), results)
-    assert results_files.quick_note(results) is None
+    assert markdown.quick_note(results) is None
     assert not (tmp_path / "report.md").read_text().startswith(">")
     assert texts and not any("illustrative" in t for drawn in texts.values() for t in drawn)
 

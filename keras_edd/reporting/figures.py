@@ -10,7 +10,7 @@
 
 Every figure is written twice, as a PNG at DPI dots per inch and as a PDF (vector),
 with its legend outside the axes. `note` (a --preset=quick run's mark, see
-keras_edd.reporting.results_files.quick_note) is printed under the title. Each function returns
+keras_edd.reporting.markdown.quick_note) is printed under the title. Each function returns
 False and writes nothing when there is nothing to draw. matplotlib is imported
 inside the functions (Agg backend), so importing this module is cheap. Files are
 written through keras_edd.runs.run_dirs.atomic_write.
