@@ -1,4 +1,4 @@
-"""The custom training loop: one `tf.function` step with `GradientTape`.
+"""The custom training loop around one `tf.function` step (keras_edd.defense.train_step).
 
 `fit` trains any logits model on (image, soft label) pairs with a temperature
 softmax cross-entropy plus an optional logit penalty (keras_edd.defense.losses), so the
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from keras_edd import progress as progress_lib
 from keras_edd.config import DEFAULT_LEARNING_RATES
 from keras_edd.data import make_pipeline
-from keras_edd.defense import losses
+from keras_edd.defense.train_step import EpochMeans, compiled_steps
 from keras_edd.runs import run_dirs
 from keras_edd.validation import check_batch_size
 
@@ -118,10 +118,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         logged as `eval/pgd_accuracy`, so catastrophic overfitting shows.
       distribution: a keras_edd.distribute.Distribution with a strategy (None, or
         one without: the single-device loop). `model` must have been built in its
-        scope. Each step runs with `strategy.run`, replica r of k taking the slice
-        [r * batch / k, (r + 1) * batch / k) of the global batch; per-replica
-        losses are sums divided by the global batch size, so the summed gradients
-        (the Keras optimizer all-reduces them) are those of the global mean loss.
+        scope. Each step runs on every replica (keras_edd.defense.train_step).
         After a resume, every worker takes the chief's restored state. Each worker
         writes where `checkpoint_dir` and `log_dir` point (a non-chief worker is
         given a private folder by its caller, keras_edd.runs.train_run).
@@ -131,170 +128,162 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       and `training_seconds`, the sum of all epochs' times.
     """
     targets = np.asarray(targets, np.float32)
-    if targets.ndim != 2 or targets.shape[1] != model.output_shape[-1]:
-        raise ValueError(f"targets of shape {targets.shape} do not match the model's "
-                         f"{model.output_shape[-1]} outputs")
-    check_batch_size(batch_size, len(images))
-    if learning_rate is None:
-        learning_rate = DEFAULT_LEARNING_RATES.get(optimizer)
     strategy = distribution.strategy if distribution is not None else None
-    if strategy is not None and batch_size < strategy.num_replicas_in_sync:
-        raise ValueError(f"batch_size={batch_size}: must be at least the "
-                         f"{strategy.num_replicas_in_sync} replicas of the distribution")
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        opt = make_optimizer(optimizer, learning_rate)
-        opt.build(model.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    manager = None
-    if checkpoint_dir:
-        # Non-trainable variables hold the dropout RNG state, which tf.train.Checkpoint
-        # does not reach through a Keras 3 model: list them so resuming is exact.
-        ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var,
-                                   model_state=list(model.non_trainable_variables))
-        manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=2)
-        if manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    _check_fit(model, images, targets, batch_size, strategy)
+    opt, epoch_var = _optimizer_and_epoch(model, optimizer, learning_rate, strategy)
+    manager = _restore(model, opt, epoch_var, checkpoint_dir)
     if distribution is not None and distribution.num_workers > 1:
         distribution.broadcast_variables(
             list(model.variables) + list(opt.variables) + [epoch_var])
     writer = tf.summary.create_file_writer(log_dir) if log_dir else None
 
-    loss_mean = keras.metrics.Mean()
-    ce_mean = keras.metrics.Mean()
-    penalty_mean = keras.metrics.Mean()
-    accuracy = keras.metrics.Mean()
-    temperature = float(temperature)
-    penalty_weight = float(penalty_weight)
-    # The training set stays in memory as one tensor; each step gathers its batch
-    # by index, so shuffling costs a permutation, not a copy of every image.
-    all_images = tf.convert_to_tensor(images)
-    all_targets = tf.convert_to_tensor(targets)
-    scale = 1.0 / 255.0 if all_images.dtype == tf.uint8 else 1.0
+    means = EpochMeans()
+    train_steps = compiled_steps(model, opt, images, targets, batch_size=batch_size, seed=seed,
+                                 temperature=float(temperature),
+                                 penalty_weight=float(penalty_weight), means=means,
+                                 adversary=adversary, strategy=strategy)
 
-    def train_step(indices, step_seed):
-        x = tf.cast(tf.gather(all_images, indices), tf.float32) * scale
-        target = tf.gather(all_targets, indices)
-        if adversary is not None:
-            x = tf.stop_gradient(adversary(model, x, target, step_seed))
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(x, training=True), tf.float32)  # no-op for float32 logits
-            ce = losses.temperature_cross_entropy(target, logits, temperature)
-            penalty = losses.logit_penalty(logits)
-            loss = ce + penalty_weight * penalty if penalty_weight else ce
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply(grads, model.trainable_variables)
-        loss_mean.update_state(loss)
-        ce_mean.update_state(ce)
-        penalty_mean.update_state(penalty)
-        accuracy.update_state(tf.cast(
-            tf.equal(tf.argmax(logits, -1), tf.argmax(target, -1)), tf.float32))
-
-    def replica_step(indices, step_seed):
-        """train_step's work on this replica's slice of the global batch `indices`;
-        returns its share of the global means (summed over replicas by the caller)."""
-        context = tf.distribute.get_replica_context()
-        replica, replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
-        mine = indices[replica * batch_size // replicas:(replica + 1) * batch_size // replicas]
-        x = tf.cast(tf.gather(all_images, mine), tf.float32) * scale
-        target = tf.gather(all_targets, mine)
-        if adversary is not None:
-            x = tf.stop_gradient(adversary(model, x, target, step_seed))
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(x, training=True), tf.float32)
-            ce = tf.reduce_sum(losses.temperature_cross_entropy_per_example(
-                target, logits, temperature)) / batch_size
-            penalty = tf.reduce_sum(tf.square(logits)) / (
-                batch_size * tf.cast(tf.shape(logits)[-1], tf.float32))
-            loss = ce + penalty_weight * penalty if penalty_weight else ce
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply(grads, model.trainable_variables)  # all-reduces (sums) the gradients
-        correct = tf.reduce_sum(tf.cast(
-            tf.equal(tf.argmax(logits, -1), tf.argmax(target, -1)), tf.float32)) / batch_size
-        return tf.stack([loss, ce, penalty, correct])
-
-    def distributed_step(indices, step_seed):
-        shares = strategy.run(replica_step, args=(indices, step_seed))
-        loss, ce, penalty, correct = tf.unstack(
-            strategy.reduce(tf.distribute.ReduceOp.SUM, shares, axis=None))
-        loss_mean.update_state(loss)
-        ce_mean.update_state(ce)
-        penalty_mean.update_state(penalty)
-        accuracy.update_state(correct)
-
-    step_fn = train_step if strategy is None else distributed_step
-
-    @tf.function(input_signature=[tf.TensorSpec([None, batch_size], tf.int32),
-                                  tf.TensorSpec([], tf.int64)])
-    def train_steps(batches, first_step):
-        """Several steps per call (an in-graph loop) to keep Python off the hot path;
-        `first_step` is the global index of the first one (keys the adversary's RNG)."""
-        for i in tf.range(tf.shape(batches)[0]):
-            step_seed = tf.stack([tf.constant(seed, tf.int64), first_step + tf.cast(i, tf.int64)])
-            step_fn(batches[i], step_seed)
-
-    history = {"epoch": [], "train/loss": [], "train/accuracy": [], "train/cross_entropy": [],
-               "train/logit_penalty": [], "eval/accuracy": [], "eval/detected": [],
-               "eval/pgd_accuracy": [], "epoch_seconds": []}
     start_epoch = int(epoch_var.numpy())
     # The per-epoch history is checkpointed beside the weights, so a resumed run
     # reports every epoch, not only those after the restart.
     history_path = os.path.join(checkpoint_dir, "history.json") if checkpoint_dir else None
+    history = _resumed_history(history_path, start_epoch)
+    steps = len(images) // batch_size
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch, epochs):
+        t_epoch = time.perf_counter()
+        means.reset()
+        order = epoch_order(len(images), batch_size, seed, epoch)
+        with progress_lib.bar(total=steps, desc=f"{description} epoch {epoch + 1}/{epochs}",
+                              progress=progress, unit="batch") as bar:
+            _run_epoch(train_steps, order, epoch * steps, bar)
+        values = means.results()
+        values.update(_evaluate_epoch(model, eval_data, outlier_class, pgd_eval))
+        values["epoch_seconds"] = time.perf_counter() - t_epoch
+        history["epoch"].append(epoch + 1)
+        for key, value in values.items():
+            history[key].append(value)
+        if writer:
+            _write_epoch_summaries(writer, epoch + 1, values, opt, steps * batch_size)
+        _checkpoint(epoch + 1, epoch_var, manager, history_path, history)
+        if log_epochs:
+            _log_epoch(description, epoch + 1, epochs, values)
+    return _finished_history(history, start_epoch, t_start)
+
+
+def _check_fit(model, images, targets, batch_size, strategy):
+    """ValueError for targets that do not fit the model, or a batch too small for the
+    data or for the replicas of `strategy`."""
+    if targets.ndim != 2 or targets.shape[1] != model.output_shape[-1]:
+        raise ValueError(f"targets of shape {targets.shape} do not match the model's "
+                         f"{model.output_shape[-1]} outputs")
+    check_batch_size(batch_size, len(images))
+    if strategy is not None and batch_size < strategy.num_replicas_in_sync:
+        raise ValueError(f"batch_size={batch_size}: must be at least the "
+                         f"{strategy.num_replicas_in_sync} replicas of the distribution")
+
+
+def _run_epoch(train_steps, order, first_step, bar):
+    """The steps of one epoch, STEPS_PER_CALL per call of the compiled `train_steps`;
+    `order` is the epoch's [steps, batch] indices, `first_step` its first global step."""
+    for first in range(0, len(order), STEPS_PER_CALL):
+        chunk = order[first:first + STEPS_PER_CALL]
+        train_steps(chunk, first_step + first)
+        bar.update(len(chunk))
+
+
+def _evaluate_epoch(model, eval_data, outlier_class, pgd_eval):
+    """The eval/ values after an epoch: clean accuracy (and detected rate) on
+    `eval_data`, PGD accuracy from `pgd_eval`, each when given."""
+    values = {}
+    if eval_data is not None:
+        clean = evaluate(model, *eval_data, outlier_class=outlier_class)
+        values["eval/accuracy"] = clean["accuracy"]
+        if outlier_class is not None:
+            values["eval/detected"] = clean["detected"]
+    if pgd_eval is not None:
+        values["eval/pgd_accuracy"] = float(pgd_eval(model))
+    return values
+
+
+def _optimizer_and_epoch(model, optimizer, learning_rate, strategy):
+    """A fresh optimizer built for the model's variables (learning_rate None: the
+    optimizer's default) and the epoch counter, in the strategy's scope if any."""
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATES.get(optimizer)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        opt = make_optimizer(optimizer, learning_rate)
+        opt.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    return opt, epoch_var
+
+
+def _checkpoint(epoch, epoch_var, manager, history_path, history):
+    """Mark `epoch` finished: the epoch counter, then, with a checkpoint manager,
+    history.json and the checkpoint.
+
+    History first: if a kill lands between the two writes, the resumed run drops the
+    extra epoch (filtered by the checkpoint's epoch) and redoes it.
+    """
+    epoch_var.assign(epoch)
+    if manager:
+        run_dirs.write_json(history_path, history)
+        manager.save(checkpoint_number=epoch)
+
+
+def _finished_history(history, start_epoch, t_start):
+    """fit's return value: the logged lists, the epoch resumed from, the seconds."""
+    history = {k: v for k, v in history.items() if v}
+    history["resumed_from_epoch"] = start_epoch
+    history["wall_seconds"] = time.perf_counter() - t_start  # this call only
+    history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))  # all epochs
+    return history
+
+
+def _restore(model, opt, epoch_var, checkpoint_dir):
+    """A CheckpointManager over checkpoint_dir (None without one), restored from its
+    latest checkpoint when there is one."""
+    if not checkpoint_dir:
+        return None
+    # Non-trainable variables hold the dropout RNG state, which tf.train.Checkpoint
+    # does not reach through a Keras 3 model: list them so resuming is exact.
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var,
+                               model_state=list(model.non_trainable_variables))
+    manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=2)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    return manager
+
+
+def _resumed_history(history_path, start_epoch):
+    """The per-epoch history lists, with the epochs a resumed run already finished."""
+    history = {"epoch": [], "train/loss": [], "train/accuracy": [], "train/cross_entropy": [],
+               "train/logit_penalty": [], "eval/accuracy": [], "eval/detected": [],
+               "eval/pgd_accuracy": [], "epoch_seconds": []}
     if start_epoch and history_path and os.path.exists(history_path):
         saved = run_dirs.read_json(history_path)
         # Epochs are stored in order, so those the checkpoint covers are a prefix.
         done = sum(e <= start_epoch for e in saved.get("epoch", []))
         for key in history:
             history[key] = saved.get(key, [])[:done]
-    steps = len(images) // batch_size
-    t_start = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        t_epoch = time.perf_counter()
-        for metric in (loss_mean, ce_mean, penalty_mean, accuracy):
-            metric.reset_state()
-        order = epoch_order(len(images), batch_size, seed, epoch)
-        with progress_lib.bar(total=steps, desc=f"{description} epoch {epoch + 1}/{epochs}",
-                              progress=progress, unit="batch") as bar:
-            for first in range(0, steps, STEPS_PER_CALL):
-                chunk = order[first:first + STEPS_PER_CALL]
-                train_steps(chunk, epoch * steps + first)
-                bar.update(len(chunk))
-        values = {"train/loss": float(loss_mean.result()),
-                  "train/cross_entropy": float(ce_mean.result()),
-                  "train/logit_penalty": float(penalty_mean.result()),
-                  "train/accuracy": float(accuracy.result())}
-        if eval_data is not None:
-            clean = evaluate(model, *eval_data, outlier_class=outlier_class)
-            values["eval/accuracy"] = clean["accuracy"]
-            if outlier_class is not None:
-                values["eval/detected"] = clean["detected"]
-        if pgd_eval is not None:
-            values["eval/pgd_accuracy"] = float(pgd_eval(model))
-        values["epoch_seconds"] = time.perf_counter() - t_epoch
-        history["epoch"].append(epoch + 1)
-        for key, value in values.items():
-            history[key].append(value)
-        if writer:
-            with writer.as_default(step=epoch + 1):
-                for key, value in values.items():
-                    if "/" in key:
-                        tf.summary.scalar(key, value)
-                tf.summary.scalar("train/learning_rate", float(opt.learning_rate.numpy()))
-                tf.summary.scalar("train/images_per_second",
-                                  steps * batch_size / values["epoch_seconds"])
-            writer.flush()
-        epoch_var.assign(epoch + 1)
-        if manager:
-            # History first: if a kill lands between the two writes, the resumed run
-            # drops the extra epoch (filtered by the checkpoint's epoch) and redoes it.
-            run_dirs.write_json(history_path, history)
-            manager.save(checkpoint_number=epoch + 1)
-        if log_epochs:
-            shown = ", ".join(f"{k.split('/')[-1] if k.startswith('train') else k}={v:.4f}"
-                              for k, v in values.items() if k != "epoch_seconds")
-            tqdm.write(f"{description} epoch {epoch + 1}/{epochs}: {shown} "
-                       f"({values['epoch_seconds']:.1f}s)")
-    history = {k: v for k, v in history.items() if v}
-    history["resumed_from_epoch"] = start_epoch
-    history["wall_seconds"] = time.perf_counter() - t_start  # this call only
-    history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))  # all epochs
     return history
+
+
+def _write_epoch_summaries(writer, epoch, values, opt, images_per_epoch):
+    """TensorBoard scalars of one epoch: the logged values, the learning rate, the
+    throughput."""
+    with writer.as_default(step=epoch):
+        for key, value in values.items():
+            if "/" in key:
+                tf.summary.scalar(key, value)
+        tf.summary.scalar("train/learning_rate", float(opt.learning_rate.numpy()))
+        tf.summary.scalar("train/images_per_second", images_per_epoch / values["epoch_seconds"])
+    writer.flush()
+
+
+def _log_epoch(description, epoch, epochs, values):
+    """One summary line per epoch, above the progress bars."""
+    shown = ", ".join(f"{k.split('/')[-1] if k.startswith('train') else k}={v:.4f}"
+                      for k, v in values.items() if k != "epoch_seconds")
+    tqdm.write(f"{description} epoch {epoch}/{epochs}: {shown} "
+               f"({values['epoch_seconds']:.1f}s)")

@@ -88,11 +88,12 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     wall["clean_and_checks"] = time.perf_counter() - t
     t = time.perf_counter()
     ev.crafting.stage = "whitebox"
-    entries = _whitebox_entries(ev, targets) if whitebox else []
+    entries = _attack_entries(ev, "whitebox", targets if whitebox else (), lambda spec: [spec])
     wall["whitebox"] = time.perf_counter() - t
     t = time.perf_counter()
     ev.crafting.stage = "blackbox"
-    entries += _blackbox_entries(ev, surrogates, targets)
+    entries += _attack_entries(ev, "blackbox", surrogates,
+                               lambda source: scored_targets(source, targets))
     wall["blackbox"] = time.perf_counter() - t
     t = time.perf_counter()
     ev.crafting.stage = "sweeps"
@@ -164,29 +165,18 @@ def _check_warnings(name, checks):
     return found
 
 
-def _whitebox_entries(ev, targets):
-    """Every attack and variant computed on each target and scored on it."""
+def _attack_entries(ev, setting, sources, scored_on):
+    """Every attack and variant computed on each source and scored on each model of
+    scored_on(source): the source itself (white-box) or the targets (black-box)."""
     config = ev.config
     entries = []
-    for spec in targets:
-        ev.log(f"white-box on {spec.name}")
-        for attack in config.attacks:
-            for variant in spec.variants(config.adaptive):
-                entries.append(ev.entry("whitebox", spec, spec, attack, variant,
-                                        ev.count(attack, spec)))
-    return entries
-
-
-def _blackbox_entries(ev, surrogates, targets):
-    """Every attack and variant computed on each surrogate, scored on its targets."""
-    config = ev.config
-    entries = []
-    for source in surrogates:
-        ev.log(f"black-box from {source.name}")
+    for source in sources:
+        ev.log(f"white-box on {source.name}" if setting == "whitebox"
+               else f"black-box from {source.name}")
         for attack in config.attacks:
             for variant in source.variants(config.adaptive):
-                for target in scored_targets(source, targets):
-                    entries.append(ev.entry("blackbox", source, target, attack, variant,
+                for target in scored_on(source):
+                    entries.append(ev.entry(setting, source, target, attack, variant,
                                             ev.count(attack, source)))
     return entries
 

@@ -119,34 +119,8 @@ def run_reproduce(config):
     if done:
         return done
     announce(config, run_dir)
-    training_report = {}
-    specs = {}
     t = time.perf_counter()
-    installer = _PretrainedInstaller(config, dataset)
-    for role in REPRODUCE_MODELS:
-        rc = run_configs[role]
-        name = rc.resolved_run_name(dataset.name)
-        reused = os.path.exists(os.path.join(rc.output_dir, name, "results.json"))
-        source = installer.reuse(role, rc, os.path.join(rc.output_dir, name), reused)
-        if config.progress:
-            doing = "reusing" if reused or source else "training"
-            print(f"{doing} {role}: {os.path.join(rc.output_dir, name)}"
-                  f"{f' (pretrained {source})' if source else ''}", flush=True)
-        t_model = time.perf_counter()
-        trained = train_run.train_run(rc)
-        path = os.path.join(trained["run_dir"], trained["deployed_model"])
-        specs[role] = dataclasses.replace(load_model_spec(role, path, dataset),
-                                          extra=role in EXTRA_ROLES)
-        training_report[role] = {
-            "run_dir": trained["run_dir"], "run_name": name, "reused": reused,
-            "defense": trained["defense"], "temperature": trained["temperature"],
-            "seed": trained["seed"], "deployed_model": path,
-            "clean_test_accuracy": trained["clean_test_accuracy"],
-            "clean_test_detected": trained.get("clean_test_detected"),
-            "pretrained": source,
-            "dataset": trained["dataset"], "settings": trained["settings"],
-            "training_wall_seconds": trained["wall_seconds"],
-            "seconds_here": time.perf_counter() - t_model}
+    specs, training_report = _train_models(config, dataset, run_configs)
     training_seconds = time.perf_counter() - t
     targets = [specs[r] for r in TARGETS]
     surrogates = [specs[r] for r in ("surrogate_U", "surrogate_D")]
@@ -175,6 +149,39 @@ def run_reproduce(config):
                           "reused": t["reused"]} for role, t in training_report.items()}}
     return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds,
                       distribution=dist)
+
+
+def _train_models(config, dataset, run_configs):
+    """Train, or reuse (a finished run, or a matching pretrained model), every model of
+    REPRODUCE_MODELS in turn; returns (ModelSpecs, results["training"]) by role."""
+    training_report = {}
+    specs = {}
+    installer = _PretrainedInstaller(config, dataset)
+    for role in REPRODUCE_MODELS:
+        rc = run_configs[role]
+        name = rc.resolved_run_name(dataset.name)
+        reused = os.path.exists(os.path.join(rc.output_dir, name, "results.json"))
+        source = installer.reuse(role, rc, os.path.join(rc.output_dir, name), reused)
+        if config.progress:
+            doing = "reusing" if reused or source else "training"
+            print(f"{doing} {role}: {os.path.join(rc.output_dir, name)}"
+                  f"{f' (pretrained {source})' if source else ''}", flush=True)
+        t_model = time.perf_counter()
+        trained = train_run.train_run(rc)
+        path = os.path.join(trained["run_dir"], trained["deployed_model"])
+        specs[role] = dataclasses.replace(load_model_spec(role, path, dataset),
+                                          extra=role in EXTRA_ROLES)
+        training_report[role] = {
+            "run_dir": trained["run_dir"], "run_name": name, "reused": reused,
+            "defense": trained["defense"], "temperature": trained["temperature"],
+            "seed": trained["seed"], "deployed_model": path,
+            "clean_test_accuracy": trained["clean_test_accuracy"],
+            "clean_test_detected": trained.get("clean_test_detected"),
+            "pretrained": source,
+            "dataset": trained["dataset"], "settings": trained["settings"],
+            "training_wall_seconds": trained["wall_seconds"],
+            "seconds_here": time.perf_counter() - t_model}
+    return specs, training_report
 
 
 class _PretrainedInstaller:
