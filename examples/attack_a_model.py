@@ -3,7 +3,7 @@
     python examples/attack_a_model.py                      # trains on the bundled sample (~1 min)
     python examples/attack_a_model.py saved_models/RUN/distilled.keras   # or attacks a saved one
 
-Everything after this docstring is the README's "Attacks in Python" snippet, verbatim.
+Everything after this docstring is the snippet of docs/attacks.md, verbatim.
 Quick settings (few digits, few epochs, short attacks): the numbers are illustrative.
 """
 import sys

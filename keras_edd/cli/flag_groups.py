@@ -223,7 +223,7 @@ def _define_distribution():
     _define(flags.DEFINE_string, "distribution", config_lib.DistributionConfig().kind,
             f"One of {_one_of(KINDS)}: one device; tf.distribute.MirroredStrategy over the "
             "local GPUs (or the --cpu_devices logical CPUs); MultiWorkerMirroredStrategy over "
-            "the machines of the TF_CONFIG environment variable (see README).")
+            "the machines of the TF_CONFIG environment variable (see docs/distribution.md).")
     _define(flags.DEFINE_integer, "cpu_devices", None,
             "Split the CPU into N >= 1 logical devices (tests mirrored runs without GPUs).")
 
