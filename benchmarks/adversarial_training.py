@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from keras_edd import adversarial_training as at  # noqa: E402  (no TensorFlow yet)
+from keras_edd.defense import adversarial_training as at  # noqa: E402  (no TensorFlow yet)
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX files.")
 _DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset name for keras_edd.data.")
@@ -51,8 +51,10 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from keras_edd import data, models, runs, training
+    from keras_edd import data, models
     from keras_edd.attacks import fgsm
+    from keras_edd.defense import training
+    from keras_edd.runs import run_dirs
 
     out = _OUTPUT_DIR.value
     ds = data.load_dataset(_DATASET.value, _DATA_DIR.value, train_limit=_TRAIN_LIMIT.value)
@@ -75,7 +77,7 @@ def main(argv):
         seed=_SEED.value, checkpoint_dir=os.path.join(out, "ckpt"),
         log_dir=os.path.join(out, "logs"), progress=False, adversary=adversary,
         pgd_eval=timed_eval, description=_ATTACK.value)
-    runs.save_model(model, os.path.join(out, "model.keras"))
+    run_dirs.save_model(model, os.path.join(out, "model.keras"))
 
     n = min(_NUM_EXAMPLES.value, len(ds.x_test))
     x = ds.x_test[:n].astype(np.float32) / 255.0
@@ -101,7 +103,7 @@ def main(argv):
                                      tf.constant([_SEED.value, 0], tf.int64))
         result[f"fgsm_rs_accuracy_eps{value:g}"] = _accuracy(model, one_step, y)
         result[f"fgsm_accuracy_eps{value:g}"] = _accuracy(model, fgsm(model, x, eps=value, y=y), y)
-    runs.write_json(os.path.join(out, "results.json"), result)
+    run_dirs.write_json(os.path.join(out, "results.json"), result)
     print(json.dumps(result, indent=1))
 
 

@@ -162,8 +162,8 @@ def main(argv):
                  train_epochs=_TRAIN_EPOCHS.value, save_model=_SAVE_MODEL.value)
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        from keras_edd import runs
-        runs.write_json(_OUTPUT.value, result)
+        from keras_edd.runs import run_dirs
+        run_dirs.write_json(_OUTPUT.value, result)
 
 
 if __name__ == "__main__":

@@ -161,8 +161,8 @@ def main(argv):
                  cw_initial_const=_CW_INITIAL_CONST.value, seed=_SEED.value)
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        from keras_edd import runs
-        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        from keras_edd.runs import run_dirs
+        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

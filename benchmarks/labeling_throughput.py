@@ -20,7 +20,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_edd import data, labeling, models, runs  # noqa: E402
+from keras_edd import data, models  # noqa: E402
+from keras_edd.defense import labeling
+from keras_edd.runs import run_dirs
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX folder (default: bundled sample).")
 _MODEL = flags.DEFINE_string("model", None, "A trained .keras teacher (default: fresh weights; "
@@ -67,7 +69,7 @@ def main(_):
         "label_batch_size": labeling.LABEL_BATCH_SIZE,
         "images_per_second": rates,
         "mc_over_best_plain": rates["mc_per_pass"] / best_plain,
-        "versions": runs.versions(),
+        "versions": run_dirs.versions(),
     }, indent=2))
 
 

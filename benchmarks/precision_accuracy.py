@@ -18,7 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 
-from keras_edd import data, models, runs, training  # noqa: E402
+from keras_edd import data, models  # noqa: E402
+from keras_edd.defense import training
+from keras_edd.runs import run_dirs
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX folder (default: bundled sample).")
 _DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset name.")
@@ -58,7 +60,7 @@ def main(_):
         "seed": _SEED.value,
         "results": results,
         "load_average_1_5_15min": list(os.getloadavg()),
-        "versions": runs.versions(),
+        "versions": run_dirs.versions(),
     }
     if {"float32", "mixed_bfloat16"} <= set(results):
         result["accuracy_points_bf16_minus_fp32"] = 100 * (
@@ -66,7 +68,7 @@ def main(_):
             - results["float32"]["test_accuracy_float32"])
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

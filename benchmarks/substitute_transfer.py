@@ -1,9 +1,9 @@
 """Jacobian-augmented substitute ("surrogate J") against one target: cost, agreement, transfer.
 
 Trains J from the last --initial test inputs, labelled only by the target's argmax
-(keras_edd.substitute), then crafts FGSM on J for the first --num_examples test
+(keras_edd.evaluation.substitute), then crafts FGSM on J for the first --num_examples test
 inputs and scores them on the target: recovered / detected / misclassified over
-the target's correctly classified inputs ("filtered", as in keras_edd.evaluation).
+the target's correctly classified inputs ("filtered", as in keras_edd.evaluation.engine).
 Prints one JSON document.
 
   python benchmarks/substitute_transfer.py --data_dir=../shared/data/mnist \
@@ -53,7 +53,10 @@ def main(argv):
     del argv
     import numpy as np
 
-    from keras_edd import attacks, data, evaluation, models, runs, substitute, training
+    from keras_edd import attacks, data, models
+    from keras_edd.defense import training
+    from keras_edd.evaluation import metrics, substitute
+    from keras_edd.runs import run_dirs
 
     dataset = data.load_dataset(_DATASET.value, _DATA_DIR.value)
     n = dataset.num_classes
@@ -76,7 +79,7 @@ def main(argv):
         agreement_data=(x_attacked, target_attacked), progress=False)
     train_seconds = time.perf_counter() - t
     if _SAVE.value:
-        runs.save_model(model_j, _SAVE.value)
+        run_dirs.save_model(model_j, _SAVE.value)
 
     unseen = slice(0, len(y_test) - k)
     j_unseen = training.predict_logits(model_j, x_test[unseen]).argmax(axis=1)
@@ -105,16 +108,16 @@ def main(argv):
             seconds = time.perf_counter() - t
             adv_target = training.predict_logits(target, x_adv).argmax(axis=1)
             adv_j = training.predict_logits(model_j, x_adv).argmax(axis=1)
-            rates = evaluation.attack_rates(adv_target, target_attacked, y_attacked,
+            rates = metrics.attack_rates(adv_target, target_attacked, y_attacked,
                                             outlier_class=outlier_class)
-            source = evaluation.attack_rates(adv_j, j_attacked, y_attacked,
+            source = metrics.attack_rates(adv_j, j_attacked, y_attacked,
                                              outlier_class=outlier_class)
             result["transfer"].append({"attack": "fgsm", "eps": eps, "variant": variant,
                                        "on_target": rates, "on_substitute": source,
                                        "attack_seconds": round(seconds, 2)})
     print(json.dumps(result, indent=1))
     if _OUTPUT.value:
-        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_edd import data, models, runs, training  # noqa: E402
+from keras_edd import data, models  # noqa: E402
+from keras_edd.defense import training
+from keras_edd.runs import run_dirs
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX folder (default: bundled sample).")
 _DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset name.")
@@ -157,11 +159,11 @@ def main(_):
     result.update({
         "cpu": cpu_flags(),
         "load_average_1_5_15min": list(os.getloadavg()),
-        "versions": runs.versions(),
+        "versions": run_dirs.versions(),
     })
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        runs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python examples/attack_a_model.py                      # trains on the bundled sample (~1 min)
     python examples/attack_a_model.py saved_models/RUN/distilled.keras   # or attacks a saved one
 
-Everything after this docstring is the README's "Attacks in Python" snippet, verbatim.
+Everything after this docstring is the snippet of docs/attacks.md, verbatim.
 Quick settings (few digits, few epochs, short attacks): the numbers are illustrative.
 """
 import sys
@@ -11,8 +11,10 @@ import sys
 import keras
 import numpy as np
 
-from keras_edd import attacks, data, labeling, metrics, models, training
+from keras_edd import attacks, data, models
 from keras_edd.config import DataConfig
+from keras_edd.defense import labeling, training
+from keras_edd.evaluation import metrics
 
 keras.utils.set_random_seed(0)  # the same weights, hence the same numbers, on every run
 

@@ -1,11 +1,12 @@
 """keras_edd: extended defensive distillation and fast TF2 adversarial attacks.
 
 Reproduces "Extending Defensive Distillation" (Papernot & McDaniel, 2017) in
-TensorFlow 2 / Keras 3. The pipeline reads, module by module:
-data -> models -> labeling (MC-dropout sigma, outlier labels) -> training (the
-loop) -> train_run (teacher -> labels -> distilled model) -> attacks/ and
-attack_registry -> metrics (the rates) -> evaluation (the engine) -> reproduce
-(the whole pipeline) -> reporting. Settings: config; flags of bin/: cli.
+TensorFlow 2 / Keras 3. The pipeline reads, folder by folder:
+data, models -> defense/ (losses, MC-dropout labels, the training loop) ->
+attacks/ -> evaluation/ (attack registry, engine, metrics, detection, surrogate J)
+-> reporting/ (results files, report.md, TensorBoard, figures). runs/ holds the
+run directories and the runs of the binaries (train, evaluate, reproduce: the
+whole pipeline). Settings: config; the flags of bin/: cli/.
 """
 
 __version__ = "0.1.0"

@@ -3,14 +3,14 @@
 Binaries turn their flags into these objects and pass them to one library
 function; the library never reads absl FLAGS. Here: the settings of each stage
 (data, training, defense, evaluation, surrogate J); the binaries' run settings,
-which combine them, are keras_edd.run_config.
+which combine them, are keras_edd.runs.run_config.
 """
 
 import dataclasses
 import enum
 
-from keras_edd import attack_registry
-from keras_edd.attack_registry import AttackConfig  # kept with the registry it is built from
+from keras_edd.evaluation import attack_registry
+from keras_edd.evaluation.attack_registry import AttackConfig  # kept with its registry
 from keras_edd.validation import (check_choice, check_int, check_real, check_reals, choices,
                                   require)
 
@@ -29,7 +29,7 @@ class Defense(enum.StrEnum):
 
 OPTIMIZERS = choices(Optimizer)
 DEFENSES = choices(Defense)
-# Named flag presets of the evaluation binaries (their values: keras_edd.presets.PRESETS).
+# Named flag presets of the evaluation binaries (their values: keras_edd.cli.presets.PRESETS).
 PRESETS = ("quick", "paper")
 
 # The defaults that depend on another setting, in one table (flag help texts read it too).
@@ -115,7 +115,7 @@ class DistributionConfig(_Config):
 
     Saved in flags.json as kind and cpu_devices, and only when not the default, so runs
     made before it existed still match; it is not compared when a run directory is
-    reopened (keras_edd.runs), and TF_CONFIG (addresses) is not saved at all.
+    reopened (keras_edd.runs.run_dirs), and TF_CONFIG (addresses) is not saved at all.
     """
     kind: str = "none"
     cpu_devices: int | None = None
@@ -173,7 +173,7 @@ class DefenseConfig(_Config):
     @property
     def resolved_adv_train_step(self):
         """adv_train_step, or its default: 1.25 eps for fgsm_rs, 0.01 for pgd."""
-        from keras_edd import adversarial_training as at  # light import, no TensorFlow
+        from keras_edd.defense import adversarial_training as at  # light import, no TensorFlow
         if self.adv_train_step is not None:
             return float(self.adv_train_step)
         if self.adv_train_attack == "fgsm_rs":
@@ -188,7 +188,7 @@ class DefenseConfig(_Config):
         check_int("mc_passes", self.mc_passes, low=2)
         check_real("penalty_weight", self.penalty_weight, low=0.0)
         check_int("teacher_epochs", self.teacher_epochs, low=1)
-        from keras_edd.adversarial_training import ADV_TRAIN_ATTACKS
+        from keras_edd.defense.adversarial_training import ADV_TRAIN_ATTACKS
         check_choice("adv_train_attack", self.adv_train_attack, ADV_TRAIN_ATTACKS)
         check_real("adv_train_eps", self.adv_train_eps, low=0.0, high=1.0, low_inclusive=False)
         if self.adv_train_step is not None:
@@ -328,7 +328,7 @@ class EvalConfig(_Config):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SubstituteConfig(_Config):
-    """Surrogate J: the Jacobian-augmented substitute (keras_edd.substitute).
+    """Surrogate J: the Jacobian-augmented substitute (keras_edd.evaluation.substitute).
 
     S_0 is the last `initial` test inputs (never attacked); the substitute, of
     the targets' family, is trained on the target's labels only, with `rounds`
@@ -354,5 +354,5 @@ class SubstituteConfig(_Config):
 
     @property
     def resolved_tau(self):
-        """tau for keras_edd.substitute: None (constant step) for tau = 0."""
+        """tau for keras_edd.evaluation.substitute: None (constant step) for tau = 0."""
         return self.tau or None

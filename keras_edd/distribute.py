@@ -9,12 +9,12 @@ of this process, once: logical devices and collective ops can be set up only
 before TensorFlow first runs.
 
 What runs where:
-  training   the custom loop of keras_edd.training runs its step with
+  training   the custom loop of keras_edd.defense.training runs its step with
              `strategy.run` on per-replica slices of each global batch (the batch
              size is unchanged; the loss is averaged over the global batch and the
              gradients summed over the replicas by the Keras optimizer).
-  labelling  MC-dropout sigma (keras_edd.labeling) and the attacks
-  attacks    (keras_edd.evaluation) are split across the *workers*: each takes a
+  labelling  MC-dropout sigma (keras_edd.defense.labeling) and the attacks
+  attacks    (keras_edd.evaluation.engine) are split across the *workers*: each takes a
              contiguous shard of the inputs, aligned on whole batches (chunks), so
              its dropout masks and attack seeds are those of a single-process run
              (an attack whose inputs do not depend on their call, CW with

@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 
-from keras_edd import runs
+from keras_edd.runs import run_dirs
 
 PRETRAINED_DIR_ENV = "KERAS_EDD_PRETRAINED_DIR"
 DEFAULT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -84,7 +84,7 @@ def read_manifest(collection=DEFAULT_COLLECTION, root=None):
                               f"collections ship in the repository's saved_models/ (or set "
                               f"${PRETRAINED_DIR_ENV})")
     try:
-        manifest = runs.read_json(path)
+        manifest = run_dirs.read_json(path)
     except (OSError, ValueError) as exc:
         raise PretrainedError(f"pretrained collection {collection!r}: {path} is not valid "
                               f"JSON ({exc})") from None
@@ -211,17 +211,17 @@ def install_run(collection, role, info, run_dir, flags, root=None):
     Returns the results dict.
     """
     source = model_path(f"{collection}:{role}", root)
-    runs.prepare_run_dir(os.path.dirname(run_dir), os.path.basename(run_dir), flags)
+    run_dirs.prepare_run_dir(os.path.dirname(run_dir), os.path.basename(run_dir), flags)
     results = copy.deepcopy(info["training_results"])
     target = os.path.join(run_dir, results["deployed_model"])
-    with runs.atomic_path(target) as tmp:
+    with run_dirs.atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
     results["run_dir"] = os.path.abspath(run_dir)
     results["pretrained"] = {"name": f"{collection}:{role}", "sha256": info["sha256"],
                              "trained_settings": results.get("settings"),
                              "trained_precision": info.get("precision")}
     results["settings"] = flags
-    runs.write_json(os.path.join(run_dir, "results.json"), results)
+    run_dirs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
 
 
@@ -231,7 +231,7 @@ def pretrained_source(run_dir):
     if not os.path.isfile(path):
         return None
     try:
-        record = runs.read_json(path).get("pretrained")
+        record = run_dirs.read_json(path).get("pretrained")
     except (OSError, ValueError):
         return None
     return record.get("name") if isinstance(record, dict) else None
@@ -243,7 +243,7 @@ def pretrained_source(run_dir):
 def model_card(role, run_dir, *, description, file, teacher=None, fingerprint, dataset_note,
                machine):
     """The manifest entry of the deployed model of the finished training run `run_dir`."""
-    results = runs.read_json(os.path.join(run_dir, "results.json"))
+    results = run_dirs.read_json(os.path.join(run_dir, "results.json"))
     path = os.path.join(run_dir, results["deployed_model"])
     recorded = copy.deepcopy(results)
     recorded.pop("run_dir", None)
@@ -266,4 +266,4 @@ def model_card(role, run_dir, *, description, file, teacher=None, fingerprint, d
 def write_manifest(folder, manifest):
     """Write MANIFEST.json atomically, keys in a stable order."""
     text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
-    runs.atomic_write(os.path.join(folder, MANIFEST), lambda f: f.write(text))
+    run_dirs.atomic_write(os.path.join(folder, MANIFEST), lambda f: f.write(text))

@@ -31,8 +31,9 @@ def _images(n, seed=0):
 def mirrored(out):
     import keras
     import numpy as np
-    from keras_edd import distribute, models, training
+    from keras_edd import distribute, models
     from keras_edd.config import DistributionConfig
+    from keras_edd.defense import training
     dist = distribute.start(DistributionConfig(kind="mirrored", cpu_devices=2))
     x, y = _images(128)
     targets = training.one_hot(y, 10)
@@ -70,7 +71,7 @@ def mirrored(out):
 
 def eval_whitebox(out, *flags):
     import runpy
-    from keras_edd import attack_registry
+    from keras_edd.evaluation import attack_registry
     calls = []
     craft = attack_registry.craft
 

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_edd import adversarial_training as at
-from keras_edd import models, training
+from keras_edd import models
+from keras_edd.defense import adversarial_training as at
+from keras_edd.defense import training
 
 
 def _seed(a, b=0):
@@ -200,6 +201,6 @@ def test_module_imports_without_tensorflow():
     """Flags and config read ADV_TRAIN_ATTACKS and the defaults before TensorFlow loads."""
     import subprocess
     import sys
-    code = ("import sys; from keras_edd import adversarial_training as at; "
+    code = ("import sys; from keras_edd.defense import adversarial_training as at; "
             "assert at.ADV_TRAIN_ATTACKS and 'tensorflow' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""Crafts kept across runs (keras_edd.attack_cache), progress bars, per-row chunks."""
+"""Crafts kept across runs (keras_edd.evaluation.attack_cache), progress bars, per-row chunks."""
 
 import dataclasses
 import os
@@ -7,8 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_edd import attack_cache, attack_registry, data, evaluation, models, progress, runs
+from keras_edd import data, models, progress
 from keras_edd.config import AttackConfig, EvalConfig
+from keras_edd.evaluation import attack_cache, attack_registry, attack_settings, engine
+from keras_edd.runs import run_dirs
 
 
 def _cnn_free_model(seed=0, outputs=10):
@@ -48,8 +50,8 @@ def test_progress_follows_tqdm_disable_none_semantics():
 def test_fingerprint_is_stable_across_reloads_and_follows_the_weights(tmp_path):
     model = _cnn_free_model()
     first, second = str(tmp_path / "a.keras"), str(tmp_path / "b.keras")
-    runs.save_model(model, first)
-    runs.save_model(model, second)  # the same weights saved again (other config ids)
+    run_dirs.save_model(model, first)
+    run_dirs.save_model(model, second)  # the same weights saved again (other config ids)
     prints = {attack_cache.model_fingerprint(models.load_model(path))
               for path in (first, first, second)}
     assert prints == {attack_cache.model_fingerprint(model)}
@@ -142,11 +144,11 @@ def test_a_rerun_loads_every_craft_and_gives_the_same_results(tmp_path, small_da
                         sweep_eps=(0.1, 0.2), sweep_num_examples=10, check_examples=10,
                         attack=AttackConfig(batch_size=10))
     folder = str(tmp_path / "attacks")
-    first, _ = evaluation.evaluate_models(small_data, [target], [surrogate], config,
+    first, _ = engine.evaluate_models(small_data, [target], [surrogate], config,
                                           cache_dir=folder)
     # fgsm and pgd on each model; the eps=0.2 sweep point is the main FGSM craft's prefix.
     assert first["crafts"] == {"computed": 5, "loaded": 0, "prefix": 1, "memory": 0}
-    again, _ = evaluation.evaluate_models(small_data, [target], [surrogate], config,
+    again, _ = engine.evaluate_models(small_data, [target], [surrogate], config,
                                           cache_dir=folder)
     assert again["crafts"] == {"computed": 0, "loaded": 5, "prefix": 1, "memory": 0}
     for key in ("evaluations", "sweeps", "models", "warnings"):
@@ -168,7 +170,7 @@ def test_a_new_settings_field_reaches_the_attack_and_the_key(monkeypatch, small_
         return x
 
     @dataclasses.dataclass(frozen=True, kw_only=True)
-    class Settings(attack_registry.CwSettings):
+    class Settings(attack_settings.CwSettings):
         early_exit: str = "sample"
 
     row = dataclasses.replace(attack_registry.get("cw"), settings=Settings())

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from conftest import LinearModel
 from keras_edd.attacks import pgd
-from keras_edd.attacks.apgd import (apgd, checkpoint_windows, checkpoints, objective,
-                                    step_halvings, target_classes)
+from keras_edd.attacks.apgd import apgd, objective, target_classes
+from keras_edd.attacks.apgd_step_size import checkpoint_windows, checkpoints, step_halvings
 
 NUM_FEATURES = 12
 NUM_CLASSES = 4

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from conftest import LinearModel
 from keras_edd.attacks import carlini_wagner_l2, fgsm, pgd
-from keras_edd.attacks.carlini_wagner_l2 import adadelta_update, adam_update
+from keras_edd.attacks.cw_optimizers import adadelta_update, adam_update
 
 NUM_CLASSES = 4
 

@@ -138,10 +138,11 @@ def test_attack_flags_flow_into_the_attack_params():
     code = (
         "import sys, json\n"
         "from absl import flags\n"
-        "from keras_edd import attack_registry, cli\n"
-        "cli.define_flags(cli.EVALUATION)\n"
+        "from keras_edd.cli import configs, flag_groups\n"
+        "from keras_edd.evaluation import attack_registry\n"
+        "flag_groups.define_flags(flag_groups.EVALUATION)\n"
         "flags.FLAGS(sys.argv)\n"
-        "config = cli.eval_config().validate()\n"
+        "config = configs.eval_config().validate()\n"
         "params = {a: attack_registry.attack_params(a, config.attack) for a in "
         "('square', 'cw_adam')}\n"
         "print(json.dumps({'params': params, 'caps': [config.examples_for('square'), "
@@ -169,13 +170,13 @@ def test_attack_flags_flow_into_the_attack_params():
 def wrong_models(tmp_path_factory):
     """A corrupt .keras file and a valid model with 5 outputs."""
     import keras
-    from keras_edd import runs
+    from keras_edd.runs import run_dirs
     folder = tmp_path_factory.mktemp("models")
     corrupt = folder / "corrupt.keras"
     corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive")
     inputs = keras.Input((28, 28, 1))
     five = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))
-    runs.save_model(five, str(folder / "five.keras"))
+    run_dirs.save_model(five, str(folder / "five.keras"))
     return {"corrupt": str(corrupt), "five": str(folder / "five.keras")}
 
 
@@ -213,14 +214,14 @@ def reproduced(tmp_path_factory):
 
 
 def _csv_rows(path):
-    from keras_edd import reporting
-    return reporting.read_csv(path)
+    from keras_edd.reporting import results_files
+    return results_files.read_csv(path)
 
 
 def _assert_rates_consistent(results, run_dir):
     """Rates sum to 1, the CSV holds exactly the JSON's numbers, PNGs are images."""
     import matplotlib.image
-    from keras_edd import reporting
+    from keras_edd.reporting import results_files
     checked = 0
     for e in results["evaluations"]:
         for subset in ("filtered", "unfiltered"):
@@ -236,10 +237,10 @@ def _assert_rates_consistent(results, run_dir):
     def text(value):
         return "" if value is None else (repr(value) if isinstance(value, float) else str(value))
 
-    from_csv = sorted(tuple(r[k] for k in reporting.CSV_COLUMNS)
+    from_csv = sorted(tuple(r[k] for k in results_files.CSV_COLUMNS)
                       for r in _csv_rows(run_dir / "results.csv"))
-    from_json = sorted(tuple(text(r[k]) for k in reporting.CSV_COLUMNS)
-                       for r in reporting.result_rows(results))
+    from_json = sorted(tuple(text(r[k]) for k in results_files.CSV_COLUMNS)
+                       for r in results_files.result_rows(results))
     assert from_csv == from_json and len(from_csv) > 0
     for name in results["files"]:
         if name.endswith(".png"):
@@ -495,13 +496,13 @@ def test_killed_evaluation_resumes_from_its_finished_crafts(tmp_path):
     import time
 
     import keras
-    from keras_edd import runs
+    from keras_edd.runs import run_dirs
     keras.utils.set_random_seed(0)
     inputs = keras.Input((28, 28, 1))
     hidden = keras.layers.Conv2D(8, 5, strides=2, activation="relu")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(hidden)))
     model_path = str(tmp_path / "cnn" / "model.keras")
-    runs.save_model(model, model_path)
+    run_dirs.save_model(model, model_path)
     command = [sys.executable, BIN["eval_whitebox"], f"--model={model_path}", *_RESUME,
                f"--output_dir={tmp_path / 'out'}", "--run_name=killed"]
     crafts = tmp_path / "out" / "killed" / "attacks"

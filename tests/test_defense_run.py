@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, event_hparams
-from keras_edd import config, models, run_config, training
+from keras_edd import config, models
+from keras_edd.defense import training
+from keras_edd.runs import run_config
 
 TRAIN = os.path.join(REPO, "bin", "train")
 
@@ -183,7 +185,7 @@ def test_adversarial_settings_saved_only_for_changed_values():
     ("adversarial", {"adv_train_attack": "fgsm_rs", "adv_train_eps": 0.3}),
 ])
 def test_run_hparams_name_what_each_defense_uses(defense, expected):
-    from keras_edd import train_run
+    from keras_edd.runs import train_run
     rc = run_config.RunConfig(defense=config.DefenseConfig(defense=defense),
                               train=config.TrainConfig(epochs=3, seed=2))
     assert train_run.run_hparams(rc) == {"defense": defense, "epochs": 3, "seed": 2,
@@ -193,7 +195,7 @@ def test_run_hparams_name_what_each_defense_uses(defense, expected):
 def test_training_run_logs_hparams_with_its_final_metrics(tmp_path):
     """In process, tiny: TensorBoard's hparams dashboard can compare runs by alpha, T,
     lambda, N, epochs, defense and seed, with the run's final numbers beside them."""
-    from keras_edd import train_run
+    from keras_edd.runs import train_run
     rc = run_config.RunConfig(
         data=config.DataConfig(dataset="mnist_sample", train_limit=128, test_limit=50),
         train=config.TrainConfig(epochs=1, batch_size=64, seed=3),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_edd import detection
+from keras_edd.evaluation import detection
 
 
 def test_auroc_counts_ties_one_half():

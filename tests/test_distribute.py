@@ -72,18 +72,18 @@ def test_distribution_config_validates_kind_and_devices():
 
 
 def test_a_run_directory_is_reopened_with_another_distribution(tmp_path):
-    from keras_edd import runs
-    from keras_edd.run_config import RunConfig
+    from keras_edd.runs import run_dirs
+    from keras_edd.runs.run_config import RunConfig
     single = RunConfig(output_dir=str(tmp_path))
     mirrored = RunConfig(output_dir=str(tmp_path),
                          distribution=DistributionConfig(kind="mirrored", cpu_devices=2))
     assert "distribution" not in single.to_dict()  # older run directories still match
     assert mirrored.to_dict()["distribution"] == {"kind": "mirrored", "cpu_devices": 2}
-    path, _ = runs.prepare_run_dir(str(tmp_path), "run", single.to_dict())
+    path, _ = run_dirs.prepare_run_dir(str(tmp_path), "run", single.to_dict())
     (tmp_path / "run" / "checkpoints").mkdir()  # the run has started
-    assert runs.prepare_run_dir(str(tmp_path), "run", mirrored.to_dict()) == (path, False)
-    with pytest.raises(runs.RunDirError, match="other settings"):
-        runs.prepare_run_dir(str(tmp_path), "run", RunConfig(
+    assert run_dirs.prepare_run_dir(str(tmp_path), "run", mirrored.to_dict()) == (path, False)
+    with pytest.raises(run_dirs.RunDirError, match="other settings"):
+        run_dirs.prepare_run_dir(str(tmp_path), "run", RunConfig(
             output_dir=str(tmp_path), distribution=DistributionConfig(kind="mirrored"),
             train=single.train.__class__(epochs=7)).to_dict())
 
@@ -109,8 +109,8 @@ def test_attacks_per_input_split_input_by_input_others_by_whole_calls():
     a multi-worker craft splits it input by input: 1,000 digits, fewer than its one
     1,024-input call, reach both workers. With early_exit="batch" (the batch's loss stops
     it) and for the attacks not marked per input, the shards stay whole calls."""
-    from keras_edd import attack_registry
     from keras_edd.config import EvalConfig
+    from keras_edd.evaluation import attack_registry
     settings = EvalConfig().attack
 
     def shards(attack, batch_size=300, **changes):
@@ -141,7 +141,8 @@ class _OneProcessShards(distribute.Distribution):
 
 def test_sharded_mc_sigma_equals_one_process():
     import keras
-    from keras_edd import labeling, models
+    from keras_edd import models
+    from keras_edd.defense import labeling
     keras.utils.set_random_seed(0)
     model = models.cleverhans_cnn(10)
     images = np.random.default_rng(0).integers(0, 256, (100, 28, 28, 1), dtype=np.uint8)
@@ -266,8 +267,9 @@ def test_multi_worker_train_and_fgsm_match_one_process(tmp_path):
     # sigma: worker 0 labelled the first 512 images, worker 1 the last 88; merged, it is
     # the single-process sigma of the saved teacher, bit for bit
     from keras_edd import data as data_lib
-    from keras_edd import labeling, models
+    from keras_edd import models
     from keras_edd.config import DataConfig
+    from keras_edd.defense import labeling
     dataset = data_lib.load_data(DataConfig(data_dir=str(data)))
     teacher = models.load_model(os.path.join(run_dir, "teacher.keras"))
     sigma = np.load(os.path.join(run_dir, "labels", "sigma_train.npy"))
@@ -283,9 +285,9 @@ def test_multi_worker_train_and_fgsm_match_one_process(tmp_path):
     assert found["distribution"]["workers"] == 2
 
     import dataclasses
-    from keras_edd import eval_run
     from keras_edd.config import EvalConfig
-    from keras_edd.run_config import WhiteboxConfig
+    from keras_edd.runs import eval_run
+    from keras_edd.runs.run_config import WhiteboxConfig
     single = eval_run.run_whitebox(WhiteboxConfig(
         model_path=model, data=DataConfig(data_dir=str(data)), evaluation=EvalConfig(
             attacks=("fgsm",), num_examples=32, sweeps=False, check_examples=8,

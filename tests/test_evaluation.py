@@ -8,9 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_edd import attack_registry, data, evaluation, metrics, models, reproduce, runs, training
-from keras_edd.attack_registry import CwSettings, JsmaSettings, PgdSettings
+from keras_edd import data, models
 from keras_edd.config import AttackConfig, EvalConfig
+from keras_edd.defense import training
+from keras_edd.evaluation import attack_registry, engine, metrics, scoring
+from keras_edd.evaluation.attack_settings import (ApgdSettings, ApgdTargetedSettings,
+                                                  CwSettings, JsmaSettings, PgdSettings,
+                                                  SquareSettings)
+from keras_edd.runs import reproduce, run_dirs
 
 
 # ----------------------------------------------------------------------------- rates
@@ -142,7 +147,7 @@ def test_cw_adam_and_square_rows():
     saved = config.to_dict()
     assert saved["square_max_queries"] == 5000 and saved["cw_adam_optimizer"] == "adam"
     with pytest.raises(ValueError, match="square_p_init=0.0"):
-        AttackConfig(settings={"square": attack_registry.SquareSettings(p_init=0.0)}).validate()
+        AttackConfig(settings={"square": SquareSettings(p_init=0.0)}).validate()
 
 
 def test_attack_succeeded_is_each_attacks_own_criterion():
@@ -208,23 +213,23 @@ def test_gradient_free_masking_flag_on_hand_made_entries():
                _hand_entry("extended", "pgd", "adaptive", 0.1),  # no Square on this variant
                _hand_entry("distillation", "pgd", "plain", 0.0, setting="blackbox"),
                _hand_entry("undefended", "pgd", "plain", None)]
-    warnings = evaluation.gradient_free_masking(entries, 0.95)
+    warnings = scoring.gradient_free_masking(entries, 0.95)
     assert len(warnings) == 2
     assert warnings[0].startswith("distillation: gradient masking: pgd (plain) fails where "
                                   "the gradient-free Square attack succeeds")
     assert "cw (plain)" in warnings[1]
-    assert evaluation.gradient_free_masking(entries, 0.01) == []  # everything "succeeds"
+    assert scoring.gradient_free_masking(entries, 0.01) == []  # everything "succeeds"
 
 
 def test_gradient_free_masking_needs_enough_inputs_and_a_clear_failure():
     few = [_hand_entry("t", "pgd", "plain", 0.2, count=9),
            _hand_entry("t", "square", "plain", 1.0, count=9)]
-    assert evaluation.gradient_free_masking(few, 0.95, min_inputs=10) == []
-    assert len(evaluation.gradient_free_masking(few, 0.95, min_inputs=9)) == 1
+    assert scoring.gradient_free_masking(few, 0.95, min_inputs=10) == []
+    assert len(scoring.gradient_free_masking(few, 0.95, min_inputs=9)) == 1
     # 16 of 17 (94.1 %) is below 95 % but its upper bound is not: no flag.
     close = [_hand_entry("t", "pgd", "plain", 16 / 17, count=17),
              _hand_entry("t", "square", "plain", 1.0, count=17)]
-    assert evaluation.gradient_free_masking(close, 0.95, min_inputs=10) == []
+    assert scoring.gradient_free_masking(close, 0.95, min_inputs=10) == []
 
 
 def test_apgd_is_a_reference_for_the_masking_flags():
@@ -233,7 +238,7 @@ def test_apgd_is_a_reference_for_the_masking_flags():
                _hand_entry("distillation", "apgd_t", "plain", 1.0),
                _hand_entry("extended", "pgd", "adaptive", 0.1),
                _hand_entry("extended", "apgd_t", "plain", 1.0)]  # another variant
-    warnings = evaluation.gradient_free_masking(entries, 0.95)
+    warnings = scoring.gradient_free_masking(entries, 0.95)
     assert warnings == [
         "distillation: gradient masking: pgd (plain) fails where the stronger gradient attack "
         "apgd_t succeeds (10.0% of 1000 vs 100.0%, threshold 95%)",
@@ -258,11 +263,11 @@ def test_apgd_rows():
     assert saved["apgd_t_nb_targets"] == 9 and "apgd_ce_nb_targets" not in saved
     assert not any(key.endswith("_loss") and key.startswith("apgd") for key in saved)
     with pytest.raises(ValueError, match="apgd_t_norm='l1'"):
-        AttackConfig(settings={"apgd_t": attack_registry.ApgdTargetedSettings(
+        AttackConfig(settings={"apgd_t": ApgdTargetedSettings(
             norm="l1")}).validate()
     with pytest.raises(ValueError, match="apgd_ce_eps=1.5"):
-        AttackConfig(settings={"apgd_ce": attack_registry.ApgdSettings(eps=1.5)}).validate()
-    AttackConfig(settings={"apgd_ce": attack_registry.ApgdSettings(eps=1.5, norm="l2")}
+        AttackConfig(settings={"apgd_ce": ApgdSettings(eps=1.5)}).validate()
+    AttackConfig(settings={"apgd_ce": ApgdSettings(eps=1.5, norm="l2")}
                  ).validate()  # an L2 radius may exceed 1
 
 
@@ -284,14 +289,14 @@ def test_masking_verdict_needs_inputs_and_an_upper_bound_below_threshold():
 
     def rates(successes, n):
         return {"count": n, "recovered": 1 - successes / n}
-    assert evaluation.masking_verdict([rates(1, 9), rates(2, 9)], config)[
+    assert scoring.masking_verdict([rates(1, 9), rates(2, 9)], config)[
         "masking_suspected"] is None  # 9 inputs < 10: not checked
-    close = evaluation.masking_verdict([rates(10, 17), rates(16, 17)], config)
+    close = scoring.masking_verdict([rates(10, 17), rates(16, 17)], config)
     assert close["max_success"] == pytest.approx(16 / 17) and close["max_success_count"] == 17
     assert close["masking_suspected"] is False  # upper bound 98.7 % >= 95 %
-    clear = evaluation.masking_verdict([rates(5, 13), rates(3, 13)], config)
+    clear = scoring.masking_verdict([rates(5, 13), rates(3, 13)], config)
     assert clear["masking_suspected"] is True and clear["max_success_upper"] < 0.95
-    assert evaluation.masking_verdict([{"count": 0, "recovered": None}], config)[
+    assert scoring.masking_verdict([{"count": 0, "recovered": None}], config)[
         "masking_suspected"] is None
     with pytest.raises(ValueError, match="masking_min_inputs=0"):
         EvalConfig(masking_min_inputs=0).validate()
@@ -361,7 +366,7 @@ def small_data():
 @pytest.mark.parametrize("outputs,outlier", [(10, None), (11, 10)])
 def test_load_model_spec_infers_the_outlier_class(tmp_path, small_data, outputs, outlier):
     path = str(tmp_path / f"m{outputs}.keras")
-    runs.save_model(_linear_model(outputs), path)
+    run_dirs.save_model(_linear_model(outputs), path)
     spec = models.load_model_spec("m", path, small_data)
     assert spec.outlier_class == outlier and spec.num_classes == 10
     assert spec.variants() == (("plain", "adaptive") if outlier else ("plain",))
@@ -370,7 +375,7 @@ def test_load_model_spec_infers_the_outlier_class(tmp_path, small_data, outputs,
 
 def test_load_model_spec_rejects_other_output_counts_naming_the_file(tmp_path, small_data):
     path = str(tmp_path / "five.keras")
-    runs.save_model(_linear_model(5), path)
+    run_dirs.save_model(_linear_model(5), path)
     with pytest.raises(ValueError, match=r"five\.keras.*5 outputs.*expected 10 or 11"):
         models.load_model_spec("m", path, small_data)
 
@@ -380,7 +385,7 @@ def test_model_label_is_a_valid_run_name():
         "mnist-extended-a0.9-distilled"
     label = models.model_label("/.x y/.hidden model.keras")
     assert label == "x_y-.hidden_model"
-    from keras_edd.run_config import RunConfig
+    from keras_edd.runs.run_config import RunConfig
     RunConfig(run_name=label).validate()  # accepted as a run directory name
 
 
@@ -408,7 +413,7 @@ def test_evaluate_models_structure_and_masking_flag(small_data, trained_linear):
     config = EvalConfig(attacks=("fgsm", "pgd"), num_examples=30, sweep_attacks=("fgsm",),
                         sweep_eps=(0.1, 0.5), sweep_num_examples=30, check_examples=20,
                         image_examples=3)
-    results, images = evaluation.evaluate_models(small_data, [good, masked], [surrogate], config)
+    results, images = engine.evaluate_models(small_data, [good, masked], [surrogate], config)
     whitebox = [e for e in results["evaluations"] if e["setting"] == "whitebox"]
     assert [(e["target"], e["attack"], e["variant"]) for e in whitebox] == [
         ("linear", "fgsm", "plain"), ("linear", "pgd", "plain"),
@@ -458,12 +463,12 @@ def test_extra_models_get_fewer_inputs_for_slow_attacks(small_data, trained_line
         s.describe = lambda: {"path": s.path, "outputs": 10, "outlier_class": None}
         return s
 
-    square = attack_registry.SquareSettings(max_queries=5)
+    square = SquareSettings(max_queries=5)
     config = EvalConfig(attacks=("fgsm", "square"), num_examples=24,
                         max_examples={"square": None}, extra_examples=8, sweeps=False,
                         check_examples=8, image_examples=0,
                         attack=AttackConfig(settings={"square": square}))
-    results, _ = evaluation.evaluate_models(
+    results, _ = engine.evaluate_models(
         small_data, [spec("paper"), spec("beyond", extra=True)], [spec("J", extra=True)],
         config)
     counts = {(e["setting"], e["source"], e["target"], e["attack"]): e["num_examples"]
@@ -481,7 +486,7 @@ def test_extra_models_get_fewer_inputs_for_slow_attacks(small_data, trained_line
 def test_evaluate_models_rejects_duplicate_names(small_data, trained_linear):
     spec = models.ModelSpec("a", trained_linear, "a.keras", 10, None)
     with pytest.raises(ValueError, match="unique"):
-        evaluation.evaluate_models(small_data, [spec], [dataclasses.replace(spec)], EvalConfig())
+        engine.evaluate_models(small_data, [spec], [dataclasses.replace(spec)], EvalConfig())
 
 
 def test_a_surrogate_with_only_target_is_scored_on_that_target_alone(small_data,
@@ -493,7 +498,7 @@ def test_a_surrogate_with_only_target_is_scored_on_that_target_alone(small_data,
     for spec in specs.values():  # no file behind these specs
         spec.describe = lambda: {"path": "x.keras", "outputs": 10, "outlier_class": None}
     config = EvalConfig(attacks=("fgsm",), num_examples=10, sweeps=False, check_examples=10)
-    results, _ = evaluation.evaluate_models(small_data, [specs["a"], specs["b"]],
+    results, _ = engine.evaluate_models(small_data, [specs["a"], specs["b"]],
                                             [specs["U"], specs["J_b"]], config, whitebox=False)
     assert sorted((e["source"], e["target"]) for e in results["evaluations"]) == [
         ("J_b", "b"), ("U", "a"), ("U", "b")]
@@ -502,7 +507,7 @@ def test_a_surrogate_with_only_target_is_scored_on_that_target_alone(small_data,
     assert by_pair[("J_b", "b")]["filtered"] == by_pair[("U", "b")]["filtered"]
     lost = dataclasses.replace(specs["J_b"], name="J_c", only_target="c")
     with pytest.raises(ValueError, match="surrogate J_c is scored only on target 'c'"):
-        evaluation.evaluate_models(small_data, [specs["a"]], [lost], config)
+        engine.evaluate_models(small_data, [specs["a"]], [lost], config)
 
 
 def test_jsma_targets_real_classes_on_outlier_models(small_data, monkeypatch):
@@ -519,7 +524,7 @@ def test_jsma_targets_real_classes_on_outlier_models(small_data, monkeypatch):
     monkeypatch.setattr(attack_registry, "craft", spy)
     config = EvalConfig(attacks=("jsma",), num_examples=4, sweeps=False, check_examples=4,
                         image_examples=0)
-    results, _ = evaluation.evaluate_models(small_data, [spec], [], config)
+    results, _ = engine.evaluate_models(small_data, [spec], [], config)
     # One JSMA run, told the outlier class so its targets are real classes only.
     assert calls == [("jsma", 10)]
     rows = [e for e in results["evaluations"] if e["attack"] == "jsma"]
@@ -540,14 +545,14 @@ def _outlier_model(trained_linear):
 def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained_linear,
                                                              tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
-    from keras_edd import reporting
+    from keras_edd.reporting import results_files
     spec = models.ModelSpec("ext", _outlier_model(trained_linear), "ext.keras", 10, 10)
     spec.describe = lambda: {"path": "ext.keras", "outputs": 11, "outlier_class": 10}
     config = EvalConfig(attacks=("fgsm", "square"), num_examples=20, sweeps=False,
                         check_examples=5, image_examples=0,
                         attack=AttackConfig(settings={
-                            "square": attack_registry.SquareSettings(max_queries=30)}))
-    results, images = evaluation.evaluate_models(small_data, [spec], [], config)
+                            "square": SquareSettings(max_queries=30)}))
+    results, images = engine.evaluate_models(small_data, [spec], [], config)
     rows = {(e["attack"], e["variant"]): e for e in results["evaluations"]}
     for (attack, variant), e in rows.items():
         f = e["filtered"]
@@ -571,11 +576,11 @@ def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained
     # Margin 0 is the model's own decision: clean accuracy there is the plain accuracy.
     assert at["argmax (margin 0)"]["clean_accuracy"] == pytest.approx(
         results["models"]["ext"]["clean_attacked"]["accuracy"])
-    reporting.write_report(str(tmp_path), results, images)
+    results_files.write_report(str(tmp_path), results, images)
     for name in ("roc.png", "roc.pdf"):
         assert (tmp_path / name).stat().st_size > 1000, name
-    assert {"roc.png", "roc.pdf"} <= set(runs.read_json(tmp_path / "results.json")["files"])
-    csv_rows = reporting.read_csv(tmp_path / "results.csv")
+    assert {"roc.png", "roc.pdf"} <= set(run_dirs.read_json(tmp_path / "results.json")["files"])
+    csv_rows = results_files.read_csv(tmp_path / "results.csv")
     attack_rows = [r for r in csv_rows if r["kind"] == "attack" and r["subset"] == "filtered"]
     assert all(r["attack_failed"] != "" for r in attack_rows)
     report = (tmp_path / "report.md").read_text()
@@ -588,15 +593,15 @@ def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained
 
 def test_worst_case_and_fixed_false_detection_on_an_outlier_model(small_data, trained_linear,
                                                                   tmp_path):
-    from keras_edd import reporting
+    from keras_edd.reporting import results_files as reporting
     spec = models.ModelSpec("ext", _outlier_model(trained_linear), "ext.keras", 10, 10)
     spec.describe = lambda: {"path": "ext.keras", "outputs": 11, "outlier_class": 10}
-    short = {"apgd_ce": attack_registry.ApgdSettings(nb_iter=10),
-             "apgd_t": attack_registry.ApgdTargetedSettings(nb_iter=10, nb_targets=2)}
+    short = {"apgd_ce": ApgdSettings(nb_iter=10),
+             "apgd_t": ApgdTargetedSettings(nb_iter=10, nb_targets=2)}
     config = EvalConfig(attacks=("fgsm", "apgd_ce", "apgd_t"), num_examples=20,
                         max_examples={"apgd_t": 12}, sweeps=False, check_examples=5,
                         image_examples=0, attack=AttackConfig(settings=short))
-    results, images = evaluation.evaluate_models(small_data, [spec], [], config)
+    results, images = engine.evaluate_models(small_data, [spec], [], config)
     entries = [e for e in results["evaluations"] if e["setting"] == "whitebox"]
     assert len(entries) == 6  # three attacks, plain and adaptive
     (worst,) = results["worst_case"]
@@ -647,7 +652,7 @@ def _settings(run_config):
 
 def test_reproduce_targets_match_bin_train_defaults_so_runs_are_reused():
     from keras_edd.config import DataConfig, DefenseConfig, TrainConfig
-    from keras_edd.run_config import ReproduceConfig, RunConfig
+    from keras_edd.runs.run_config import ReproduceConfig, RunConfig
     data_config = DataConfig(dataset="mnist", data_dir="../shared/data/mnist")
     configs = reproduce.reproduce_run_configs(
         ReproduceConfig(data=data_config, output_dir="out"), "mnist")

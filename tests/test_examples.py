@@ -1,4 +1,4 @@
-"""examples/ runs as shipped, and the README's Python snippet is a verbatim copy of it."""
+"""examples/ runs as shipped, and the Python snippet of docs/attacks.md is a verbatim copy of it."""
 
 import os
 import re
@@ -19,9 +19,9 @@ def _example_code():
     return text[text.index('"""', 3) + 3:].strip()
 
 
-def test_readme_snippet_is_the_example_verbatim():
-    readme = open(os.path.join(REPO, "README.md")).read()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+def test_docs_snippet_is_the_example_verbatim():
+    docs = open(os.path.join(REPO, "docs", "attacks.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", docs, re.S)
     assert _example_code() in [b.strip() for b in blocks]
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-from keras_edd import figures
+from keras_edd.reporting import figures
 
 
 def test_plots_skip_empty_inputs(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, write_idx, write_idx_folder
-from keras_edd.run_config import BlackboxConfig, RunConfig
+from keras_edd.runs.run_config import BlackboxConfig, RunConfig
 
 TRAIN = os.path.join(REPO, "bin", "train")
 
@@ -102,10 +102,10 @@ _TINY = {"train": ["--dataset=mnist_sample", "--train_limit=64", "--test_limit=1
 def logits_model(tmp_path_factory):
     """A tiny valid MNIST model returning 10 logits."""
     import keras
-    from keras_edd import runs
+    from keras_edd.runs import run_dirs
     path = str(tmp_path_factory.mktemp("model") / "linear.keras")
     inputs = keras.Input((28, 28, 1))
-    runs.save_model(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))),
+    run_dirs.save_model(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))),
                     path)
     return path
 
@@ -161,11 +161,11 @@ def test_unusable_output_folder_exits_2_naming_it(tmp_path, logits_model, name, 
 def probability_teacher(tmp_path_factory):
     """A model with dropout whose last layer is a softmax: probabilities, not logits."""
     import keras
-    from keras_edd import runs
+    from keras_edd.runs import run_dirs
     path = str(tmp_path_factory.mktemp("teacher") / "softmax.keras")
     inputs = keras.Input((28, 28, 1))
     hidden = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
-    runs.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden)),
+    run_dirs.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden)),
                     path)
     return path
 
@@ -208,16 +208,16 @@ def test_flag_parse_errors_exit_2_in_one_line(tmp_path, name, arg, fragments):
 
 
 def test_flags_json_alone_does_not_block_a_corrected_rerun(tmp_path):
-    from keras_edd import runs
-    path, finished = runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    from keras_edd.runs import run_dirs
+    path, finished = run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
     assert not finished and os.listdir(path) == ["flags.json"]
     # The first command failed before writing anything else: other flags take over.
-    path, finished = runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.9})
-    assert not finished and runs.read_json(os.path.join(path, "flags.json")) == {"alpha": 0.9}
+    path, finished = run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.9})
+    assert not finished and run_dirs.read_json(os.path.join(path, "flags.json")) == {"alpha": 0.9}
     # Once the run has written something, other flags are refused.
     os.makedirs(os.path.join(path, "checkpoints"))
-    with pytest.raises(runs.RunDirError, match="other settings"):
-        runs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    with pytest.raises(run_dirs.RunDirError, match="other settings"):
+        run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
 
 
 def test_reproduce_with_model_dir_a_file_writes_nothing(tmp_path):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_edd import labeling, models
+from keras_edd import models
+from keras_edd.defense import labeling
 
 
 def test_uncertainty_exact_on_known_passes():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_edd import losses
+from keras_edd.defense import losses
 
 
 def _log_softmax(z):

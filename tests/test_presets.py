@@ -6,10 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_edd import attack_registry, data, models, training
-from keras_edd.attack_registry import CwSettings
+from keras_edd import data, models
+from keras_edd.cli.presets import QUICK_PRESET
 from keras_edd.config import AttackConfig, DataConfig
-from keras_edd.presets import QUICK_PRESET
+from keras_edd.defense import training
+from keras_edd.evaluation import attack_registry
+from keras_edd.evaluation.attack_settings import CwSettings
 
 
 def _quick_settings(row_name, settings):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import event_hparams
-from keras_edd import reporting, runs
+from keras_edd.reporting import markdown, results_files
+from keras_edd.runs import run_dirs
 
 
 def _rates(count, recovered, detected):
@@ -88,11 +89,11 @@ FIGURES = ("whitebox", "blackbox", "sweeps")
 
 def test_write_report_files_and_csv_matches_json(tmp_path, results):
     images = {"extended/fgsm_adaptive": (np.zeros((3, 28, 28, 1)), np.ones((3, 28, 28, 1)))}
-    reporting.write_report(str(tmp_path), results, images)
+    results_files.write_report(str(tmp_path), results, images)
     for name in ("results.json", "results.csv", "report.md"):
         assert (tmp_path / name).is_file(), name
     assert not glob.glob(str(tmp_path / ".tmp-*"))
-    stored = runs.read_json(tmp_path / "results.json")
+    stored = run_dirs.read_json(tmp_path / "results.json")
     for figure in FIGURES:
         assert _is_png(tmp_path / f"{figure}.png")
         assert _png_dpi(tmp_path / f"{figure}.png") == pytest.approx((200, 200), abs=0.5)
@@ -101,7 +102,7 @@ def test_write_report_files_and_csv_matches_json(tmp_path, results):
         assert b"/Subtype /Image" not in pdf, figure  # vector, not an embedded bitmap
         assert {f"{figure}.png", f"{figure}.pdf"} <= set(stored["files"])
     assert stored["files"][:2] == ["results.json", "results.csv"]
-    rows = reporting.read_csv(tmp_path / "results.csv")
+    rows = results_files.read_csv(tmp_path / "results.csv")
     # 2 models x 2 clean subsets + 4 entries x 2 subsets + 2 sweep points x 2 subsets
     assert len(rows) == 4 + 8 + 4
     # results.json is written with sorted keys, so compare the rows as sorted lists.
@@ -110,9 +111,9 @@ def test_write_report_files_and_csv_matches_json(tmp_path, results):
             return ""
         return repr(value) if isinstance(value, float) else str(value)
 
-    from_csv = sorted(tuple(row[k] for k in reporting.CSV_COLUMNS) for row in rows)
-    from_json = sorted(tuple(text(row[k]) for k in reporting.CSV_COLUMNS)
-                       for row in reporting.result_rows(stored))
+    from_csv = sorted(tuple(row[k] for k in results_files.CSV_COLUMNS) for row in rows)
+    from_json = sorted(tuple(text(row[k]) for k in results_files.CSV_COLUMNS)
+                       for row in results_files.result_rows(stored))
     assert from_csv == from_json
     extended = [r for r in rows if r["kind"] == "attack" and r["target"] == "extended"
                 and r["variant"] == "adaptive" and r["subset"] == "filtered"]
@@ -125,9 +126,9 @@ def test_write_report_files_and_csv_matches_json(tmp_path, results):
 
 
 def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
-    reporting.write_report(str(tmp_path), results)
+    results_files.write_report(str(tmp_path), results)
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
-    assert header == list(reporting.CSV_COLUMNS)
+    assert header == list(results_files.CSV_COLUMNS)
     # The columns readers knew keep their places; the new ones come last.
     assert header[:15] == ["kind", "setting", "target", "source", "attack", "variant",
                            "parameter", "value", "subset", "num_examples", "count", "recovered",
@@ -135,8 +136,8 @@ def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
     assert header[15:] == ["mean_l0", "mean_l2", "mean_linf", "attack_seconds", "threshold",
                            "false_detection", "accuracy_detection_correct",
                            "accuracy_rejection_error"]
-    rows = reporting.read_csv(tmp_path / "results.csv")
-    stored = runs.read_json(tmp_path / "results.json")
+    rows = results_files.read_csv(tmp_path / "results.csv")
+    stored = run_dirs.read_json(tmp_path / "results.json")
     checked = 0
     for e in stored["evaluations"]:
         mine = [r for r in rows if r["kind"] == "attack" and r["target"] == e["target"]
@@ -160,9 +161,9 @@ def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
 
 
 def _figure_texts(monkeypatch):
-    """Record every text drawn on each figure saved by keras_edd.figures."""
+    """Record every text drawn on each figure saved by keras_edd.reporting.figures."""
     import matplotlib.text
-    from keras_edd import figures
+    from keras_edd.reporting import figures
     texts = {}
     save = figures._save_png_and_pdf
 
@@ -178,12 +179,12 @@ def test_quick_run_is_marked_illustrative_in_report_and_figures(tmp_path, result
                                                                  monkeypatch):
     texts = _figure_texts(monkeypatch)
     results["settings"]["preset"] = "quick"
-    reporting.write_report(str(tmp_path), results)
+    results_files.write_report(str(tmp_path), results)
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("> **ILLUSTRATIVE RESULTS ONLY.**")
     assert "`--preset=quick`" in report.split("\n")[0]
     assert set(texts) == {f"{f}.png" for f in FIGURES}
-    note = reporting.quick_note(results)
+    note = markdown.quick_note(results)
     for name, drawn in texts.items():
         assert note in drawn, name
 
@@ -191,15 +192,15 @@ def test_quick_run_is_marked_illustrative_in_report_and_figures(tmp_path, result
 def test_other_runs_carry_no_mark(tmp_path, results, monkeypatch):
     texts = _figure_texts(monkeypatch)
     results["settings"]["preset"] = "paper"
-    reporting.write_report(str(tmp_path), results)
-    assert reporting.quick_note(results) is None
+    results_files.write_report(str(tmp_path), results)
+    assert markdown.quick_note(results) is None
     assert not (tmp_path / "report.md").read_text().startswith(">")
     assert texts and not any("illustrative" in t for drawn in texts.values() for t in drawn)
 
 
 def test_figures_put_values_on_bars_and_the_legend_outside(tmp_path, results, monkeypatch):
     import matplotlib.pyplot as plt
-    from keras_edd import figures
+    from keras_edd.reporting import figures
     captured = {}
     monkeypatch.setattr(figures, "_save_png_and_pdf",
                         lambda fig, *a: captured.setdefault("fig", fig))
@@ -258,7 +259,7 @@ def _accumulator(path):
 
 def test_tensorboard_has_scalars_and_image_grid(tmp_path, results):
     images = {"extended/fgsm_adaptive": _grid(adversarial_predictions=np.array([10, 3, 2, 3]))}
-    reporting.write_tensorboard(str(tmp_path), results, images, report_text="# the report")
+    results_files.write_tensorboard(str(tmp_path), results, images, report_text="# the report")
     accumulator = _accumulator(tmp_path)
     tags = accumulator.Tags()["tensors"]
     assert "whitebox/extended/fgsm_adaptive/detected" in tags
@@ -280,25 +281,25 @@ def test_tensorboard_has_scalars_and_image_grid(tmp_path, results):
 
 def test_labelled_grid_captions_colour_the_predictions():
     def red_pixels(grid):
-        pixels = reporting.labelled_grid(grid)[0].astype(int)
+        pixels = results_files.labelled_grid(grid)[0].astype(int)
         return np.sum((pixels[..., 0] > 150) & (pixels[..., 1] < 100) & (pixels[..., 2] < 100))
 
     def blue_pixels(grid):
-        pixels = reporting.labelled_grid(grid)[0].astype(int)
+        pixels = results_files.labelled_grid(grid)[0].astype(int)
         return np.sum((pixels[..., 2] > 150) & (pixels[..., 0] < 100))
 
     correct = _grid()
-    pixels = reporting.labelled_grid(correct)
+    pixels = results_files.labelled_grid(correct)
     assert pixels.dtype == np.uint8 and pixels.ndim == 4 and pixels.shape[-1] == 3
     assert red_pixels(correct) == 0 and blue_pixels(correct) == 0
     assert red_pixels(_grid(adversarial_predictions=np.array([5, 1, 2, 3]))) > 20
     assert blue_pixels(_grid(adversarial_predictions=np.array([10, 1, 2, 3]))) > 20
-    assert reporting.prediction_text(10, 10) == "pred 10 (outlier)"
-    assert reporting.prediction_text(np.int64(3), 10) == "pred 3"
+    assert results_files.prediction_text(10, 10) == "pred 10 (outlier)"
+    assert results_files.prediction_text(np.int64(3), 10) == "pred 3"
 
 
 def test_write_hparams_records_the_settings_and_final_metrics(tmp_path):
-    reporting.write_hparams(str(tmp_path), {"alpha": 0.9, "defense": "extended", "epochs": 4},
+    results_files.write_hparams(str(tmp_path), {"alpha": 0.9, "defense": "extended", "epochs": 4},
                             {"final/clean_accuracy": 0.75, "final/clean_detected": None},
                             step=4)
     hparams, scalars = event_hparams(tmp_path)
@@ -309,7 +310,7 @@ def test_write_hparams_records_the_settings_and_final_metrics(tmp_path):
 def test_image_grid_puts_clean_above_adversarial():
     clean = np.zeros((3, 4, 5, 1))
     adversarial = np.full((3, 4, 5, 1), 2.0)  # clipped to 1
-    grid = reporting.image_grid(clean, adversarial)
+    grid = results_files.image_grid(clean, adversarial)
     assert grid.shape == (1, 8, 15, 1)
     assert grid[0, :4].max() == 0.0 and grid[0, 4:].min() == 1.0
 
@@ -323,7 +324,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        runs.atomic_write(str(path), fail)
+        run_dirs.atomic_write(str(path), fail)
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["x.csv"]
 
@@ -331,7 +332,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 def test_pr_curve_data_from_roc_points():
     # 4 adversarial, 4 clean: (fpr, tpr) corners (0, 0) -> (0, 0.5) -> (0.25, 1) -> (1, 1).
     roc = {"fpr": [0.0, 0.0, 0.25, 1.0], "tpr": [0.0, 0.5, 1.0, 1.0]}
-    data = reporting.pr_curve_data(roc, 4, 4)
+    data = results_files.pr_curve_data(roc, 4, 4)
     # Increasing threshold: recall decreasing, as the pr_curve plugin expects.
     np.testing.assert_allclose(data["recall"], [1.0, 1.0, 0.5, 0.0])
     np.testing.assert_allclose(data["true_positive_counts"], [4, 4, 2, 0])

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_edd import substitute
+from keras_edd.evaluation import substitute
 
 SHAPE = (2, 2, 1)
 
@@ -192,7 +192,7 @@ def test_bad_arguments_raise_naming_the_value(kwargs, match):
 
 
 def test_initial_set_is_the_last_inputs_disjoint_from_the_attacked_ones():
-    from keras_edd import substitute_run
+    from keras_edd.runs import substitute_run
     indices = substitute_run.initial_indices(1000, 850, 150)
     np.testing.assert_array_equal(indices, np.arange(850, 1000))
     assert not set(indices) & set(range(850))

@@ -2,7 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_edd import losses, models, runs, training
+from keras_edd import models
+from keras_edd.defense import losses, training
+from keras_edd.runs import run_dirs
 
 
 def _linear_model(inputs=4, classes=3, seed=0):
@@ -106,7 +108,7 @@ def test_bad_targets_and_batch():
 
 
 def test_logit_statistics_by_hand():
-    from keras_edd.metrics import logit_statistics
+    from keras_edd.evaluation.metrics import logit_statistics
     model = _linear_model(classes=3)
     model.layers[-1].set_weights([np.zeros((4, 3), np.float32), np.array([3, -1, 0], np.float32)])
     stats = logit_statistics(model, np.zeros((4, 2, 2, 1), np.float32))
@@ -141,7 +143,7 @@ def test_bfloat16_trained_model_loads_and_runs_in_float32(tmp_path):
     trained = models.cleverhans_cnn(10, precision="mixed_bfloat16")
     training.fit(trained, x, y, epochs=3, batch_size=32, progress=False, log_epochs=False)
     path = str(tmp_path / "model.keras")
-    runs.save_model(trained, path)
+    run_dirs.save_model(trained, path)
     loaded = models.load_model(path, num_outputs=10)
     assert models.model_precision(loaded) == "float32"
     assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}

@@ -4,8 +4,8 @@ on hand-made predictions."""
 import numpy as np
 import pytest
 
-from keras_edd import detection, metrics, worst_case
-from keras_edd.metrics import DETECTED, MISCLASSIFIED, RECOVERED
+from keras_edd.evaluation import detection, metrics, worst_case
+from keras_edd.evaluation.metrics import DETECTED, MISCLASSIFIED, RECOVERED
 
 
 def test_outcome_codes_follow_the_rates_rule():
@@ -82,7 +82,7 @@ def test_worst_case_at_threshold():
         detection.accuracy_at_threshold([0.1, 0.2, 0.3], [1, 2], labels, tau)
 
 
-# ------------------------------------------------ keras_edd.worst_case on hand-made logits
+# ------------------------------------------------ keras_edd.evaluation.worst_case on hand-made logits
 
 
 class _Spec:

@@ -24,10 +24,12 @@ import sys
 from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from keras_edd import cli  # noqa: E402  (quiets TensorFlow before it loads)
+# Importing keras_edd.cli first quiets TensorFlow before it loads.
+from keras_edd.cli import configs, flag_groups, program  # noqa: E402
 
-cli.define_flags(cli.DATA, cli.MODELS, cli.EVALUATION, cli.SUBSTITUTE, cli.OUTPUT,
-                 cli.DISTRIBUTION, reproduce=True)
+flag_groups.define_flags(flag_groups.DATA, flag_groups.MODELS, flag_groups.EVALUATION,
+                         flag_groups.SUBSTITUTE, flag_groups.OUTPUT, flag_groups.DISTRIBUTION,
+                         reproduce=True)
 _COLLECTION_DIR = flags.DEFINE_string("collection_dir", None,
                                       "The collection folder to write, e.g. saved_models/paper.")
 _DATASET_NOTE = flags.DEFINE_string(
@@ -59,13 +61,13 @@ def command(argv):
 
 
 def main(argv):
-    cli.check_no_arguments(argv)
+    program.check_no_arguments(argv)
     if not _COLLECTION_DIR.value:
         raise ValueError("collection_dir: give the collection folder, e.g. saved_models/paper")
-    config = cli.reproduce_config()
+    config = configs.reproduce_config()
     config.validate()
-    cli.import_tensorflow()
-    from keras_edd import reproduce
+    program.import_tensorflow()
+    from keras_edd.runs import reproduce
     manifest = reproduce.export_pretrained(config, _COLLECTION_DIR.value,
                                            command=command(sys.argv), machine=machine(),
                                            dataset_note=_DATASET_NOTE.value)
@@ -78,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_main("tools/make_pretrained.py", main)
+    program.run_main("tools/make_pretrained.py", main)

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_edd.attacks import utils
+from keras_edd.attacks.cw_optimizers import adadelta_update, adam_update, make_optimizer
 
 # Default learning rates, measured on an MNIST CNN at kappa = 7, 5 binary-search
 # steps, c_0 = 0.01: Adam lr 0.01 (Carlini's) succeeds on 100% with the default
@@ -61,13 +62,10 @@ def _report_finished(count):
     if _progress[0] is not None and int(count):
         _progress[0](int(count))
     return np.int32(0)
+
+
 _ARCTANH_SHRINK = 0.999999
 _UPPER_BOUND_INIT = 1e10
-_ADADELTA_RHO = 0.95
-_ADADELTA_EPSILON = 1e-6
-_ADAM_BETA_1 = 0.9
-_ADAM_BETA_2 = 0.999
-_ADAM_EPSILON = 1e-7
 
 CWResult = collections.namedtuple("CWResult", ["x_adv", "success", "l2", "iterations"])
 CWResult.__doc__ = """Carlini-Wagner L2 result with per-input details.
@@ -78,41 +76,6 @@ L2 distance ||x_adv - x||_2 of the best success (inf where none). iterations:
 int [batch, binary_search_steps], optimiser iterations of each input in each
 binary-search step (in batch mode the batch's count).
 """
-
-
-def _make_optimizer(name, learning_rate):
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate)
-    return keras.optimizers.Adadelta(learning_rate=learning_rate, rho=_ADADELTA_RHO,
-                                     epsilon=_ADADELTA_EPSILON)
-
-
-def adadelta_update(w, grad, accumulated_grad, accumulated_delta, learning_rate):
-    """Keras' AdaDelta step (rho 0.95, epsilon 1e-6) with explicit state.
-
-    Returns (w, accumulated_grad, accumulated_delta) after one step.
-    """
-    rho = _ADADELTA_RHO
-    rms = lambda value: tf.sqrt(value + _ADADELTA_EPSILON)
-    accumulated_grad = rho * accumulated_grad + (1 - rho) * tf.square(grad)
-    delta = -(rms(accumulated_delta) * grad) / rms(accumulated_grad)
-    accumulated_delta = rho * accumulated_delta + (1 - rho) * tf.square(delta)
-    return w + learning_rate * delta, accumulated_grad, accumulated_delta
-
-
-def adam_update(w, grad, momentum, velocity, step, learning_rate):
-    """Keras' Adam step with explicit state; `step` [batch] counts from 1 per row.
-
-    The bias correction uses each row's own step count, so rows can restart
-    independently. Returns (w, momentum, velocity).
-    """
-    step = tf.cast(step, w.dtype)
-    alpha = (learning_rate * tf.sqrt(1 - tf.pow(_ADAM_BETA_2, step))
-             / (1 - tf.pow(_ADAM_BETA_1, step)))
-    momentum = momentum + (grad - momentum) * (1 - _ADAM_BETA_1)
-    velocity = velocity + (tf.square(grad) - velocity) * (1 - _ADAM_BETA_2)
-    alpha = tf.reshape(alpha, [-1] + [1] * (w.shape.rank - 1))
-    return w - momentum * alpha / (tf.sqrt(velocity) + _ADAM_EPSILON), momentum, velocity
 
 
 def carlini_wagner_l2(model_fn, x, *, y=None, targeted=False, confidence=0.0,
@@ -231,12 +194,6 @@ def _sample_search(model_fn, x, labels, *, slots, targeted, confidence, optimize
     check_every = max(max_iterations // 10, 1)
     steps = binary_search_steps
     zeros = tf.zeros([slots, features])
-
-    def fresh(values, restart, fill):
-        """values with the rows where `restart` set to `fill`."""
-        mask = tf.reshape(restart, [-1] + [1] * (values.shape.rank - 1))
-        return tf.where(mask, tf.cast(fill, values.dtype), values)
-
     slot_state = dict(
         digit=tf.range(slots, dtype=tf.int32),
         const=tf.fill([slots], initial_const), lower=tf.zeros([slots]),
@@ -289,53 +246,69 @@ def _sample_search(model_fn, x, labels, *, slots, targeted, confidence, optimize
             stalled = tf.zeros_like(success)
         s["iteration"] = iteration
         ended = tf.logical_or(stalled, iteration >= max_iterations)
-
-        # Binary search over c for the inputs whose step ended (Carlini's rule).
-        succeeded = s["step_success"]
-        const = s["const"]
-        upper = tf.where(succeeded, tf.minimum(s["upper"], const), s["upper"])
-        lower = tf.where(succeeded, s["lower"], tf.maximum(s["lower"], const))
-        next_const = tf.where(upper < _UPPER_BOUND_INIT / 10, (lower + upper) / 2.0,
-                              tf.where(succeeded, const, const * 10.0))
-        s["upper"] = tf.where(ended, upper, s["upper"])
-        s["lower"] = tf.where(ended, lower, s["lower"])
-        s["const"] = tf.where(ended, next_const, const)
-        s["iterations"] += (tf.one_hot(s["step"], steps, dtype=tf.int32)
-                            * tf.where(ended, iteration, 0)[:, None])
-        s["step"] += tf.cast(ended, tf.int32)
-        for key, fill in (("iteration", 0), ("previous", np.inf), ("step_success", False),
-                          ("w", 0.0), ("state_1", 0.0), ("state_2", 0.0)):
-            s[key] = fresh(s[key], ended, fill)
+        _end_search_steps(s, ended, iteration, steps)
         state = {key: tf.tensor_scatter_nd_update(state[key], busy, s[key]) for key in state}
-
-        # Inputs done with every step hand in their result; the slot takes the next input.
-        finished = tf.logical_and(state["digit"] >= 0, state["step"] >= steps)
-        done = tf.where(finished)
-        done_digit = tf.gather_nd(state["digit"], done)
-        found = tf.gather_nd(state["best_l2"], done)
-        result_x = tf.where(tf.math.is_finite(found)[:, None],
-                            tf.gather_nd(state["best_x"], done),
-                            tf.gather(x_flat, done_digit))
-        output = dict(
-            x_adv=tf.tensor_scatter_nd_update(output["x_adv"], done_digit[:, None], result_x),
-            best_l2=tf.tensor_scatter_nd_update(output["best_l2"], done_digit[:, None], found),
-            iterations=tf.tensor_scatter_nd_update(output["iterations"], done_digit[:, None],
-                                                   tf.gather_nd(state["iterations"], done)))
-        rank = tf.cumsum(tf.cast(finished, tf.int32), exclusive=True)
-        incoming = tf.where(next_input + rank < n, next_input + rank, -1)
-        state["digit"] = tf.where(finished, incoming, state["digit"])
-        for key, fill in (("const", initial_const), ("lower", 0.0),
-                          ("upper", _UPPER_BOUND_INIT), ("step", 0), ("best_l2", np.inf),
-                          ("iterations", 0)):
-            state[key] = fresh(state[key], finished, fill)
-        finished_count = tf.reduce_sum(tf.cast(finished, tf.int32))
-        reported = tf.ensure_shape(
-            tf.py_function(_report_finished, [finished_count], tf.int32), [])
-        next_input += finished_count + 0 * reported  # keeps the report in the loop
-        return state, output, next_input
+        return _refill_slots(state, output, next_input, x_flat, n, steps, initial_const)
 
     _, output, _ = tf.while_loop(condition, body, (slot_state, output, next_input))
     return tf.reshape(output["x_adv"], tf.shape(x)), output["best_l2"], output["iterations"]
+
+
+def _reset_rows(values, restart, fill):
+    """values with the rows where `restart` set to `fill`."""
+    mask = tf.reshape(restart, [-1] + [1] * (values.shape.rank - 1))
+    return tf.where(mask, tf.cast(fill, values.dtype), values)
+
+
+def _end_search_steps(s, ended, iteration, steps):
+    """Binary search over c for the busy slots whose step ended (Carlini's rule): the
+    bounds and the next c, the step's iteration count, and fresh optimiser state.
+    Updates the slot dict `s` (rows = busy slots) in place."""
+    succeeded = s["step_success"]
+    const = s["const"]
+    upper = tf.where(succeeded, tf.minimum(s["upper"], const), s["upper"])
+    lower = tf.where(succeeded, s["lower"], tf.maximum(s["lower"], const))
+    next_const = tf.where(upper < _UPPER_BOUND_INIT / 10, (lower + upper) / 2.0,
+                          tf.where(succeeded, const, const * 10.0))
+    s["upper"] = tf.where(ended, upper, s["upper"])
+    s["lower"] = tf.where(ended, lower, s["lower"])
+    s["const"] = tf.where(ended, next_const, const)
+    s["iterations"] += (tf.one_hot(s["step"], steps, dtype=tf.int32)
+                        * tf.where(ended, iteration, 0)[:, None])
+    s["step"] += tf.cast(ended, tf.int32)
+    for key, fill in (("iteration", 0), ("previous", np.inf), ("step_success", False),
+                      ("w", 0.0), ("state_1", 0.0), ("state_2", 0.0)):
+        s[key] = _reset_rows(s[key], ended, fill)
+
+
+def _refill_slots(state, output, next_input, x_flat, n, steps, initial_const):
+    """Inputs done with every step hand in their result (their best x', else x); each
+    freed slot takes the next input (-1 = idle once all n are taken). Returns the loop
+    variables (state, output, next_input)."""
+    finished = tf.logical_and(state["digit"] >= 0, state["step"] >= steps)
+    done = tf.where(finished)
+    done_digit = tf.gather_nd(state["digit"], done)
+    found = tf.gather_nd(state["best_l2"], done)
+    result_x = tf.where(tf.math.is_finite(found)[:, None],
+                        tf.gather_nd(state["best_x"], done),
+                        tf.gather(x_flat, done_digit))
+    output = dict(
+        x_adv=tf.tensor_scatter_nd_update(output["x_adv"], done_digit[:, None], result_x),
+        best_l2=tf.tensor_scatter_nd_update(output["best_l2"], done_digit[:, None], found),
+        iterations=tf.tensor_scatter_nd_update(output["iterations"], done_digit[:, None],
+                                               tf.gather_nd(state["iterations"], done)))
+    rank = tf.cumsum(tf.cast(finished, tf.int32), exclusive=True)
+    incoming = tf.where(next_input + rank < n, next_input + rank, -1)
+    state["digit"] = tf.where(finished, incoming, state["digit"])
+    for key, fill in (("const", initial_const), ("lower", 0.0),
+                      ("upper", _UPPER_BOUND_INIT), ("step", 0), ("best_l2", np.inf),
+                      ("iterations", 0)):
+        state[key] = _reset_rows(state[key], finished, fill)
+    finished_count = tf.reduce_sum(tf.cast(finished, tf.int32))
+    reported = tf.ensure_shape(
+        tf.py_function(_report_finished, [finished_count], tf.int32), [])
+    next_input += finished_count + 0 * reported  # keeps the report in the loop
+    return state, output, next_input
 
 
 def _batch_search(model_fn, x, labels, *, targeted, confidence, optimizer, learning_rate,
@@ -349,7 +322,7 @@ def _batch_search(model_fn, x, labels, *, targeted, confidence, optimizer, learn
     reduce_axes = list(range(1, x.shape.rank))
 
     w = keras.Variable(tf.zeros_like(x), name="cw_perturbation")
-    opt = _make_optimizer(optimizer, learning_rate)
+    opt = make_optimizer(optimizer, learning_rate)
     opt.build([w])
     initial_state = [tf.constant(v.numpy()) for v in opt.variables]
     check_every = max(max_iterations // 10, 1)

@@ -92,9 +92,6 @@ def _square_run(model_fn, x, labels, eps, p_init, max_queries, seed, clip_min, c
     queries = tf.tensor_scatter_nd_add(queries, active, tf.ones_like(loss_start, tf.int32))
     done = loss_best < 0.0
 
-    rows = tf.range(height)
-    cols = tf.range(width)
-
     def condition(step, x_best, loss_best, done, queries):
         return tf.logical_and(step < max_queries - 2, tf.logical_not(tf.reduce_all(done)))
 
@@ -107,29 +104,8 @@ def _square_run(model_fn, x, labels, eps, p_init, max_queries, seed, clip_min, c
         draws = tf.gather_nd(draws, active)
         x_clean = tf.gather_nd(x, active)
         x_current = tf.gather_nd(x_best, active)
-
-        def corner(u, size):
-            positions = size - side + 1
-            return tf.minimum(tf.cast(u * tf.cast(positions, tf.float32), tf.int32), positions - 1)
-
-        top, left = corner(draws[:, 0], height), corner(draws[:, 1], width)
-        in_rows = tf.logical_and(rows[None] >= top[:, None], rows[None] < (top + side)[:, None])
-        in_cols = tf.logical_and(cols[None] >= left[:, None], cols[None] < (left + side)[:, None])
-        window = tf.logical_and(in_rows[:, :, None, None], in_cols[:, None, :, None])
-
-        up = tf.clip_by_value(x_clean + eps, clip_min, clip_max)
-        down = tf.clip_by_value(x_clean - eps, clip_min, clip_max)
-        changes_up = tf.reduce_any(tf.logical_and(window, tf.not_equal(up, x_current)), [1, 2])
-        changes_down = tf.reduce_any(tf.logical_and(window, tf.not_equal(down, x_current)),
-                                     [1, 2])
-        signs_up = tf.reshape(draws[:, 2:], [-1, _SIGN_DRAWS, channels]) < 0.5
-        changes = tf.reduce_any(tf.where(signs_up, changes_up[:, None], changes_down[:, None]),
-                                axis=2)
-        first = tf.reduce_min(tf.where(changes, tf.range(_SIGN_DRAWS)[None], _SIGN_DRAWS - 1),
-                              axis=1)
-        chosen_up = tf.gather(signs_up, first, batch_dims=1)[:, None, None, :]
-        x_new = tf.where(window, tf.where(chosen_up, up, down), x_current)
-
+        x_new, first = _proposal(draws, side, x_clean, x_current, (height, width, channels),
+                                 eps, clip_min, clip_max)
         loss_current = tf.gather_nd(loss_best, active)
         loss_new = loss_of(x_new, tf.gather_nd(labels, active))
         improved = loss_new < loss_current
@@ -145,6 +121,37 @@ def _square_run(model_fn, x, labels, eps, p_init, max_queries, seed, clip_min, c
     _, x_best, _, _, queries = tf.while_loop(
         condition, body, (tf.constant(0), x_best, loss_best, done, queries))
     return x_best, queries
+
+
+def _proposal(draws, side, x_clean, x_current, image_shape, eps, clip_min, clip_max):
+    """One candidate per active row: a side x side window, placed by draws[:, :2], set
+    to x +- eps per channel (clipped to the box), the signs the first of the
+    _SIGN_DRAWS draws that changes some pixel. Returns (x_new, index of that draw)."""
+    height, width, channels = image_shape
+    rows = tf.range(height)
+    cols = tf.range(width)
+
+    def corner(u, size):
+        positions = size - side + 1
+        return tf.minimum(tf.cast(u * tf.cast(positions, tf.float32), tf.int32), positions - 1)
+
+    top, left = corner(draws[:, 0], height), corner(draws[:, 1], width)
+    in_rows = tf.logical_and(rows[None] >= top[:, None], rows[None] < (top + side)[:, None])
+    in_cols = tf.logical_and(cols[None] >= left[:, None], cols[None] < (left + side)[:, None])
+    window = tf.logical_and(in_rows[:, :, None, None], in_cols[:, None, :, None])
+
+    up = tf.clip_by_value(x_clean + eps, clip_min, clip_max)
+    down = tf.clip_by_value(x_clean - eps, clip_min, clip_max)
+    changes_up = tf.reduce_any(tf.logical_and(window, tf.not_equal(up, x_current)), [1, 2])
+    changes_down = tf.reduce_any(tf.logical_and(window, tf.not_equal(down, x_current)),
+                                 [1, 2])
+    signs_up = tf.reshape(draws[:, 2:], [-1, _SIGN_DRAWS, channels]) < 0.5
+    changes = tf.reduce_any(tf.where(signs_up, changes_up[:, None], changes_down[:, None]),
+                            axis=2)
+    first = tf.reduce_min(tf.where(changes, tf.range(_SIGN_DRAWS)[None], _SIGN_DRAWS - 1),
+                          axis=1)
+    chosen_up = tf.gather(signs_up, first, batch_dims=1)[:, None, None, :]
+    return tf.where(window, tf.where(chosen_up, up, down), x_current), first
 
 
 def square(model_fn, x, *, eps, y=None, max_queries=5000, p_init=0.8, outlier_class=None,

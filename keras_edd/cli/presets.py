@@ -2,9 +2,9 @@
 `--preset=paper`.
 
 Each preset maps flag names to the values that replace the flags' defaults under that
-preset; a flag given explicitly on the command line still wins (keras_edd.cli.value).
-Binary-side only, like keras_edd.cli; light (no TensorFlow). The preset names are
-keras_edd.config.PRESETS.
+preset; a flag given explicitly on the command line still wins
+(keras_edd.cli.flag_groups.value). Binary-side only, like the rest of keras_edd.cli;
+light (no TensorFlow). The preset names are keras_edd.config.PRESETS.
 """
 
 from keras_edd import config as config_lib
@@ -21,9 +21,10 @@ QUICK_PRESET = {
     "cw_max_iterations": 100, "cw_binary_search_steps": 3, "cw_initial_const": 10.0,
     # AdaDelta's lr 10 is tuned for 1,000 steps: its first steps are tiny, so with 3 x 100
     # CW at kappa 7 misclassifies 1 of 9 undefended digits of the sample; lr 100 makes all
-    # 9 (mean L2 7.9, larger than 1,000 steps find; see README).
+    # 9 (mean L2 7.9, larger than 1,000 steps find; see docs/presets.md).
     "cw_learning_rate": 100.0,
-    # Adam's 0.01 assumes ~10,000 steps; with 3 x 100 it barely moves (see README), 0.1 does.
+    # Adam's 0.01 assumes ~10,000 steps; with 3 x 100 it barely moves (docs/benchmarks.md);
+    # 0.1 does.
     "num_examples_cw_adam": 10, "cw_adam_max_iterations": 100,
     "cw_adam_binary_search_steps": 3, "cw_adam_initial_const": 10.0,
     "cw_adam_learning_rate": 0.1,

@@ -4,9 +4,11 @@
 
   results.csv      one row per number: clean rates, attack rates (filtered and
                    unfiltered), sweep points, with the attacks' mean L0 / L2 / L_inf
-                   and seconds; the same numbers as results.json
+                   and seconds, the worst case per digit ("any attack") and the
+                   accuracy at a fixed clean false-detection rate; the same numbers
+                   as results.json
   whitebox.png/pdf Figure-1-style stacked bars recovered / detected / misclassified
-                   (filtered rates), one panel per target
+                   (filtered rates), one panel per target, ending with "any attack"
   blackbox.png/pdf the same for transfer attacks, a row per target, a column per surrogate
   sweeps.png/pdf   success (1 - recovered) and detected against eps, Gamma, kappa
   roc.png/pdf      the outlier class as a detector: ROC of clean vs adversarial
@@ -15,12 +17,13 @@
                    image grids per attack captioned with the predicted labels
                    (tf.summary.image), detection PR curves, report.md (tf.summary.text)
   report.md        the tables, the filter, detection, warnings and timings
+                   (keras_edd.reporting.markdown)
   results.json     last, so its presence means the evaluation finished
 
-The figures (PNG at 200 dpi and PDF) are drawn by keras_edd.figures. A --preset=quick
-run carries a banner in report.md and a mark in every figure's title: its numbers are
-illustrative. Every file is written to a temporary name in the same folder and renamed
-(keras_edd.runs.atomic_write).
+The figures (PNG at 200 dpi and PDF) are drawn by keras_edd.reporting.figures. A
+--preset=quick run carries a banner in report.md and a mark in every figure's title: its
+numbers are illustrative. Every file is written to a temporary name in the same folder and renamed
+(keras_edd.runs.run_dirs.atomic_write).
 """
 
 import csv
@@ -29,7 +32,9 @@ import os
 
 import numpy as np
 
-from keras_edd import figures, runs
+from keras_edd.reporting import figures
+from keras_edd.reporting.markdown import markdown_report, quick_note
+from keras_edd.runs import run_dirs
 
 # The columns added last (distortions of x_adv - x, crafting seconds) are empty on clean rows;
 # the earlier ones keep their order, so readers that index columns still work.
@@ -40,28 +45,6 @@ CSV_COLUMNS = ("kind", "setting", "target", "source", "attack", "variant", "para
                "accuracy_rejection_error")
 RATE_KEYS = ("recovered", "detected", "misclassified")
 NORM_KEYS = ("mean_l0", "mean_l2", "mean_linf")
-
-
-def quick_note(results):
-    """The mark of a --preset=quick run, for report.md's banner and the figures' titles;
-    None for any other run."""
-    if (results.get("settings") or {}).get("preset") != "quick":
-        return None
-    return "--preset=quick: illustrative numbers from a tiny demo budget, not the paper's"
-
-
-def quick_banner(results):
-    """report.md's first lines for a --preset=quick run (none otherwise)."""
-    if quick_note(results) is None:
-        return []
-    ds = results.get("dataset", {})
-    attacked = ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()
-                         if not isinstance(n, dict))
-    return [f"> **ILLUSTRATIVE RESULTS ONLY.** This run used `--preset=quick`, a tiny demo "
-            f"budget ({ds.get('train_size')} training and {ds.get('test_size')} test images, a "
-            f"few epochs, inputs attacked per attack: {attacked or 'n/a'}). Its numbers show "
-            "that the pipeline runs; they are not the paper's results and are not comparable "
-            "to them. Run `--preset=paper` for those.", ""]
 
 
 # -------------------------------------------------------------------------------- CSV
@@ -79,7 +62,7 @@ def _rate_row(kind, setting, target, source, attack, variant, parameter, value, 
 
 
 def _worst_case_rows(results):
-    """CSV rows of the "any attack" rows (keras_edd.worst_case): subsets filtered and
+    """CSV rows of the "any attack" rows (keras_edd.evaluation.worst_case): subsets filtered and
     unfiltered over every attacked digit, and *_common over the digits every attack
     covered."""
     rows = []
@@ -165,7 +148,7 @@ def write_csv(path, rows):
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-    runs.atomic_write(path, write)
+    run_dirs.atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------ TensorBoard
@@ -194,7 +177,7 @@ def prediction_text(prediction, outlier_class=None):
 def labelled_grid(grid, title=""):
     """[1, H, W, 3] uint8: the clean inputs (top row, captioned with the true label y) and
     adversarial ones (bottom row), each captioned with the model's prediction
-    (keras_edd.evaluation's image dict): black = the true label, red = another real
+    (keras_edd.evaluation.engine's image dict): black = the true label, red = another real
     class, blue = the outlier class."""
     import matplotlib
     matplotlib.use("Agg")
@@ -281,7 +264,7 @@ def write_tensorboard(log_dir, results, images=None, report_text=None):
     """Rates as scalars, image grids with predicted labels (tf.summary.image), detection
     PR curves and report.md's text (tf.summary.text), in `log_dir`.
 
-    `images` maps a tag to keras_edd.evaluation's image dict (a plain (clean,
+    `images` maps a tag to keras_edd.evaluation.engine's image dict (a plain (clean,
     adversarial) pair gives the grid without captions).
     """
     import tensorflow as tf
@@ -332,233 +315,6 @@ def write_tensorboard(log_dir, results, images=None, report_text=None):
                             description="report.md of this evaluation")
     writer.close()
 
-
-# --------------------------------------------------------------------------- Markdown
-
-
-def _pct(value):
-    return "n/a" if value is None else f"{100 * value:.1f} %"
-
-
-def _table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def format_params(params):
-    """'eps=0.2, nb_iter=40': attack settings on one line (report tables, progress lines)."""
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in params.items())
-
-
-def markdown_report(results):
-    """report.md's text: settings, filter, clean / white-box / black-box / sweep tables."""
-    ds = results.get("dataset", {})
-    out = quick_banner(results)
-    out += [f"# keras_edd evaluation: {results.get('kind', 'evaluation')}", ""]
-    out.append(f"Dataset **{ds.get('name')}** ({ds.get('source')}): {ds.get('train_size')} "
-               f"train / {ds.get('test_size')} test, {ds.get('num_classes')} classes. "
-               f"Inputs attacked per attack: "
-               + ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()) + ".")
-    out += ["", results.get("filter", ""), ""]
-    if results.get("warnings"):
-        out += ["## Warnings", ""] + [f"- {w}" for w in results["warnings"]] + [""]
-    if results.get("training"):
-        out += ["## Models", "", _table(
-            ["role", "defense", "T", "seed", "clean acc.", "clean detected", "reused", "run"],
-            [[role, t["defense"], f"{t['temperature']:g}", t["seed"],
-              _pct(t["clean_test_accuracy"]), _pct(t.get("clean_test_detected")),
-              "yes" if t["reused"] else "no", t["run_name"]]
-             for role, t in results["training"].items()]), ""]
-    out += _substitute_markdown(results.get("models", {}))
-    out += ["## Clean inputs", "", _table(
-        ["model", "role", "outputs", "accuracy (test set)", "detected = false alarms",
-         "accuracy (attacked inputs)", "zero-gradient fraction", "logits?", "deterministic?"],
-        [[name, m["role"], m["outputs"], _pct(m["clean_test_set"]["accuracy"]),
-          _pct(m["clean_test_set"]["detected"]), _pct(m["clean_attacked"]["accuracy"]),
-          f"{m['checks']['zero_gradient_fraction']:.3f}"
-          + (f" / adaptive {m['checks']['zero_gradient_fraction_adaptive']:.3f}"
-             if "zero_gradient_fraction_adaptive" in m["checks"] else ""),
-          "no" if m["checks"]["probabilities"] else "yes",
-          "no" if m["checks"]["stochastic"] else "yes"]
-         for name, m in results.get("models", {}).items()]), ""]
-    for setting, title in (("whitebox", "White-box attacks"),
-                           ("blackbox", "Black-box transfer attacks")):
-        entries = [e for e in results.get("evaluations", []) if e["setting"] == setting]
-        if not entries:
-            continue
-        out += [f"## {title}", "",
-                "Filtered rates (unfiltered in results.csv / results.json). attack failed = "
-                "the attack found no example meeting its own success criterion on the model "
-                "it ran on (part of 'recovered' is the attack giving up).", "", _table(
-                    ["target", "source", "attack", "variant", "settings", "n (filtered / all)",
-                     "recovered", "detected", "misclassified", "attack failed", "mean L2",
-                     "seconds"],
-                    [[e["target"], e["source"], e["attack"], e["variant"],
-                      format_params(e["params"]),
-                      f"{e['filtered']['count']} / {e['num_examples']}",
-                      _pct(e["filtered"]["recovered"]), _pct(e["filtered"]["detected"]),
-                      _pct(e["filtered"]["misclassified"]),
-                      _pct(e["filtered"].get("attack_failed")), f"{e['norms']['mean_l2']:.3f}",
-                      f"{e['attack_seconds']:.1f}"] for e in entries]), ""]
-    if results.get("sweeps"):
-        out += ["## Budget sweeps (gradient-masking check)", "",
-                "success = 1 - recovered on correctly classified inputs; a sweep whose best "
-                "success stays below the threshold is flagged.", "", _table(
-                    ["target", "attack", "variant", "budget", "success per budget",
-                     "max success", "flag"],
-                    [[s["target"], s["attack"], s["variant"], s["parameter"],
-                      ", ".join(f"{p['value']:g}: {_pct(p['success'])}" for p in s["points"]),
-                      _pct(s["max_success"]),
-                      {True: "**possible masking**", False: "ok", None: "unchecked"}[
-                          s["masking_suspected"]]] for s in results["sweeps"]]), ""]
-    out += _worst_case_markdown(results.get("worst_case"))
-    out += _detection_markdown(results.get("detection"))
-    out += _fixed_fpr_markdown(results.get("at_fixed_fpr"))
-    stages = results.get("stage_seconds", {})
-    crafts = results.get("crafts", {})
-    out += ["## Timing and versions", "",
-            f"Wall time {results.get('wall_seconds', 0):.1f} s; per stage, seconds in this run "
-            "(with crafts loaded from an interrupted run, at their recorded seconds): "
-            + ", ".join(f"{k} {v['seconds_here']:.1f} s ({v['seconds_total']:.1f} s)"
-                        for k, v in stages.items()) + ". Crafts: "
-            + ", ".join(f"{v} {k}" for k, v in crafts.items()) + ".", "",
-            "Versions: " + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()),
-            "", "Files: " + ", ".join(results.get("files", [])), ""]
-    return "\n".join(out)
-
-
-def _substitute_markdown(models):
-    """report.md lines on each surrogate J: its oracle, queries and agreement."""
-    rows = []
-    for name, m in models.items():
-        if m.get("kind") != "jacobian_substitute":
-            continue
-        s = m["settings"]
-        indices = m["initial_test_indices"]
-        rows.append([name, m["oracle"], f"{indices[0]}..{indices[-1]}", s["rounds"],
-                     f"{s['lam']:g}", "constant" if s["tau"] is None else s["tau"],
-                     m["oracle_queries"],
-                     "n/a" if m["outlier_answers"] is None else m["outlier_answers"],
-                     _pct(m["agreement_attacked"]), _pct(m["agreement_test"]),
-                     f"{m['training_seconds']:.1f}", "yes" if m["reused"] else "no"])
-    if not rows:
-        return []
-    return ["## Surrogate J (Jacobian-augmented substitute)", "",
-            "Trained against one target (its oracle) from that target's labels only, starting "
-            "from S_0 = the test inputs shown (never attacked); its black-box attacks are scored "
-            "on that target alone. Agreement = fraction of inputs where J's and the target's "
-            "labels agree, on the attacked inputs and on the test set minus S_0.", "",
-            _table(["surrogate", "oracle", "S_0 (test indices)", "rounds", "lambda", "tau",
-                    "oracle queries", "outlier answers", "agreement (attacked)",
-                    "agreement (test minus S_0)", "training seconds", "reused"], rows), ""]
-
-
-def _num(value, digits=3):
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def threat_model(setting, target, source):
-    """'white-box', 'black-box from surrogate_U' or 'black-box from any surrogate'."""
-    if setting == "whitebox":
-        return "white-box"
-    return f"black-box from {'any surrogate' if source == 'any' else source}"
-
-
-def _worst_case_markdown(rows):
-    """report.md lines of the "any attack" rows (keras_edd.worst_case)."""
-    if not rows:
-        return []
-    table = []
-    for w in rows:
-        f, common = w["filtered"], w["all_attacks"]
-        table.append([w["target"], threat_model(w["setting"], w["target"], w["source"]),
-                      f"{f['count']} / {w['num_examples']}",
-                      f"{w['attacks_per_input']['min']}-{w['attacks_per_input']['max']}",
-                      _pct(f["recovered"]), _pct(f["detected"]), _pct(f["misclassified"]),
-                      f"{_pct(common['filtered']['misclassified'])} "
-                      f"(n={common['filtered']['count']})", ", ".join(w["attacks"])])
-    return ["## Worst case per digit (any attack)", "",
-            "A digit is misclassified if any attack of the threat model misclassified it "
-            "undetected, detected if none did but one was detected, else recovered; filtered "
-            "rates. Attacks cover different numbers of digits; the last rate is over the "
-            "digits every attack covered.", "",
-            _table(["target", "threat model", "n (filtered / all)", "attacks per digit",
-                    "recovered", "detected", "misclassified", "misclassified, every attack",
-                    "attacks"], table), ""]
-
-
-def _fixed_fpr_markdown(fixed):
-    """report.md lines of the accuracy at a fixed clean false-detection rate."""
-    if not fixed or not fixed.get("targets"):
-        return []
-    thresholds, table = [], []
-    for target, t in fixed["targets"].items():
-        detector = t["outlier_class"] is not None
-        labels = list(t["thresholds"]) if detector else list(t["thresholds"])[:1]
-        for label in labels if detector else ():
-            th = t["thresholds"][label]
-            thresholds.append([target, label, _num(th["threshold"], 4) if th["flags"] == "some"
-                               else f"({th['flags']} flagged)", _pct(th["false_detection"]),
-                               _pct(th["clean_accuracy"])])
-        for r in t["rows"]:
-            if detector:
-                cell = " · ".join(f"{label}: {_pct(r['at'][label]['detection_correct'])} / "
-                                  f"{_pct(r['at'][label]['rejection_error'])}"
-                                  for label in labels)
-            else:
-                cell = f"no detector: {_pct(r['at'][labels[0]]['rejection_error'])}"
-            table.append([target, threat_model(r["setting"], target, r["source"]),
-                          r["attack"], r["variant"], r["num_examples"], cell])
-    return ["## Accuracy at a fixed clean false-detection rate", "",
-            f"Score {fixed['score']}; {fixed['threshold_rule']} (alpha 0.05 and 0.01; "
-            "'argmax' is the deployed rule, tau = 0). Accuracy over all attacked digits, as "
-            "'detection counted correct / rejection counted as error'; models without an "
-            "outlier class flag nothing (robust accuracy). "
-            f"{fixed['clean_candidate'].capitalize()} (a clean error counts against the "
-            "defense). The attacks aimed at the argmax rule, not at tau.", "",
-            _table(["target", "chosen at", "tau", "clean false detection (test set)",
-                    "clean accuracy (test set)"], thresholds), "",
-            _table(["target", "threat model", "attack", "variant", "n",
-                    "accuracy at tau (detection correct / rejection error)"], table), ""]
-
-
-def _detection_markdown(detection):
-    """report.md lines of the detection section (none without an outlier-class target)."""
-    if not detection or not detection.get("targets"):
-        return []
-    out = ["## Detection by the outlier class (roc.png)", "",
-           f"Scores: softmax = {detection['scores']['softmax']}, margin = "
-           f"{detection['scores']['margin']}. Positives: {detection['positives']}; negatives: "
-           f"{detection['negatives']}. Threshold: {detection['threshold_rule']}. TPR = true "
-           "detection rate of the adversarial inputs (failed attacks included).", ""]
-    rows = []
-    for e in detection["entries"]:
-        row = [e["target"], e["source"] if e["setting"] == "blackbox" else "(white-box)",
-               e["attack"], e["variant"], e["count"]]
-        for score in ("softmax", "margin"):
-            d = e[score]
-            row += [_num(d["auroc"]), _pct(d["at_fpr"]["0.01"]["tpr"]),
-                    _pct(d["at_fpr"]["0.05"]["tpr"])]
-        rows.append(row)
-    out += [_table(["target", "source", "attack", "variant", "n", "AUROC (softmax)",
-                    "TPR @ 1 % FPR", "TPR @ 5 % FPR", "AUROC (margin)", "TPR @ 1 % FPR",
-                    "TPR @ 5 % FPR"], rows), ""]
-    rows = []
-    for name, t in detection["targets"].items():
-        for score, d in t["scores"].items():
-            for label, point in d["at_threshold"].items():
-                rows.append([name, score, label, _num(point["threshold"], 4),
-                             _pct(point["clean_accuracy"]), _pct(point["flagged"])])
-    out += ["Clean accuracy against the threshold, over all attacked clean inputs (correct = "
-            "not flagged and the real-class argmax is the true class; 'fpr a': the threshold "
-            "flagging at most a of them; curve in results.json):", "",
-            _table(["target", "score", "threshold chosen at", "threshold", "clean accuracy",
-                    "clean flagged"], rows), ""]
-    return out
-
-
 # ------------------------------------------------------------------------------- all
 
 
@@ -571,7 +327,7 @@ def write_report(run_dir, results, images=None):
     os.makedirs(run_dir, exist_ok=True)
     files = ["results.json", "results.csv"]
     write_csv(os.path.join(run_dir, "results.csv"), result_rows(results))
-    # Each panel of the rate figures ends with its "any attack" bar (keras_edd.worst_case).
+    # Each panel of the rate figures ends with its "any attack" bar (keras_edd.evaluation.worst_case).
     entries = results.get("evaluations", []) + results.get("worst_case", [])
     threshold = results.get("evaluation_settings", {}).get("masking_threshold")
     note = quick_note(results)
@@ -593,8 +349,8 @@ def write_report(run_dir, results, images=None):
     results["files"] = files
     text = markdown_report(results)
     write_tensorboard(path(os.path.join("logs", "evaluation")), results, images, text)
-    runs.atomic_write(path("report.md"), lambda f: f.write(text))
-    runs.write_json(path("results.json"), results)
+    run_dirs.atomic_write(path("report.md"), lambda f: f.write(text))
+    run_dirs.write_json(path("results.json"), results)
     return results
 
 

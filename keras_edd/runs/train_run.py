@@ -2,7 +2,7 @@
 
 `train_run(config)` is what `bin/train` calls. It validates the settings and
 loads the data before it writes anything, then works in a run directory
-(keras_edd.runs) stage by stage. Each stage's output is kept (`teacher.keras`,
+(keras_edd.runs.run_dirs) stage by stage. Each stage's output is kept (`teacher.keras`,
 `labels/*.npy`, checkpoints), so a rerun after a crash or a kill resumes where
 it stopped.
 """
@@ -16,8 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_edd import data as data_lib
-from keras_edd import distribute, labeling, models, reporting, runs, training
-from keras_edd.metrics import logit_statistics
+from keras_edd import distribute, models
+from keras_edd.defense import labeling, training
+from keras_edd.evaluation.metrics import logit_statistics
+from keras_edd.reporting import results_files
+from keras_edd.runs import run_dirs
 from keras_edd.validation import check_batch_size
 
 
@@ -64,7 +67,7 @@ class _Run:
                 distribution=dist)
             # Saved, evaluated and used as a teacher in float32, whatever it trained in.
             model = models.with_precision(model, "float32")
-            runs.save_model(model, final)
+            run_dirs.save_model(model, final)
         clean = training.evaluate(model, ds.x_test, ds.y_test, outlier_class=outlier_class)
         entry = {"path": f"{name}.keras", "outputs": num_outputs,
                  "train_temperature": temperature, "penalty_weight": penalty_weight,
@@ -88,7 +91,7 @@ class _Run:
             shape = dist.broadcast_json(list(value.shape) if dist.is_chief else None)
             return dist.broadcast(value if dist.is_chief else np.zeros(shape, np.float32))
         value = np.asarray(compute())
-        runs.atomic_write(path, lambda f: np.save(f, value), binary=True)
+        run_dirs.atomic_write(path, lambda f: np.save(f, value), binary=True)
         return value
 
 
@@ -110,98 +113,27 @@ def train_run(config, *, allow_probability_teacher=False):
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     defense = config.defense
-    teacher = None
-    run_warnings = []
-    if defense.teacher_path:  # checked before the run directory exists
-        teacher = models.load_model(defense.teacher_path, num_outputs=dataset.num_classes,
-                                    input_shape=dataset.input_shape)
-        if _outputs_probabilities(teacher, dataset.x_train[:TEACHER_CHECK_EXAMPLES]):
-            message = (f"teacher {defense.teacher_path!r}: its outputs look like probabilities "
-                       "(rows in [0, 1] summing to 1), not logits, so MC-dropout sigma(x) and "
-                       "the labels made from it are meaningless; remove the final softmax")
-            if not allow_probability_teacher:
-                raise ValueError(f"{message}, or pass --allow_probability_teacher to use it "
-                                 "anyway")
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            run_warnings.append(message)
+    # A reused teacher is checked before the run directory exists.
+    teacher, run_warnings = _reused_teacher(defense, dataset, allow_probability_teacher)
     # A worker other than the chief works in its private copy of the folders.
-    run_dir, finished = runs.prepare_run_dir(dist.private_dir(config.output_dir),
-                                             config.resolved_run_name(dataset.name),
-                                             config.to_dict())
+    run_dir, finished = run_dirs.prepare_run_dir(dist.private_dir(config.output_dir),
+                                                 config.resolved_run_name(dataset.name),
+                                                 config.to_dict())
     if dist.agree(finished):
         return _finished_results(dist, run_dir, dataset)
     run = _Run(config, dataset, run_dir, dist)
     stages = {}
-    n = dataset.num_classes
-    one_hot = training.one_hot(dataset.y_train, n)
-    temperature = defense.resolved_temperature
+    one_hot = training.one_hot(dataset.y_train, dataset.num_classes)
     extra = {}
 
     if defense.defense == "none":
-        run.train_stage("model", n, one_hot, epochs=config.train.epochs)
+        run.train_stage("model", dataset.num_classes, one_hot, epochs=config.train.epochs)
     elif defense.defense == "adversarial":
-        from keras_edd import adversarial_training as at
-        eps = defense.adv_train_eps
-        options = {"step": defense.resolved_adv_train_step}
-        if defense.adv_train_attack == "pgd":
-            options["steps"] = defense.adv_train_steps
-        # The held-out robustness check uses the last test inputs: the evaluation
-        # attacks the first ones.
-        held_out = slice(-min(at.DEFAULT_EVAL_EXAMPLES, len(dataset.y_test)), None)
-        run.train_stage(
-            "model", n, one_hot, epochs=config.train.epochs,
-            adversary=at.make_adversary(defense.adv_train_attack, eps, **options),
-            pgd_eval=at.pgd_evaluator(data_lib.to_float(dataset.x_test[held_out]),
-                                      dataset.y_test[held_out], eps=eps,
-                                      seed=config.train.seed))
-        extra["adversarial_training"] = {"attack": defense.adv_train_attack, "eps": eps,
-                                         **options}
+        extra = _train_adversarial(run, one_hot)
     elif defense.defense == "distillation":
-        t = time.perf_counter()
-        if teacher is None:
-            teacher = run.train_stage("teacher", n, one_hot, epochs=defense.teacher_epochs,
-                                      temperature=temperature)
-        stages["teacher_seconds"] = time.perf_counter() - t
-        t = time.perf_counter()
-        soft = run.cached_array("distillation_labels", lambda: labeling.distillation_labels(
-            training.predict_logits(teacher, dataset.x_train), temperature))
-        stages["labeling_seconds"] = time.perf_counter() - t
-        t = time.perf_counter()
-        run.train_stage("distilled", n, soft, epochs=config.train.epochs,
-                        temperature=temperature, seed_offset=1)
-        stages["distilled_seconds"] = time.perf_counter() - t
-        extra["soft_label_max_mean"] = float(soft.max(axis=1).mean())
+        teacher, extra = _train_distillation(run, one_hot, teacher, stages)
     else:
-        t = time.perf_counter()
-        if teacher is None:
-            teacher = run.train_stage("teacher", n, one_hot, epochs=defense.teacher_epochs)
-        stages["teacher_seconds"] = time.perf_counter() - t
-        t = time.perf_counter()
-        sigma_train = run.cached_array("sigma_train", lambda: labeling.mc_uncertainty(
-            teacher, dataset.x_train, passes=defense.mc_passes, seed=config.train.seed,
-            precision=config.train.precision, progress=config.progress and dist.is_chief,
-            distribution=dist))
-        sigma_test = run.cached_array("sigma_test", lambda: labeling.mc_uncertainty(
-            teacher, dataset.x_test, passes=defense.mc_passes, seed=config.train.seed + 1,
-            precision=config.train.precision, distribution=dist))
-        stages["labeling_seconds"] = time.perf_counter() - t
-        sigma_max = float(sigma_train.max())
-        if not sigma_max > 0:
-            raise ValueError("the teacher's MC-dropout sigma is 0 on every training input: "
-                             "it has no active dropout, so no outlier labels can be made")
-        targets = labeling.outlier_labels(dataset.y_train, sigma_train, sigma_max,
-                                          alpha=defense.alpha, num_classes=n)
-        extra["sigma"] = {"sigma_max": sigma_max, "mc_passes": defense.mc_passes,
-                          "train": labeling.sigma_statistics(sigma_train),
-                          "test": labeling.sigma_statistics(sigma_test)}
-        extra["outlier_mass_fraction"] = float(targets[:, n].mean())
-        _log_labels(run.path("logs", "labeling"), sigma_train, sigma_test, sigma_max,
-                    extra["outlier_mass_fraction"])
-        t = time.perf_counter()
-        run.train_stage("distilled", n + 1, targets, epochs=config.train.epochs,
-                        temperature=temperature, penalty_weight=defense.penalty_weight,
-                        outlier_class=n, seed_offset=1)
-        stages["distilled_seconds"] = time.perf_counter() - t
+        teacher, extra = _train_extended(run, one_hot, teacher, stages)
 
     if defense.teacher_path:
         run.report["teacher"] = {"path": os.path.abspath(defense.teacher_path), "reused": True,
@@ -212,14 +144,14 @@ def train_run(config, *, allow_probability_teacher=False):
     results = {
         "run_dir": os.path.abspath(run_dir),
         "defense": defense.defense,
-        "temperature": temperature,
+        "temperature": defense.resolved_temperature,
         "dataset": dataset.summary(),
         "seed": config.train.seed,
         "settings": config.to_dict(),
         "models": run.report,
         "deployed_model": run.report[deployed]["path"],
         "clean_test_accuracy": run.report[deployed]["clean_accuracy"],
-        "versions": runs.versions(),
+        "versions": run_dirs.versions(),
         "stage_seconds": stages,
         "wall_seconds": time.perf_counter() - t_start,
         "warnings": run_warnings,
@@ -230,8 +162,115 @@ def train_run(config, *, allow_probability_teacher=False):
     if defense.defense == "extended":
         results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
     _log_hparams(run.path("logs"), config, results)
-    runs.write_json(os.path.join(run_dir, "results.json"), results)
+    run_dirs.write_json(os.path.join(run_dir, "results.json"), results)
     return results
+
+
+def _reused_teacher(defense, dataset, allow_probability_teacher):
+    """(teacher, warnings): the model at `defense.teacher_path`, or (None, []) without one.
+
+    A teacher whose outputs look like probabilities is refused (ValueError) unless
+    `allow_probability_teacher`, which warns instead (the warning is also returned).
+    """
+    if not defense.teacher_path:
+        return None, []
+    teacher = models.load_model(defense.teacher_path, num_outputs=dataset.num_classes,
+                                input_shape=dataset.input_shape)
+    if not _outputs_probabilities(teacher, dataset.x_train[:TEACHER_CHECK_EXAMPLES]):
+        return teacher, []
+    message = (f"teacher {defense.teacher_path!r}: its outputs look like probabilities "
+               "(rows in [0, 1] summing to 1), not logits, so MC-dropout sigma(x) and "
+               "the labels made from it are meaningless; remove the final softmax")
+    if not allow_probability_teacher:
+        raise ValueError(f"{message}, or pass --allow_probability_teacher to use it "
+                         "anyway")
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return teacher, [message]
+
+
+def _train_adversarial(run, one_hot):
+    """The adversarial-training baseline: the model trained on the adversary's x_adv,
+    with its PGD accuracy on held-out test inputs per epoch. Returns results' extras."""
+    from keras_edd.defense import adversarial_training as at
+    config, dataset = run.config, run.dataset
+    defense = config.defense
+    eps = defense.adv_train_eps
+    options = {"step": defense.resolved_adv_train_step}
+    if defense.adv_train_attack == "pgd":
+        options["steps"] = defense.adv_train_steps
+    # The held-out robustness check uses the last test inputs: the evaluation
+    # attacks the first ones.
+    held_out = slice(-min(at.DEFAULT_EVAL_EXAMPLES, len(dataset.y_test)), None)
+    run.train_stage(
+        "model", dataset.num_classes, one_hot, epochs=config.train.epochs,
+        adversary=at.make_adversary(defense.adv_train_attack, eps, **options),
+        pgd_eval=at.pgd_evaluator(data_lib.to_float(dataset.x_test[held_out]),
+                                  dataset.y_test[held_out], eps=eps,
+                                  seed=config.train.seed))
+    return {"adversarial_training": {"attack": defense.adv_train_attack, "eps": eps,
+                                     **options}}
+
+
+def _train_distillation(run, one_hot, teacher, stages):
+    """Defensive distillation: teacher at T (unless reused), its soft labels at T, the
+    distilled model at T. Adds the stages' seconds; returns (teacher, results' extras)."""
+    config, dataset = run.config, run.dataset
+    n = dataset.num_classes
+    temperature = config.defense.resolved_temperature
+    t = time.perf_counter()
+    if teacher is None:
+        teacher = run.train_stage("teacher", n, one_hot, epochs=config.defense.teacher_epochs,
+                                  temperature=temperature)
+    stages["teacher_seconds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    soft = run.cached_array("distillation_labels", lambda: labeling.distillation_labels(
+        training.predict_logits(teacher, dataset.x_train), temperature))
+    stages["labeling_seconds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    run.train_stage("distilled", n, soft, epochs=config.train.epochs,
+                    temperature=temperature, seed_offset=1)
+    stages["distilled_seconds"] = time.perf_counter() - t
+    return teacher, {"soft_label_max_mean": float(soft.max(axis=1).mean())}
+
+
+def _train_extended(run, one_hot, teacher, stages):
+    """Extended distillation: teacher (unless reused), MC-dropout sigma on the training
+    and test inputs, the outlier labels k(x), the distilled model with n + 1 outputs.
+    Adds the stages' seconds; returns (teacher, results' extras)."""
+    config, dataset, dist = run.config, run.dataset, run.distribution
+    defense = config.defense
+    n = dataset.num_classes
+    t = time.perf_counter()
+    if teacher is None:
+        teacher = run.train_stage("teacher", n, one_hot, epochs=defense.teacher_epochs)
+    stages["teacher_seconds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sigma_train = run.cached_array("sigma_train", lambda: labeling.mc_uncertainty(
+        teacher, dataset.x_train, passes=defense.mc_passes, seed=config.train.seed,
+        precision=config.train.precision, progress=config.progress and dist.is_chief,
+        distribution=dist))
+    sigma_test = run.cached_array("sigma_test", lambda: labeling.mc_uncertainty(
+        teacher, dataset.x_test, passes=defense.mc_passes, seed=config.train.seed + 1,
+        precision=config.train.precision, distribution=dist))
+    stages["labeling_seconds"] = time.perf_counter() - t
+    sigma_max = float(sigma_train.max())
+    if not sigma_max > 0:
+        raise ValueError("the teacher's MC-dropout sigma is 0 on every training input: "
+                         "it has no active dropout, so no outlier labels can be made")
+    targets = labeling.outlier_labels(dataset.y_train, sigma_train, sigma_max,
+                                      alpha=defense.alpha, num_classes=n)
+    extra = {"sigma": {"sigma_max": sigma_max, "mc_passes": defense.mc_passes,
+                       "train": labeling.sigma_statistics(sigma_train),
+                       "test": labeling.sigma_statistics(sigma_test)},
+             "outlier_mass_fraction": float(targets[:, n].mean())}
+    _log_labels(run.path("logs", "labeling"), sigma_train, sigma_test, sigma_max,
+                extra["outlier_mass_fraction"])
+    t = time.perf_counter()
+    run.train_stage("distilled", n + 1, targets, epochs=config.train.epochs,
+                    temperature=defense.resolved_temperature,
+                    penalty_weight=defense.penalty_weight, outlier_class=n, seed_offset=1)
+    stages["distilled_seconds"] = time.perf_counter() - t
+    return teacher, extra
 
 
 def _shared_model(dist, path, num_outputs, input_shape):
@@ -243,14 +282,14 @@ def _shared_model(dist, path, num_outputs, input_shape):
         return model
     model = models.cleverhans_cnn(num_outputs, input_shape)
     dist.broadcast_variables(model.variables)
-    runs.save_model(model, path)
+    run_dirs.save_model(model, path)
     return model
 
 
 def _finished_results(dist, run_dir, dataset):
     """results.json of a finished run: the chief's, with (on the other workers) its
     deployed model rebuilt in their private run directory."""
-    results = dist.broadcast_json(runs.read_json(os.path.join(run_dir, "results.json"))
+    results = dist.broadcast_json(run_dirs.read_json(os.path.join(run_dir, "results.json"))
                                   if dist.is_chief else None)
     if dist.num_workers > 1:
         deployed = next(entry for entry in results["models"].values()
@@ -273,7 +312,7 @@ def _saved_history(checkpoint_dir):
     path = os.path.join(checkpoint_dir, "history.json")
     if not os.path.exists(path):
         return None
-    history = {key: value for key, value in runs.read_json(path).items() if value}
+    history = {key: value for key, value in run_dirs.read_json(path).items() if value}
     history["resumed_from_epoch"] = len(history.get("epoch", []))
     history["wall_seconds"] = 0.0
     history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))
@@ -331,4 +370,4 @@ def _log_hparams(log_dir, config, results):
         metrics["final/clean_detected"] = results["clean_test_detected"]
     if "outlier_mass_fraction" in results:
         metrics["final/outlier_mass_fraction"] = results["outlier_mass_fraction"]
-    reporting.write_hparams(log_dir, run_hparams(config), metrics, step=config.train.epochs)
+    results_files.write_hparams(log_dir, run_hparams(config), metrics, step=config.train.epochs)

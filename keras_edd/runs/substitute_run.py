@@ -1,6 +1,6 @@
 """Surrogate J inside an evaluation run: train it against one target, or reload it.
 
-Surrogate J is the black-box attacker's own model (keras_edd.substitute,
+Surrogate J is the black-box attacker's own model (keras_edd.evaluation.substitute,
 Papernot et al. 2017): a substitute of the targets' family trained from
 S_0 = the LAST `initial` test inputs, labelled only by the target's argmax
 (`substitute.label_oracle`), with Jacobian-based augmentation. S_0 never
@@ -25,9 +25,11 @@ import time
 
 import numpy as np
 
-from keras_edd import runs, substitute, training
 from keras_edd import data as data_lib
+from keras_edd.defense import training
+from keras_edd.evaluation import substitute
 from keras_edd.models import load_model_spec
+from keras_edd.runs import run_dirs
 
 SUBSTITUTES_DIR = "substitutes"
 MODEL_FILE = "substitute.keras"
@@ -49,8 +51,8 @@ def initial_indices(test_size, num_examples, initial):
 
 def check_test_size(dataset, num_examples, settings, run_dir):
     """initial_indices' refusal, before anything is written; the run folder's own
-    errors (runs.check_writable_dir) come first, as they would without J."""
-    runs.check_writable_dir(run_dir, "run directory")
+    errors (run_dirs.check_writable_dir) come first, as they would without J."""
+    run_dirs.check_writable_dir(run_dir, "run directory")
     initial_indices(len(dataset.y_test), num_examples, settings.initial)
 
 
@@ -98,8 +100,8 @@ def jacobian_surrogate(name, target, dataset, settings, *, seed, num_examples, r
             batch_size=settings.batch_size, seed=seed,
             agreement_data=(x_test[:attacked], target_labels[:attacked]), progress=progress)
         report["settings"] = wanted
-        runs.save_model(model, model_path)
-        runs.write_json(report_path, report)  # last: its presence means J is finished
+        run_dirs.save_model(model, model_path)
+        run_dirs.write_json(report_path, report)  # last: its presence means J is finished
         reused = False
     else:
         reused = True
@@ -118,7 +120,7 @@ def _reusable_report(report_path, model_path, wanted):
     if not (os.path.exists(report_path) and os.path.exists(model_path)):
         return None
     try:
-        report = runs.read_json(report_path)
+        report = run_dirs.read_json(report_path)
     except ValueError:
         return None
     return report if report.get("settings") == wanted else None

@@ -1,43 +1,39 @@
-"""The flags of the four binaries in bin/, and the plumbing they share.
+"""The flags of the four binaries in bin/, grouped, and their values.
 
-Binary-side only: the library never imports this module or reads FLAGS. Each
+Binary-side only: the library never imports this package or reads FLAGS. Each
 binary defines, at module level, the flag groups it takes, and turns their
-values into the frozen config dataclasses with the builders below (keyword
+values into the frozen config dataclasses with keras_edd.cli.configs (keyword
 arguments only):
 
-    cli.define_flags(cli.DATA, cli.MODELS, cli.OUTPUT, train=True)   # bin/train
-    config = RunConfig(data=cli.data_config(), train=cli.train_config(), ...)
+    flag_groups.define_flags(flag_groups.DATA, flag_groups.MODELS, flag_groups.OUTPUT,
+                             train=True)                                  # bin/train
+    config = RunConfig(data=configs.data_config(), train=configs.train_config(), ...)
 
-The attack flags are derived from keras_edd.attack_registry: `--<attack>_<field>`
-for every field of an attack's settings (under its FLAG_NAMES alias where one is
-set, e.g. --pgd_restarts) and `--num_examples_<attack>` for attacks with a cap.
+The attack flags are derived from keras_edd.evaluation.attack_registry:
+`--<attack>_<field>` for every field of an attack's settings (under its FLAG_NAMES
+alias where one is set, e.g. --pgd_restarts) and `--num_examples_<attack>` for
+attacks with a cap.
 
 Choices (--dataset, --defense, --optimizer, --pgd_loss, ...) are string flags
 whose allowed values come from the enums in keras_edd.config and
-keras_edd.attack_registry; they are checked by the configs' validate(), so a
-bad value is the same one-line error (exit status 2) as any other bad setting.
+keras_edd.evaluation.attack_settings; they are checked by the configs' validate(),
+so a bad value is the same one-line error (exit status 2) as any other bad setting.
 
 `--preset=NAME` (evaluation binaries) replaces the defaults of the flags in
-PRESETS[NAME] (keras_edd.presets; flags given on the command line still win):
+PRESETS[NAME] (keras_edd.cli.presets; flags given on the command line still win):
 `quick`, a few-minute demo on the bundled MNIST sample (`--quick` is the same), or
 `paper`, the settings of Papernot & McDaniel (2017) for every model and attack.
 """
 
-import dataclasses
-import os
-import sys
+from absl import flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import flags  # noqa: E402
-
-from keras_edd import attack_registry  # noqa: E402
-from keras_edd import config as config_lib  # noqa: E402
-from keras_edd.data import DATASETS  # noqa: E402  (light: no TensorFlow)
-from keras_edd.adversarial_training import ADV_TRAIN_ATTACKS  # noqa: E402  (light)
-from keras_edd.models import PRECISIONS  # noqa: E402  (light: no TensorFlow)
-from keras_edd.presets import PRESETS  # noqa: E402  (light)
-from keras_edd.run_config import ReproduceConfig  # noqa: E402
+from keras_edd import config as config_lib
+from keras_edd.cli.presets import PRESETS  # light
+from keras_edd.data import DATASETS  # light: no TensorFlow
+from keras_edd.defense.adversarial_training import ADV_TRAIN_ATTACKS  # light
+from keras_edd.evaluation import attack_registry
+from keras_edd.models import PRECISIONS  # light: no TensorFlow
+from keras_edd.runs.run_config import ReproduceConfig
 
 DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT, DISTRIBUTION = (
     "data", "models", "evaluation", "substitute", "output", "distribution")
@@ -227,7 +223,7 @@ def _define_distribution():
     _define(flags.DEFINE_string, "distribution", config_lib.DistributionConfig().kind,
             f"One of {_one_of(KINDS)}: one device; tf.distribute.MirroredStrategy over the "
             "local GPUs (or the --cpu_devices logical CPUs); MultiWorkerMirroredStrategy over "
-            "the machines of the TF_CONFIG environment variable (see README).")
+            "the machines of the TF_CONFIG environment variable (see docs/distribution.md).")
     _define(flags.DEFINE_integer, "cpu_devices", None,
             "Split the CPU into N >= 1 logical devices (tests mirrored runs without GPUs).")
 
@@ -259,7 +255,12 @@ def define_flags(*groups, train=False, reproduce=False):
             raise ValueError(f"unknown flag group {group!r}")
 
 
-# ----------------------------------------------------------------------- configs
+# ------------------------------------------------------------------------ values
+
+
+def defined(name):
+    """True when this binary defined flag `name` (its groups and options include it)."""
+    return name in _FLAGS
 
 
 def preset():
@@ -282,225 +283,3 @@ def value(name):
     if chosen is not None and not holder.present and name in PRESETS[chosen]:
         return PRESETS[chosen][name]
     return holder.value
-
-
-def _floats(name):
-    values = []
-    for text in value(name) or ():
-        try:
-            values.append(float(text))
-        except ValueError:
-            raise ValueError(f"{name}: {text!r} is not a number") from None
-    return tuple(values)
-
-
-def data_config():
-    return config_lib.DataConfig(dataset=value("dataset"), data_dir=value("data_dir"),
-                                 train_limit=value("train_limit"), test_limit=value("test_limit"))
-
-
-def train_config():
-    return config_lib.TrainConfig(epochs=value("epochs"), batch_size=value("batch_size"),
-                                  optimizer=value("optimizer"),
-                                  learning_rate=value("learning_rate"), seed=value("seed"),
-                                  precision=value("precision"))
-
-
-_ADV_TRAIN_FLAGS = ("adv_train_attack", "adv_train_eps", "adv_train_step", "adv_train_steps")
-
-
-def defense_config(defense=None):
-    """--defense (or `defense`), alpha, T, N, penalty, teacher epochs, --teacher if defined;
-    the --adv_train_* settings for the adversarial defense."""
-    defense = defense or value("defense")
-    adversarial = {name: value(name) for name in _ADV_TRAIN_FLAGS} if (
-        defense == "adversarial" and "adv_train_attack" in _FLAGS) else {}
-    return config_lib.DefenseConfig(
-        defense=defense, alpha=value("alpha"),
-        # adversarial training is at T = 1; --temperature is the distillations' T
-        temperature=None if defense == "adversarial" else value("temperature"),
-        mc_passes=value("mc_passes"),
-        penalty_weight=value("penalty_weight"), teacher_epochs=value("teacher_epochs"),
-        teacher_path=model_file(value("teacher")) if "teacher" in _FLAGS else None,
-        **adversarial)
-
-
-def attack_config():
-    settings = {}
-    for name, row in attack_registry.ATTACKS.items():
-        values = {field.name: value(f"{name}_{flag}")
-                  for field, flag in row.settings.flag_fields()}
-        settings[name] = dataclasses.replace(row.settings, **values)
-    return config_lib.AttackConfig(settings=settings, batch_size=value("attack_batch_size"),
-                                   seed=value("attack_seed"))
-
-
-def eval_config():
-    sweep_attacks = value("sweep_attacks")
-    caps = {name: value(f"num_examples_{name}") or None
-            for name in attack_registry.NAMES if f"num_examples_{name}" in _FLAGS}
-    return config_lib.EvalConfig(
-        attacks=tuple(value("attacks") or ()), num_examples=value("num_examples"),
-        max_examples=caps,
-        extra_examples=(value("num_examples_extra") or None) if "num_examples_extra" in _FLAGS
-        else None,
-        adaptive=value("adaptive"), sweeps=value("sweeps"),
-        sweep_attacks=None if sweep_attacks is None else tuple(sweep_attacks),
-        sweep_eps=_floats("sweep_eps"), sweep_gamma=_floats("sweep_gamma"),
-        sweep_kappa=_floats("sweep_kappa"), sweep_num_examples=value("sweep_num_examples"),
-        masking_threshold=value("masking_threshold"),
-        masking_min_inputs=value("masking_min_inputs"), check_examples=value("check_examples"),
-        attack=attack_config())
-
-
-def substitute_config():
-    return config_lib.SubstituteConfig(
-        initial=value("substitute_initial"), rounds=value("substitute_rounds"),
-        lam=value("substitute_lam"), tau=value("substitute_tau"),
-        epochs_per_round=value("substitute_epochs_per_round"),
-        batch_size=value("substitute_batch_size"))
-
-
-def distribution_config():
-    """--distribution, --cpu_devices and, for multi_worker, the TF_CONFIG environment
-    variable (read here, on the binary side: the library takes it as an argument)."""
-    kind = value("distribution")
-    return config_lib.DistributionConfig(
-        kind=kind, cpu_devices=value("cpu_devices"),
-        tf_config=os.environ.get("TF_CONFIG") if kind == "multi_worker" else None)
-
-
-def output_settings():
-    """output_dir, run_name, progress (and the preset, where defined) as keyword arguments
-    of a config."""
-    out = {"output_dir": value("output_dir"), "run_name": value("run_name"),
-           "progress": value("progress")}
-    if "preset" in _FLAGS:
-        out["preset"] = preset()
-    return out
-
-
-# ------------------------------------------------------------------------ plumbing
-
-
-def model_file(value):
-    """A model flag's `.keras` path: a pretrained name (`paper:extended`) becomes its
-    sha256-checked file in saved_models/ (keras_edd.pretrained); a path stays as given."""
-    from keras_edd import pretrained  # light: no TensorFlow
-    return pretrained.resolve_model(value)
-
-
-def reproduce_config():
-    """bin/reproduce's ReproduceConfig from its flags (also tools/make_pretrained.py's)."""
-    return ReproduceConfig(
-        data=data_config(), train=train_config(),
-        extended=defense_config("extended"), adversarial=defense_config("adversarial"),
-        distillation_temperature=value("distillation_temperature"),
-        evaluation=eval_config(), jacobian_substitute=value("jacobian_substitute"),
-        substitute=substitute_config(), model_dir=value("model_dir"),
-        pretrained=value("pretrained"), distribution=distribution_config(),
-        **output_settings())
-
-
-def check_no_arguments(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]!r}; every setting is a --flag")
-
-
-def parse_flags(argv):
-    """absl's flag parsing, with its errors as ValueError (one line, exit status 2).
-
-    absl's own parser prints a usage hint and exits with status 1 on an unknown
-    flag (--alhpa=0.9) or a value of the wrong type (--alpha=abc); every other bad
-    value is a one-line error with status 2, and so are these.
-    """
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as exc:
-        message = " ".join(str(exc).split())
-        raise ValueError(f"{message} (see --helpfull)") from None
-
-
-def run_main(program, main):
-    """app.run(main) with `parse_flags`; a ValueError becomes one line on stderr, exit 2.
-
-    `main(argv)` gets the arguments left after the flags, as with app.run.
-    """
-    from absl import app
-    try:
-        app.run(lambda argv: _main_quietly(main, argv), flags_parser=parse_flags)
-    except ValueError as exc:
-        print(f"{program}: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"{program}: interrupted; rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
-
-
-def _main_quietly(main, argv):
-    from absl import logging
-    logging.set_verbosity(logging.WARNING)
-    return main(argv)
-
-
-class _DropRetracingNotices:
-    """logging filter: each (model, attack) pair is traced once on purpose, so TensorFlow's
-    "N out of the last N calls ... triggered tf.function retracing" notice is noise here."""
-
-    def filter(self, record):
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
-# What TensorFlow's C++ code prints while it loads, before its logging is set up (so
-# TF_CPP_MIN_LOG_LEVEL cannot stop it): the oneDNN notice, twice, each after absl's
-# pre-initialisation warning, and the CPU-instructions notice.
-_STARTUP_NOISE = ("All log messages before absl::InitializeLog() is called",
-                  "oneDNN custom operations are on",
-                  "This TensorFlow binary is optimized to use available CPU instructions",
-                  "To enable the following instructions")
-
-
-def import_tensorflow():
-    """Import TensorFlow without its start-up notices; any other line it writes to
-    stderr while loading is passed on. A binary calls this once its flags are valid."""
-    if "tensorflow" in sys.modules:
-        return
-    import tempfile
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
-                if not any(noise in line for noise in _STARTUP_NOISE):
-                    sys.stderr.write(line)
-            sys.stderr.flush()
-
-
-def quiet_retracing_notices():
-    import logging
-    logging.getLogger("tensorflow").addFilter(_DropRetracingNotices())
-
-
-def print_summary(results):
-    """A few lines on stdout: where the report is and the headline numbers (a worker
-    other than the chief of a multi-worker run says only that it is done)."""
-    worker = results.get("distribution", {}).get("worker", 0)
-    if worker:
-        print(f"worker {worker}: done (the chief, worker 0, writes the report)")
-        return
-    for e in results["evaluations"]:
-        f = e["filtered"]
-        if f["count"]:
-            where = e["target"] if e["setting"] == "whitebox" else f"{e['source']} -> {e['target']}"
-            print(f"{e['setting']} {where} {e['attack']} ({e['variant']}): recovered "
-                  f"{f['recovered']:.3f}, detected {f['detected']:.3f}, misclassified "
-                  f"{f['misclassified']:.3f} (n={f['count']})")
-    for warning in results.get("warnings", []):
-        print(f"warning: {warning}")
-    print(f"report: {results['run_dir']}/report.md")

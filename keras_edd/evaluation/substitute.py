@@ -43,7 +43,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_edd import models, training
+from keras_edd import models
+from keras_edd.defense import training
 
 JACOBIAN_BATCH_SIZE = 1000
 
@@ -183,40 +184,13 @@ def train_jacobian_substitute(oracle, x_initial, *, num_classes, input_shape=Non
     t_start = time.perf_counter()
     x = np.asarray(x_initial)
     _validate(x, num_classes, outlier_class, rounds, lam, tau, epochs_per_round, batch_size)
-    training_images = (x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8
-                       else x.astype(np.float32))
-    low, high = float(training_images.min()), float(training_images.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(f"x_initial values span [{low}, {high}]: need inputs in [0, 1]")
-    seen = set()
-    fresh = _unseen(training_images, seen)
-    if not fresh.all():
-        raise ValueError(f"x_initial holds {int((~fresh).sum())} repeated inputs: "
-                         "S_0 must be a set")
+    training_images, seen = _initial_set(x)
     input_shape = tuple(input_shape or x.shape[1:])
     outputs = int(num_classes) + (outlier_class is not None)
-    queries = 0
-
-    def query(images):
-        nonlocal queries
-        labels = np.asarray(oracle(images)).reshape(-1)
-        if labels.shape != (len(images),):
-            raise ValueError(f"oracle returned {labels.size} labels for {len(images)} inputs")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"oracle returned {labels.dtype} labels: need integer classes")
-        bad = labels[(labels < 0) | (labels >= outputs)]
-        if bad.size:
-            raise ValueError(f"oracle label {int(bad[0])} outside 0..{outputs - 1} "
-                             f"(num_classes={num_classes}, outlier_class={outlier_class})")
-        queries += len(images)
-        return labels.astype(np.int64)
+    query = _Oracle(oracle, outputs, num_classes, outlier_class)
 
     keras.utils.set_random_seed(seed)
-    build = model_fn or (lambda n, shape: models.cleverhans_cnn(n, shape, name="substitute_J"))
-    substitute = build(outputs, input_shape)
-    if substitute.output_shape[-1] != outputs:
-        raise ValueError(f"model_fn gave {substitute.output_shape[-1]} outputs, expected {outputs}")
-
+    substitute = _build(model_fn, outputs, input_shape)
     labels = query(training_images)
     held_out = None
     if agreement_data is not None:
@@ -229,39 +203,112 @@ def train_jacobian_substitute(oracle, x_initial, *, num_classes, input_shape=Non
             epochs=epochs_per_round, batch_size=min(batch_size, len(training_images)),
             optimizer="adam", learning_rate=learning_rate, seed=seed + rho,
             progress=progress, log_epochs=False, description=f"substitute round {rho}")
-        predictions = training.predict_logits(substitute, training_images).argmax(axis=1)
-        entry = {"rho": rho, "size": int(len(training_images)), "queries": queries,
-                 "train_agreement": agreement(predictions, labels),
-                 "train_seconds": history["wall_seconds"]}
-        if outlier_class is not None:
-            entry["outlier_answers"] = int(np.sum(labels == outlier_class))
-        if held_out is not None:
-            entry["agreement"] = agreement(
-                training.predict_logits(substitute, held_out[0]).argmax(axis=1), held_out[1])
+        entry = _round_entry(substitute, training_images, labels, rho, query.queries,
+                             history, outlier_class, held_out)
         if rho < rounds:
-            step = _step_size(lam, tau, rho)
-            new = jacobian_augment(substitute, training_images, labels, step)
-            fresh = _unseen(new, seen)
-            entry["step"] = step
-            entry["duplicates_dropped"] = int(len(new) - fresh.sum())
-            new = new[fresh]
-            if len(new):
-                labels = np.concatenate([labels, query(new)])
-                training_images = np.concatenate([training_images, new])
+            training_images, labels = _augment(substitute, training_images, labels, entry,
+                                               _step_size(lam, tau, rho), query, seen)
         entry["seconds"] = time.perf_counter() - t_round
         per_round.append(entry)
         if progress:
-            shown = "" if held_out is None else f", held-out agreement {entry['agreement']:.4f}"
-            print(f"substitute round {rho}: {entry['size']} points, training agreement "
-                  f"{entry['train_agreement']:.4f}{shown} ({entry['seconds']:.1f}s)", flush=True)
+            _print_round(entry)
     report = {"method": "jacobian_augmentation", "initial_size": int(len(x)),
               "rounds": int(rounds), "lam": float(lam), "tau": tau,
               "epochs_per_round": int(epochs_per_round), "batch_size": int(batch_size),
               "learning_rate": float(learning_rate), "seed": int(seed), "outputs": outputs,
-              "outlier_class": outlier_class, "oracle_queries": queries,
+              "outlier_class": outlier_class, "oracle_queries": query.queries,
               "set_sizes": [e["size"] for e in per_round], "per_round": per_round,
               "wall_seconds": time.perf_counter() - t_start}
     report["duplicates_dropped"] = sum(e.get("duplicates_dropped", 0) for e in per_round)
     if outlier_class is not None:
         report["outlier_answers"] = int(np.sum(labels == outlier_class))
     return substitute, report
+
+
+def _build(model_fn, outputs, input_shape):
+    """The untrained substitute: model_fn(outputs, input_shape), by default the targets'
+    family (models.cleverhans_cnn); ValueError if it has another number of outputs."""
+    build = model_fn or (lambda n, shape: models.cleverhans_cnn(n, shape, name="substitute_J"))
+    substitute = build(outputs, input_shape)
+    if substitute.output_shape[-1] != outputs:
+        raise ValueError(f"model_fn gave {substitute.output_shape[-1]} outputs, expected {outputs}")
+    return substitute
+
+
+def _print_round(entry):
+    """One progress line per round."""
+    shown = "" if "agreement" not in entry else f", held-out agreement {entry['agreement']:.4f}"
+    print(f"substitute round {entry['rho']}: {entry['size']} points, training agreement "
+          f"{entry['train_agreement']:.4f}{shown} ({entry['seconds']:.1f}s)", flush=True)
+
+
+def _initial_set(x):
+    """S_0 as float32 in [0, 1] (uint8 scaled by 1/255) and the set of inputs seen so
+    far; ValueError for values outside [0, 1] or repeated inputs."""
+    training_images = (x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8
+                       else x.astype(np.float32))
+    low, high = float(training_images.min()), float(training_images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"x_initial values span [{low}, {high}]: need inputs in [0, 1]")
+    seen = set()
+    fresh = _unseen(training_images, seen)
+    if not fresh.all():
+        raise ValueError(f"x_initial holds {int((~fresh).sum())} repeated inputs: "
+                         "S_0 must be a set")
+    return training_images, seen
+
+
+class _Oracle:
+    """The target's labels for new inputs, checked, and the number of queries asked."""
+
+    def __init__(self, oracle, outputs, num_classes, outlier_class):
+        self.oracle = oracle
+        self.outputs = outputs
+        self.num_classes = num_classes
+        self.outlier_class = outlier_class
+        self.queries = 0
+
+    def __call__(self, images):
+        labels = np.asarray(self.oracle(images)).reshape(-1)
+        if labels.shape != (len(images),):
+            raise ValueError(f"oracle returned {labels.size} labels for {len(images)} inputs")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"oracle returned {labels.dtype} labels: need integer classes")
+        bad = labels[(labels < 0) | (labels >= self.outputs)]
+        if bad.size:
+            raise ValueError(f"oracle label {int(bad[0])} outside 0..{self.outputs - 1} "
+                             f"(num_classes={self.num_classes}, "
+                             f"outlier_class={self.outlier_class})")
+        self.queries += len(images)
+        return labels.astype(np.int64)
+
+
+def _round_entry(substitute, training_images, labels, rho, queries, history, outlier_class,
+                 held_out):
+    """The report of round rho after training: set size, queries so far, agreement
+    with the oracle's labels (and on held-out inputs), outlier answers."""
+    predictions = training.predict_logits(substitute, training_images).argmax(axis=1)
+    entry = {"rho": rho, "size": int(len(training_images)), "queries": queries,
+             "train_agreement": agreement(predictions, labels),
+             "train_seconds": history["wall_seconds"]}
+    if outlier_class is not None:
+        entry["outlier_answers"] = int(np.sum(labels == outlier_class))
+    if held_out is not None:
+        entry["agreement"] = agreement(
+            training.predict_logits(substitute, held_out[0]).argmax(axis=1), held_out[1])
+    return entry
+
+
+def _augment(substitute, training_images, labels, entry, step, query, seen):
+    """One Jacobian augmentation: the new points not seen before, labelled by the
+    oracle, added to the set. Records the step and the duplicates in `entry`;
+    returns the grown (training_images, labels)."""
+    new = jacobian_augment(substitute, training_images, labels, step)
+    fresh = _unseen(new, seen)
+    entry["step"] = step
+    entry["duplicates_dropped"] = int(len(new) - fresh.sum())
+    new = new[fresh]
+    if len(new):
+        labels = np.concatenate([labels, query(new)])
+        training_images = np.concatenate([training_images, new])
+    return training_images, labels

@@ -2,10 +2,10 @@
 
 `run_whitebox(config)` and `run_blackbox(config)` check everything that can fail on
 bad input (settings, data, model files) before the run directory is created
-(keras_edd.runs), call keras_edd.evaluation.evaluate_models with the crafts kept in
-the run directory (`crafts_dir`, keras_edd.attack_cache, so a killed run resumes),
-and write the report (`finish_run`, keras_edd.reporting; results.json last).
-keras_edd.reproduce uses `announce`, `crafts_dir` and `finish_run` too.
+(keras_edd.runs.run_dirs), call keras_edd.evaluation.engine.evaluate_models with the crafts kept in
+the run directory (`crafts_dir`, keras_edd.evaluation.attack_cache, so a killed run resumes),
+and write the report (`finish_run`, keras_edd.reporting.results_files; results.json last).
+keras_edd.runs.reproduce uses `announce`, `crafts_dir` and `finish_run` too.
 """
 
 import dataclasses
@@ -13,10 +13,12 @@ import os
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import distribute, reporting, runs
-from keras_edd.evaluation import evaluate_models
+from keras_edd import distribute
+from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec, model_label
-from keras_edd.run_config import JACOBIAN_SURROGATE
+from keras_edd.reporting import results_files
+from keras_edd.runs import run_dirs
+from keras_edd.runs.run_config import JACOBIAN_SURROGATE
 
 
 def announce(config, run_dir):
@@ -27,7 +29,7 @@ def announce(config, run_dir):
 
 
 def crafts_dir(run_dir):
-    """Where an evaluation run keeps its crafts (keras_edd.attack_cache)."""
+    """Where an evaluation run keeps its crafts (keras_edd.evaluation.attack_cache)."""
     return os.path.join(run_dir, "attacks")
 
 
@@ -41,16 +43,16 @@ def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=N
         "kind": kind, "run_dir": os.path.abspath(run_dir), "dataset": dataset.summary(),
         "settings": config.to_dict(),
         "seeds": {"attack": config.evaluation.attack.seed, **(seeds or {})},
-        "versions": runs.versions(), "wall_seconds": time.perf_counter() - t_start})
+        "versions": run_dirs.versions(), "wall_seconds": time.perf_counter() - t_start})
     if distribution.is_chief:
-        reporting.write_report(run_dir, results, images)
+        results_files.write_report(run_dir, results, images)
     return results
 
 
 def open_shared_run(distribution, output_dir, run_name, flags):
-    """runs.open_run in the user's folder (the chief) or a private one (the other
+    """run_dirs.open_run in the user's folder (the chief) or a private one (the other
     workers); a run the chief finished is finished for all (its results.json)."""
-    run_dir, done = runs.open_run(distribution.private_dir(output_dir), run_name, flags)
+    run_dir, done = run_dirs.open_run(distribution.private_dir(output_dir), run_name, flags)
     if distribution.agree(done is not None):
         done = distribution.broadcast_json(done)
         if not distribution.is_chief:
@@ -88,7 +90,7 @@ def run_blackbox(config):
     """bin/eval_blackbox: attacks computed on surrogates, scored on the target.
 
     With config.jacobian_substitute, surrogate "J" is first trained against the
-    target (or reloaded from the run directory) by keras_edd.substitute_run, seeded
+    target (or reloaded from the run directory) by keras_edd.runs.substitute_run, seeded
     with the attack seed; the one model an evaluation run makes itself.
     """
     config.validate()
@@ -99,7 +101,7 @@ def run_blackbox(config):
     surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
     run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
     if config.jacobian_substitute:
-        from keras_edd import substitute_run
+        from keras_edd.runs import substitute_run
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
                                        config.substitute,
                                        os.path.join(config.output_dir, run_name))

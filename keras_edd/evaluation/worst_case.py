@@ -5,7 +5,7 @@ Two readings of an evaluation that a single attack's rates do not give.
 `worst_case_rows` (results["worst_case"]): the "any attack" row of each target and
 threat model, as AutoAttack reports it. A digit counts as misclassified if any
 attack of that threat model misclassified it undetected, as detected if none did
-but one was detected, else as recovered (keras_edd.metrics.worst_case). Threat
+but one was detected, else as recovered (keras_edd.evaluation.metrics.worst_case). Threat
 models per target: white-box (every attack and variant computed on the target
 itself), black-box per surrogate, and black-box from any surrogate. Attacks cover
 different numbers of digits (slow attacks are capped), so each row also says how
@@ -15,12 +15,12 @@ digits that every attack covered (`all_attacks`).
 `fixed_fpr_results` (results["at_fixed_fpr"]): the outlier class as a detector at a
 threshold that keeps clean false detection at a fixed rate (Tramer, Carlini,
 Brendel & Madry 2020). On the margin score m(x) = z_n - max_{i<n} z_i
-(keras_edd.detection; the deployed argmax rule is tau = 0), tau is chosen on the
+(keras_edd.evaluation.detection; the deployed argmax rule is tau = 0), tau is chosen on the
 clean test set (all its digits) so that at most a fraction alpha of them are
 flagged (m > tau), for alpha in FALSE_DETECTION_TARGETS. At tau, per attack and
 for the worst case over the attacks of a threat model, the accuracy of the
 detector-classifier over the attacked digits, both ways
-(keras_edd.detection.worst_case_at_threshold):
+(keras_edd.evaluation.detection.worst_case_at_threshold):
   detection_correct  a flagged adversarial digit counts as correct (the defense
                      refused it): the robust accuracy of a detection defense;
   rejection_error    a flagged digit counts as an error: plain robust accuracy.
@@ -36,7 +36,7 @@ Pure numpy.
 
 import numpy as np
 
-from keras_edd import detection, metrics
+from keras_edd.evaluation import detection, metrics
 
 FALSE_DETECTION_TARGETS = (0.05, 0.01)
 ANY_ATTACK = "any"

@@ -2,7 +2,7 @@
 
   plot_whitebox  whitebox.png/.pdf: Figure-1-style stacked bars recovered / detected /
                  misclassified (filtered rates), one panel per target; an entry whose
-                 attack is "any" (keras_edd.worst_case) is the worst case per digit
+                 attack is "any" (keras_edd.evaluation.worst_case) is the worst case per digit
   plot_blackbox  blackbox.png/.pdf: the same for transfer attacks, a panel per target
                  (row) and surrogate (column: U, D, J)
   plot_sweeps    sweeps.png/.pdf: success (1 - recovered) and detected against eps,
@@ -11,10 +11,10 @@
 
 Every figure is written twice, as a PNG at DPI dots per inch and as a PDF (vector),
 with its legend outside the axes. `note` (a --preset=quick run's mark, see
-keras_edd.reporting.quick_note) is printed under the title. Each function returns
+keras_edd.reporting.markdown.quick_note) is printed under the title. Each function returns
 False and writes nothing when there is nothing to draw. matplotlib is imported
 inside the functions (Agg backend), so importing this module is cheap. Files are
-written through keras_edd.runs.atomic_write.
+written through keras_edd.runs.run_dirs.atomic_write.
 """
 
 import math
@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from keras_edd import runs
+from keras_edd.runs import run_dirs
 
 DPI = 200
 # Bar colours, in stacking order (bottom to top).
@@ -45,7 +45,7 @@ def _pyplot():
 def _save_figure(fig, path, dpi=DPI):
     """Save as the file's extension says (png, pdf)."""
     kind = os.path.splitext(path)[1].lstrip(".")
-    runs.atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, bbox_inches="tight"),
+    run_dirs.atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, bbox_inches="tight"),
                       binary=True)
 
 
@@ -111,7 +111,7 @@ def _rate_panel(ax, entries, title):
                 ax.text(x, 0.5, "n = 0", rotation=90, ha="center", va="center", fontsize=6)
         counts = sorted({e["filtered"]["count"] for e in group})
         ticks.append(i)
-        name = "any attack" if attack == "any" else attack  # keras_edd.worst_case's row
+        name = "any attack" if attack == "any" else attack  # keras_edd.evaluation.worst_case's row
         labels.append(f"{name}\nn={'/'.join(str(c) for c in counts)}")
     ax.set_xticks(ticks, labels, fontsize=6.5)
     ax.set_xlim(-0.6, len(attacks) - 0.4)
@@ -285,7 +285,7 @@ def plot_roc(detection, path_png, path_pdf, note=None):
         return False
     plt = _pyplot()
     from matplotlib.lines import Line2D
-    from keras_edd.detection import FALSE_ALARM_TARGETS, SCORES
+    from keras_edd.evaluation.detection import FALSE_ALARM_TARGETS, SCORES
     titles = {"softmax": "softmax(z)_n", "margin": "z_n - max_{i<n} z_i"}
     panels = list(dict.fromkeys((e["target"], _where(e)) for e in entries))
     attacks = list(dict.fromkeys(e["attack"] for e in entries))

@@ -115,7 +115,7 @@ def norm_summary(x, x_adv):
 
 def logit_statistics(model, images):
     """Size of the deployed (T = 1) logits: what the logit penalty controls."""
-    from keras_edd import training
+    from keras_edd.defense import training
     logits = training.predict_logits(model, images)
     return {"mean_abs": float(np.mean(np.abs(logits))),
             "mean_max": float(np.mean(logits.max(axis=1))),

@@ -1,9 +1,9 @@
 """bin/reproduce: the whole pipeline, the only module that both trains and evaluates.
 
-Trains (or reuses, through keras_edd.train_run with bin/train's run names) the
+Trains (or reuses, through keras_edd.runs.train_run with bin/train's run names) the
 undefended model f, extended distillation, the defensive-distillation baseline
-and the black-box surrogates U and D, and (keras_edd.substitute_run) one
-surrogate J per target, then evaluates them all with keras_edd.evaluation and
+and the black-box surrogates U and D, and (keras_edd.runs.substitute_run) one
+surrogate J per target, then evaluates them all with keras_edd.evaluation.engine and
 writes one report.
 """
 
@@ -13,10 +13,11 @@ import shutil
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import distribute, pretrained, runs, substitute_run, train_run
-from keras_edd.eval_run import announce, crafts_dir, finish_run, open_shared_run
-from keras_edd.evaluation import evaluate_models
+from keras_edd import distribute, pretrained
+from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec
+from keras_edd.runs import run_dirs, substitute_run, train_run
+from keras_edd.runs.eval_run import announce, crafts_dir, finish_run, open_shared_run
 from keras_edd.validation import check_batch_size
 
 # Roles of the models trained by run_reproduce, in training order.
@@ -56,7 +57,7 @@ def reproduce_run_configs(config, dataset_name):
     distilled from U's model with seed + 2.
     """
     from keras_edd.config import DefenseConfig
-    from keras_edd.run_config import RunConfig
+    from keras_edd.runs.run_config import RunConfig
     model_dir = config.resolved_model_dir
     train = config.train
     ext = config.extended
@@ -108,7 +109,7 @@ def run_reproduce(config):
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
-    runs.check_writable_dir(config.resolved_model_dir, "model_dir")
+    run_dirs.check_writable_dir(config.resolved_model_dir, "model_dir")
     run_name = config.resolved_run_name(dataset.name)
     if config.jacobian_substitute:
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
@@ -118,34 +119,8 @@ def run_reproduce(config):
     if done:
         return done
     announce(config, run_dir)
-    training_report = {}
-    specs = {}
     t = time.perf_counter()
-    installer = _PretrainedInstaller(config, dataset)
-    for role in REPRODUCE_MODELS:
-        rc = run_configs[role]
-        name = rc.resolved_run_name(dataset.name)
-        reused = os.path.exists(os.path.join(rc.output_dir, name, "results.json"))
-        source = installer.reuse(role, rc, os.path.join(rc.output_dir, name), reused)
-        if config.progress:
-            doing = "reusing" if reused or source else "training"
-            print(f"{doing} {role}: {os.path.join(rc.output_dir, name)}"
-                  f"{f' (pretrained {source})' if source else ''}", flush=True)
-        t_model = time.perf_counter()
-        trained = train_run.train_run(rc)
-        path = os.path.join(trained["run_dir"], trained["deployed_model"])
-        specs[role] = dataclasses.replace(load_model_spec(role, path, dataset),
-                                          extra=role in EXTRA_ROLES)
-        training_report[role] = {
-            "run_dir": trained["run_dir"], "run_name": name, "reused": reused,
-            "defense": trained["defense"], "temperature": trained["temperature"],
-            "seed": trained["seed"], "deployed_model": path,
-            "clean_test_accuracy": trained["clean_test_accuracy"],
-            "clean_test_detected": trained.get("clean_test_detected"),
-            "pretrained": source,
-            "dataset": trained["dataset"], "settings": trained["settings"],
-            "training_wall_seconds": trained["wall_seconds"],
-            "seconds_here": time.perf_counter() - t_model}
+    specs, training_report = _train_models(config, dataset, run_configs)
     training_seconds = time.perf_counter() - t
     targets = [specs[r] for r in TARGETS]
     surrogates = [specs[r] for r in ("surrogate_U", "surrogate_D")]
@@ -174,6 +149,39 @@ def run_reproduce(config):
                           "reused": t["reused"]} for role, t in training_report.items()}}
     return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds,
                       distribution=dist)
+
+
+def _train_models(config, dataset, run_configs):
+    """Train, or reuse (a finished run, or a matching pretrained model), every model of
+    REPRODUCE_MODELS in turn; returns (ModelSpecs, results["training"]) by role."""
+    training_report = {}
+    specs = {}
+    installer = _PretrainedInstaller(config, dataset)
+    for role in REPRODUCE_MODELS:
+        rc = run_configs[role]
+        name = rc.resolved_run_name(dataset.name)
+        reused = os.path.exists(os.path.join(rc.output_dir, name, "results.json"))
+        source = installer.reuse(role, rc, os.path.join(rc.output_dir, name), reused)
+        if config.progress:
+            doing = "reusing" if reused or source else "training"
+            print(f"{doing} {role}: {os.path.join(rc.output_dir, name)}"
+                  f"{f' (pretrained {source})' if source else ''}", flush=True)
+        t_model = time.perf_counter()
+        trained = train_run.train_run(rc)
+        path = os.path.join(trained["run_dir"], trained["deployed_model"])
+        specs[role] = dataclasses.replace(load_model_spec(role, path, dataset),
+                                          extra=role in EXTRA_ROLES)
+        training_report[role] = {
+            "run_dir": trained["run_dir"], "run_name": name, "reused": reused,
+            "defense": trained["defense"], "temperature": trained["temperature"],
+            "seed": trained["seed"], "deployed_model": path,
+            "clean_test_accuracy": trained["clean_test_accuracy"],
+            "clean_test_detected": trained.get("clean_test_detected"),
+            "pretrained": source,
+            "dataset": trained["dataset"], "settings": trained["settings"],
+            "training_wall_seconds": trained["wall_seconds"],
+            "seconds_here": time.perf_counter() - t_model}
+    return specs, training_report
 
 
 class _PretrainedInstaller:
@@ -248,7 +256,7 @@ def export_pretrained(config, folder, *, command, machine, dataset_note):
             role, run_dir, description=ROLE_DESCRIPTIONS[role], file=f"{role}.keras",
             teacher=TEACHERS.get(role), fingerprint=fingerprint, dataset_note=dataset_note,
             machine=machine)
-        with runs.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
+        with run_dirs.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
             shutil.copyfile(path, tmp)
     manifest = {"format": pretrained.MANIFEST_FORMAT, "collection": os.path.basename(folder),
                 "command": command, "machine": machine, "models": cards}

@@ -1,0 +1,289 @@
+"""The custom training loop around one `tf.function` step (keras_edd.defense.train_step).
+
+`fit` trains any logits model on (image, soft label) pairs with a temperature
+softmax cross-entropy plus an optional logit penalty (keras_edd.defense.losses), so the
+same loop trains the undefended model (one-hot labels, T = 1), the defensive
+distillation baseline and the extended-distillation model. It checkpoints every
+epoch with `tf.train.CheckpointManager` and, rerun with the same settings,
+resumes from the last finished epoch with the same data order and dropout state.
+
+Reduced precision comes with the model: a model built with
+`precision="mixed_bfloat16"` (keras_edd.models) trains here unchanged. Its
+variables, and so the gradients, the Adam/Adadelta slots and the checkpoints,
+stay float32; only the hidden layers' arithmetic is bfloat16, and the logits
+and the loss are float32. bfloat16 has float32's exponent range, so no loss
+scaling is needed.
+"""
+
+import contextlib
+import os
+import time
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from keras_edd import progress as progress_lib
+from keras_edd.config import DEFAULT_LEARNING_RATES
+from keras_edd.data import make_pipeline
+from keras_edd.defense.train_step import EpochMeans, compiled_steps
+from keras_edd.runs import run_dirs
+from keras_edd.validation import check_batch_size
+
+EVAL_BATCH_SIZE = 1000
+STEPS_PER_CALL = 16  # train steps run per tf.function call
+
+
+def make_optimizer(name, learning_rate):
+    """A fresh Keras optimizer (one per model: Keras 3 optimizers bind to variables)."""
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "adadelta":
+        return keras.optimizers.Adadelta(learning_rate)
+    raise ValueError(f"optimizer={name!r}: allowed values are adam, adadelta")
+
+
+def one_hot(labels, num_classes):
+    """Integer labels -> float32 one-hot rows."""
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
+
+
+def epoch_order(num_examples, batch_size, seed, epoch):
+    """[steps, batch_size] int32 example indices of one epoch, a function of
+    (seed, epoch) only, so a resumed run sees the same order. The remainder
+    (fewer than batch_size examples, different each epoch) is dropped."""
+    rng = np.random.default_rng([seed, epoch])
+    steps = num_examples // batch_size
+    return rng.permutation(num_examples)[:steps * batch_size].reshape(steps, batch_size).astype(
+        np.int32)
+
+
+def predict_logits(model, images, batch_size=EVAL_BATCH_SIZE):
+    """Logits of a model at inference (training=False) for uint8 or float images."""
+    ds = make_pipeline(images, np.zeros(len(images), np.int32), batch_size)
+    step = _inference_step(model)
+    return np.concatenate([step(x).numpy() for x, _ in ds], axis=0)
+
+
+_INFERENCE_STEPS = weakref.WeakKeyDictionary()
+
+
+def _inference_step(model):
+    """One compiled inference function per model (traced once, reused)."""
+    if model not in _INFERENCE_STEPS:
+        _INFERENCE_STEPS[model] = tf.function(lambda x: model(x, training=False))
+    return _INFERENCE_STEPS[model]
+
+
+def evaluate(model, images, labels, *, outlier_class=None, batch_size=EVAL_BATCH_SIZE):
+    """Clean accuracy and, for models with an outlier class, the detected rate."""
+    predictions = predict_logits(model, images, batch_size).argmax(axis=1)
+    result = {"accuracy": float(np.mean(predictions == np.asarray(labels)))}
+    if outlier_class is not None:
+        result["detected"] = float(np.mean(predictions == outlier_class))
+    return result
+
+
+def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", learning_rate=None,
+        seed=0, temperature=1.0, penalty_weight=0.0, eval_data=None, outlier_class=None,
+        checkpoint_dir=None, log_dir=None, progress=True, log_epochs=True, description="train",
+        adversary=None, pgd_eval=None, distribution=None):
+    """Train `model` in place with the custom loop; resume from `checkpoint_dir`.
+
+    Args:
+      model: a Keras model returning logits, in float32 or mixed_bfloat16
+        (see the module docstring); the loss is computed in float32.
+      images: uint8 or float32 NHWC training images.
+      targets: [n, classes] soft-label rows (use `one_hot` for hard labels).
+      epochs, batch_size, optimizer, learning_rate, seed: the optimisation.
+        The last partial batch is dropped so the step is traced once.
+      temperature: T of the softmax in the loss; inference is always at T = 1.
+      penalty_weight: weight lambda of `losses.logit_penalty` (0 disables it).
+      eval_data: optional (images, labels) evaluated after every epoch.
+      outlier_class: index of the outlier class, to also log the detected rate.
+      checkpoint_dir: where a CheckpointManager keeps the last epochs.
+      log_dir: TensorBoard folder (`train/loss`, `train/accuracy`, ...).
+      progress: show a progress bar per epoch (on a terminal only, see keras_edd.progress).
+      log_epochs: print one summary line per epoch.
+      adversary: optional training-time adversary (keras_edd.defense.adversarial_training),
+        a callable (model, x, target, seed) -> x_adv run inside the compiled step
+        with the model in inference mode; the step then trains on x_adv only
+        (gradient stopped through it), so `train/accuracy` is on x_adv. `seed` is
+        [run seed, global step]: the random starts are stateless, so a resumed
+        run draws the same ones.
+      pgd_eval: optional callable model -> robust accuracy on a held-out slice
+        (e.g. `adversarial_training.pgd_evaluator`), run after every epoch and
+        logged as `eval/pgd_accuracy`, so catastrophic overfitting shows.
+      distribution: a keras_edd.distribute.Distribution with a strategy (None, or
+        one without: the single-device loop). `model` must have been built in its
+        scope. Each step runs on every replica (keras_edd.defense.train_step).
+        After a resume, every worker takes the chief's restored state. Each worker
+        writes where `checkpoint_dir` and `log_dir` point (a non-chief worker is
+        given a private folder by its caller, keras_edd.runs.train_run).
+    Returns:
+      A history dict: per-epoch lists of the logged values (every epoch, also
+      those before a resume), `resumed_from_epoch`, `wall_seconds` of this call
+      and `training_seconds`, the sum of all epochs' times.
+    """
+    targets = np.asarray(targets, np.float32)
+    strategy = distribution.strategy if distribution is not None else None
+    _check_fit(model, images, targets, batch_size, strategy)
+    opt, epoch_var = _optimizer_and_epoch(model, optimizer, learning_rate, strategy)
+    manager = _restore(model, opt, epoch_var, checkpoint_dir)
+    if distribution is not None and distribution.num_workers > 1:
+        distribution.broadcast_variables(
+            list(model.variables) + list(opt.variables) + [epoch_var])
+    writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+
+    means = EpochMeans()
+    train_steps = compiled_steps(model, opt, images, targets, batch_size=batch_size, seed=seed,
+                                 temperature=float(temperature),
+                                 penalty_weight=float(penalty_weight), means=means,
+                                 adversary=adversary, strategy=strategy)
+
+    start_epoch = int(epoch_var.numpy())
+    # The per-epoch history is checkpointed beside the weights, so a resumed run
+    # reports every epoch, not only those after the restart.
+    history_path = os.path.join(checkpoint_dir, "history.json") if checkpoint_dir else None
+    history = _resumed_history(history_path, start_epoch)
+    steps = len(images) // batch_size
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch, epochs):
+        t_epoch = time.perf_counter()
+        means.reset()
+        order = epoch_order(len(images), batch_size, seed, epoch)
+        with progress_lib.bar(total=steps, desc=f"{description} epoch {epoch + 1}/{epochs}",
+                              progress=progress, unit="batch") as bar:
+            _run_epoch(train_steps, order, epoch * steps, bar)
+        values = means.results()
+        values.update(_evaluate_epoch(model, eval_data, outlier_class, pgd_eval))
+        values["epoch_seconds"] = time.perf_counter() - t_epoch
+        history["epoch"].append(epoch + 1)
+        for key, value in values.items():
+            history[key].append(value)
+        if writer:
+            _write_epoch_summaries(writer, epoch + 1, values, opt, steps * batch_size)
+        _checkpoint(epoch + 1, epoch_var, manager, history_path, history)
+        if log_epochs:
+            _log_epoch(description, epoch + 1, epochs, values)
+    return _finished_history(history, start_epoch, t_start)
+
+
+def _check_fit(model, images, targets, batch_size, strategy):
+    """ValueError for targets that do not fit the model, or a batch too small for the
+    data or for the replicas of `strategy`."""
+    if targets.ndim != 2 or targets.shape[1] != model.output_shape[-1]:
+        raise ValueError(f"targets of shape {targets.shape} do not match the model's "
+                         f"{model.output_shape[-1]} outputs")
+    check_batch_size(batch_size, len(images))
+    if strategy is not None and batch_size < strategy.num_replicas_in_sync:
+        raise ValueError(f"batch_size={batch_size}: must be at least the "
+                         f"{strategy.num_replicas_in_sync} replicas of the distribution")
+
+
+def _run_epoch(train_steps, order, first_step, bar):
+    """The steps of one epoch, STEPS_PER_CALL per call of the compiled `train_steps`;
+    `order` is the epoch's [steps, batch] indices, `first_step` its first global step."""
+    for first in range(0, len(order), STEPS_PER_CALL):
+        chunk = order[first:first + STEPS_PER_CALL]
+        train_steps(chunk, first_step + first)
+        bar.update(len(chunk))
+
+
+def _evaluate_epoch(model, eval_data, outlier_class, pgd_eval):
+    """The eval/ values after an epoch: clean accuracy (and detected rate) on
+    `eval_data`, PGD accuracy from `pgd_eval`, each when given."""
+    values = {}
+    if eval_data is not None:
+        clean = evaluate(model, *eval_data, outlier_class=outlier_class)
+        values["eval/accuracy"] = clean["accuracy"]
+        if outlier_class is not None:
+            values["eval/detected"] = clean["detected"]
+    if pgd_eval is not None:
+        values["eval/pgd_accuracy"] = float(pgd_eval(model))
+    return values
+
+
+def _optimizer_and_epoch(model, optimizer, learning_rate, strategy):
+    """A fresh optimizer built for the model's variables (learning_rate None: the
+    optimizer's default) and the epoch counter, in the strategy's scope if any."""
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATES.get(optimizer)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        opt = make_optimizer(optimizer, learning_rate)
+        opt.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    return opt, epoch_var
+
+
+def _checkpoint(epoch, epoch_var, manager, history_path, history):
+    """Mark `epoch` finished: the epoch counter, then, with a checkpoint manager,
+    history.json and the checkpoint.
+
+    History first: if a kill lands between the two writes, the resumed run drops the
+    extra epoch (filtered by the checkpoint's epoch) and redoes it.
+    """
+    epoch_var.assign(epoch)
+    if manager:
+        run_dirs.write_json(history_path, history)
+        manager.save(checkpoint_number=epoch)
+
+
+def _finished_history(history, start_epoch, t_start):
+    """fit's return value: the logged lists, the epoch resumed from, the seconds."""
+    history = {k: v for k, v in history.items() if v}
+    history["resumed_from_epoch"] = start_epoch
+    history["wall_seconds"] = time.perf_counter() - t_start  # this call only
+    history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))  # all epochs
+    return history
+
+
+def _restore(model, opt, epoch_var, checkpoint_dir):
+    """A CheckpointManager over checkpoint_dir (None without one), restored from its
+    latest checkpoint when there is one."""
+    if not checkpoint_dir:
+        return None
+    # Non-trainable variables hold the dropout RNG state, which tf.train.Checkpoint
+    # does not reach through a Keras 3 model: list them so resuming is exact.
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var,
+                               model_state=list(model.non_trainable_variables))
+    manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=2)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    return manager
+
+
+def _resumed_history(history_path, start_epoch):
+    """The per-epoch history lists, with the epochs a resumed run already finished."""
+    history = {"epoch": [], "train/loss": [], "train/accuracy": [], "train/cross_entropy": [],
+               "train/logit_penalty": [], "eval/accuracy": [], "eval/detected": [],
+               "eval/pgd_accuracy": [], "epoch_seconds": []}
+    if start_epoch and history_path and os.path.exists(history_path):
+        saved = run_dirs.read_json(history_path)
+        # Epochs are stored in order, so those the checkpoint covers are a prefix.
+        done = sum(e <= start_epoch for e in saved.get("epoch", []))
+        for key in history:
+            history[key] = saved.get(key, [])[:done]
+    return history
+
+
+def _write_epoch_summaries(writer, epoch, values, opt, images_per_epoch):
+    """TensorBoard scalars of one epoch: the logged values, the learning rate, the
+    throughput."""
+    with writer.as_default(step=epoch):
+        for key, value in values.items():
+            if "/" in key:
+                tf.summary.scalar(key, value)
+        tf.summary.scalar("train/learning_rate", float(opt.learning_rate.numpy()))
+        tf.summary.scalar("train/images_per_second", images_per_epoch / values["epoch_seconds"])
+    writer.flush()
+
+
+def _log_epoch(description, epoch, epochs, values):
+    """One summary line per epoch, above the progress bars."""
+    shown = ", ".join(f"{k.split('/')[-1] if k.startswith('train') else k}={v:.4f}"
+                      for k, v in values.items() if k != "epoch_seconds")
+    tqdm.write(f"{description} epoch {epoch}/{epochs}: {shown} "
+               f"({values['epoch_seconds']:.1f}s)")

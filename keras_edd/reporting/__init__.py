@@ -1,0 +1,6 @@
+"""Reporting: the files an evaluation leaves behind.
+
+  results_files  results.json, results.csv, TensorBoard and report.md, in one call
+  markdown       report.md's text: the tables, warnings, detection, timings
+  figures        the rate bars, budget sweeps and detection ROC (PNG and PDF)
+"""

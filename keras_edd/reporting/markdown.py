@@ -1,0 +1,255 @@
+"""report.md: an evaluation's results as Markdown tables.
+
+`markdown_report(results)` gives the text: settings, the filter statement,
+warnings, the models, surrogate J, clean inputs, white-box and black-box rates,
+budget sweeps, the worst case per digit over attacks, detection by the outlier
+class, accuracy at a fixed clean false-detection rate, timing and versions. A
+--preset=quick run opens with a banner (`quick_banner`); `quick_note` is the same
+mark for the figures' titles. keras_edd.reporting.results_files writes the file.
+"""
+
+
+def quick_note(results):
+    """The mark of a --preset=quick run, for report.md's banner and the figures' titles;
+    None for any other run."""
+    if (results.get("settings") or {}).get("preset") != "quick":
+        return None
+    return "--preset=quick: illustrative numbers from a tiny demo budget, not the paper's"
+
+
+def quick_banner(results):
+    """report.md's first lines for a --preset=quick run (none otherwise)."""
+    if quick_note(results) is None:
+        return []
+    ds = results.get("dataset", {})
+    attacked = ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()
+                         if not isinstance(n, dict))
+    return [f"> **ILLUSTRATIVE RESULTS ONLY.** This run used `--preset=quick`, a tiny demo "
+            f"budget ({ds.get('train_size')} training and {ds.get('test_size')} test images, a "
+            f"few epochs, inputs attacked per attack: {attacked or 'n/a'}). Its numbers show "
+            "that the pipeline runs; they are not the paper's results and are not comparable "
+            "to them. Run `--preset=paper` for those.", ""]
+
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def format_params(params):
+    """'eps=0.2, nb_iter=40': attack settings on one line (report tables, progress lines)."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+def markdown_report(results):
+    """report.md's text: settings, filter, clean / white-box / black-box / sweep tables."""
+    ds = results.get("dataset", {})
+    out = quick_banner(results)
+    out += [f"# keras_edd evaluation: {results.get('kind', 'evaluation')}", ""]
+    out.append(f"Dataset **{ds.get('name')}** ({ds.get('source')}): {ds.get('train_size')} "
+               f"train / {ds.get('test_size')} test, {ds.get('num_classes')} classes. "
+               f"Inputs attacked per attack: "
+               + ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()) + ".")
+    out += ["", results.get("filter", ""), ""]
+    if results.get("warnings"):
+        out += ["## Warnings", ""] + [f"- {w}" for w in results["warnings"]] + [""]
+    if results.get("training"):
+        out += ["## Models", "", _table(
+            ["role", "defense", "T", "seed", "clean acc.", "clean detected", "reused", "run"],
+            [[role, t["defense"], f"{t['temperature']:g}", t["seed"],
+              _pct(t["clean_test_accuracy"]), _pct(t.get("clean_test_detected")),
+              "yes" if t["reused"] else "no", t["run_name"]]
+             for role, t in results["training"].items()]), ""]
+    out += _substitute_markdown(results.get("models", {}))
+    out += ["## Clean inputs", "", _table(
+        ["model", "role", "outputs", "accuracy (test set)", "detected = false alarms",
+         "accuracy (attacked inputs)", "zero-gradient fraction", "logits?", "deterministic?"],
+        [[name, m["role"], m["outputs"], _pct(m["clean_test_set"]["accuracy"]),
+          _pct(m["clean_test_set"]["detected"]), _pct(m["clean_attacked"]["accuracy"]),
+          f"{m['checks']['zero_gradient_fraction']:.3f}"
+          + (f" / adaptive {m['checks']['zero_gradient_fraction_adaptive']:.3f}"
+             if "zero_gradient_fraction_adaptive" in m["checks"] else ""),
+          "no" if m["checks"]["probabilities"] else "yes",
+          "no" if m["checks"]["stochastic"] else "yes"]
+         for name, m in results.get("models", {}).items()]), ""]
+    for setting, title in (("whitebox", "White-box attacks"),
+                           ("blackbox", "Black-box transfer attacks")):
+        entries = [e for e in results.get("evaluations", []) if e["setting"] == setting]
+        if not entries:
+            continue
+        out += [f"## {title}", "",
+                "Filtered rates (unfiltered in results.csv / results.json). attack failed = "
+                "the attack found no example meeting its own success criterion on the model "
+                "it ran on (part of 'recovered' is the attack giving up).", "", _table(
+                    ["target", "source", "attack", "variant", "settings", "n (filtered / all)",
+                     "recovered", "detected", "misclassified", "attack failed", "mean L2",
+                     "seconds"],
+                    [[e["target"], e["source"], e["attack"], e["variant"],
+                      format_params(e["params"]),
+                      f"{e['filtered']['count']} / {e['num_examples']}",
+                      _pct(e["filtered"]["recovered"]), _pct(e["filtered"]["detected"]),
+                      _pct(e["filtered"]["misclassified"]),
+                      _pct(e["filtered"].get("attack_failed")), f"{e['norms']['mean_l2']:.3f}",
+                      f"{e['attack_seconds']:.1f}"] for e in entries]), ""]
+    if results.get("sweeps"):
+        out += ["## Budget sweeps (gradient-masking check)", "",
+                "success = 1 - recovered on correctly classified inputs; a sweep whose best "
+                "success stays below the threshold is flagged.", "", _table(
+                    ["target", "attack", "variant", "budget", "success per budget",
+                     "max success", "flag"],
+                    [[s["target"], s["attack"], s["variant"], s["parameter"],
+                      ", ".join(f"{p['value']:g}: {_pct(p['success'])}" for p in s["points"]),
+                      _pct(s["max_success"]),
+                      {True: "**possible masking**", False: "ok", None: "unchecked"}[
+                          s["masking_suspected"]]] for s in results["sweeps"]]), ""]
+    out += _worst_case_markdown(results.get("worst_case"))
+    out += _detection_markdown(results.get("detection"))
+    out += _fixed_fpr_markdown(results.get("at_fixed_fpr"))
+    stages = results.get("stage_seconds", {})
+    crafts = results.get("crafts", {})
+    out += ["## Timing and versions", "",
+            f"Wall time {results.get('wall_seconds', 0):.1f} s; per stage, seconds in this run "
+            "(with crafts loaded from an interrupted run, at their recorded seconds): "
+            + ", ".join(f"{k} {v['seconds_here']:.1f} s ({v['seconds_total']:.1f} s)"
+                        for k, v in stages.items()) + ". Crafts: "
+            + ", ".join(f"{v} {k}" for k, v in crafts.items()) + ".", "",
+            "Versions: " + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()),
+            "", "Files: " + ", ".join(results.get("files", [])), ""]
+    return "\n".join(out)
+
+
+def _substitute_markdown(models):
+    """report.md lines on each surrogate J: its oracle, queries and agreement."""
+    rows = []
+    for name, m in models.items():
+        if m.get("kind") != "jacobian_substitute":
+            continue
+        s = m["settings"]
+        indices = m["initial_test_indices"]
+        rows.append([name, m["oracle"], f"{indices[0]}..{indices[-1]}", s["rounds"],
+                     f"{s['lam']:g}", "constant" if s["tau"] is None else s["tau"],
+                     m["oracle_queries"],
+                     "n/a" if m["outlier_answers"] is None else m["outlier_answers"],
+                     _pct(m["agreement_attacked"]), _pct(m["agreement_test"]),
+                     f"{m['training_seconds']:.1f}", "yes" if m["reused"] else "no"])
+    if not rows:
+        return []
+    return ["## Surrogate J (Jacobian-augmented substitute)", "",
+            "Trained against one target (its oracle) from that target's labels only, starting "
+            "from S_0 = the test inputs shown (never attacked); its black-box attacks are scored "
+            "on that target alone. Agreement = fraction of inputs where J's and the target's "
+            "labels agree, on the attacked inputs and on the test set minus S_0.", "",
+            _table(["surrogate", "oracle", "S_0 (test indices)", "rounds", "lambda", "tau",
+                    "oracle queries", "outlier answers", "agreement (attacked)",
+                    "agreement (test minus S_0)", "training seconds", "reused"], rows), ""]
+
+
+def _num(value, digits=3):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def threat_model(setting, target, source):
+    """'white-box', 'black-box from surrogate_U' or 'black-box from any surrogate'."""
+    if setting == "whitebox":
+        return "white-box"
+    return f"black-box from {'any surrogate' if source == 'any' else source}"
+
+
+def _worst_case_markdown(rows):
+    """report.md lines of the "any attack" rows (keras_edd.evaluation.worst_case)."""
+    if not rows:
+        return []
+    table = []
+    for w in rows:
+        f, common = w["filtered"], w["all_attacks"]
+        table.append([w["target"], threat_model(w["setting"], w["target"], w["source"]),
+                      f"{f['count']} / {w['num_examples']}",
+                      f"{w['attacks_per_input']['min']}-{w['attacks_per_input']['max']}",
+                      _pct(f["recovered"]), _pct(f["detected"]), _pct(f["misclassified"]),
+                      f"{_pct(common['filtered']['misclassified'])} "
+                      f"(n={common['filtered']['count']})", ", ".join(w["attacks"])])
+    return ["## Worst case per digit (any attack)", "",
+            "A digit is misclassified if any attack of the threat model misclassified it "
+            "undetected, detected if none did but one was detected, else recovered; filtered "
+            "rates. Attacks cover different numbers of digits; the last rate is over the "
+            "digits every attack covered.", "",
+            _table(["target", "threat model", "n (filtered / all)", "attacks per digit",
+                    "recovered", "detected", "misclassified", "misclassified, every attack",
+                    "attacks"], table), ""]
+
+
+def _fixed_fpr_markdown(fixed):
+    """report.md lines of the accuracy at a fixed clean false-detection rate."""
+    if not fixed or not fixed.get("targets"):
+        return []
+    thresholds, table = [], []
+    for target, t in fixed["targets"].items():
+        detector = t["outlier_class"] is not None
+        labels = list(t["thresholds"]) if detector else list(t["thresholds"])[:1]
+        for label in labels if detector else ():
+            th = t["thresholds"][label]
+            thresholds.append([target, label, _num(th["threshold"], 4) if th["flags"] == "some"
+                               else f"({th['flags']} flagged)", _pct(th["false_detection"]),
+                               _pct(th["clean_accuracy"])])
+        for r in t["rows"]:
+            if detector:
+                cell = " · ".join(f"{label}: {_pct(r['at'][label]['detection_correct'])} / "
+                                  f"{_pct(r['at'][label]['rejection_error'])}"
+                                  for label in labels)
+            else:
+                cell = f"no detector: {_pct(r['at'][labels[0]]['rejection_error'])}"
+            table.append([target, threat_model(r["setting"], target, r["source"]),
+                          r["attack"], r["variant"], r["num_examples"], cell])
+    return ["## Accuracy at a fixed clean false-detection rate", "",
+            f"Score {fixed['score']}; {fixed['threshold_rule']} (alpha 0.05 and 0.01; "
+            "'argmax' is the deployed rule, tau = 0). Accuracy over all attacked digits, as "
+            "'detection counted correct / rejection counted as error'; models without an "
+            "outlier class flag nothing (robust accuracy). "
+            f"{fixed['clean_candidate'].capitalize()} (a clean error counts against the "
+            "defense). The attacks aimed at the argmax rule, not at tau.", "",
+            _table(["target", "chosen at", "tau", "clean false detection (test set)",
+                    "clean accuracy (test set)"], thresholds), "",
+            _table(["target", "threat model", "attack", "variant", "n",
+                    "accuracy at tau (detection correct / rejection error)"], table), ""]
+
+
+def _detection_markdown(detection):
+    """report.md lines of the detection section (none without an outlier-class target)."""
+    if not detection or not detection.get("targets"):
+        return []
+    out = ["## Detection by the outlier class (roc.png)", "",
+           f"Scores: softmax = {detection['scores']['softmax']}, margin = "
+           f"{detection['scores']['margin']}. Positives: {detection['positives']}; negatives: "
+           f"{detection['negatives']}. Threshold: {detection['threshold_rule']}. TPR = true "
+           "detection rate of the adversarial inputs (failed attacks included).", ""]
+    rows = []
+    for e in detection["entries"]:
+        row = [e["target"], e["source"] if e["setting"] == "blackbox" else "(white-box)",
+               e["attack"], e["variant"], e["count"]]
+        for score in ("softmax", "margin"):
+            d = e[score]
+            row += [_num(d["auroc"]), _pct(d["at_fpr"]["0.01"]["tpr"]),
+                    _pct(d["at_fpr"]["0.05"]["tpr"])]
+        rows.append(row)
+    out += [_table(["target", "source", "attack", "variant", "n", "AUROC (softmax)",
+                    "TPR @ 1 % FPR", "TPR @ 5 % FPR", "AUROC (margin)", "TPR @ 1 % FPR",
+                    "TPR @ 5 % FPR"], rows), ""]
+    rows = []
+    for name, t in detection["targets"].items():
+        for score, d in t["scores"].items():
+            for label, point in d["at_threshold"].items():
+                rows.append([name, score, label, _num(point["threshold"], 4),
+                             _pct(point["clean_accuracy"]), _pct(point["flagged"])])
+    out += ["Clean accuracy against the threshold, over all attacked clean inputs (correct = "
+            "not flagged and the real-class argmax is the true class; 'fpr a': the threshold "
+            "flagging at most a of them; curve in results.json):", "",
+            _table(["target", "score", "threshold chosen at", "threshold", "clean accuracy",
+                    "clean flagged"], rows), ""]
+    return out
