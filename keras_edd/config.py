@@ -57,6 +57,10 @@ def _as_dict(config):
     return out
 
 
+# Learning-rate schedules of the training loop (keras_edd.defense.training.fit).
+LR_SCHEDULES = ("constant", "cyclic")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataConfig(_Config):
     """Which dataset, from where (see keras_edd.data), and optional subset sizes."""
@@ -147,9 +151,18 @@ class DefenseConfig(_Config):
     adversarial:  f trained at T = 1 on adversarial examples of each batch, made by
                   adv_train_attack ("fgsm_rs": uniform start and one step of
                   adv_train_step, default 1.25 eps; "pgd": adv_train_steps steps of
-                  adv_train_step, default 0.01) within adv_train_eps.
+                  adv_train_step, default 0.01) within adv_train_eps. Its recipe
+                  (Wong, Rice & Kolter 2020; Rice, Wong & Kolter 2020): with
+                  adv_train_schedule "cyclic" the learning rate rises linearly from 0
+                  to adv_train_lr_max over the first 40 % of the steps and falls back
+                  to 0 ("constant": the training learning rate throughout); with
+                  adv_train_keep_best the model ends with the weights of the epoch of
+                  highest PGD accuracy on held-out test inputs (early stopping).
     Every model is deployed at T = 1. The adv_train_* settings are saved only
-    when they differ from their defaults, so runs made before they existed match.
+    when they differ from their defaults, so runs made before they existed match;
+    the recipe's only for the adversarial defense and when it differs from the
+    recipe before it existed (constant, last epoch), so those runs do not match a
+    run of the current recipe.
     """
     defense: str = "extended"
     alpha: float = 0.9
@@ -163,6 +176,21 @@ class DefenseConfig(_Config):
     adv_train_step: float | None = dataclasses.field(default=None,
                                                      metadata={"omit_default": True})
     adv_train_steps: int = dataclasses.field(default=40, metadata={"omit_default": True})
+    adv_train_schedule: str = dataclasses.field(default="cyclic", metadata={"legacy": "constant"})
+    adv_train_lr_max: float = 5e-3  # Wong et al.'s MNIST peak (Adam)
+    adv_train_keep_best: bool = dataclasses.field(default=True, metadata={"legacy": False})
+
+    def to_dict(self):
+        """The settings; the adversarial recipe only where it applies (see the class)."""
+        out = _as_dict(self)
+        recipe = self.defense == "adversarial" and self.adv_train_schedule != "constant"
+        if not recipe:
+            out.pop("adv_train_lr_max")
+        for field in dataclasses.fields(self):
+            if "legacy" in field.metadata and (self.defense != "adversarial" or
+                                               out[field.name] == field.metadata["legacy"]):
+                out.pop(field.name)
+        return out
 
     def __post_init__(self):
         # Store the default temperature itself, so that "no --temperature" and
@@ -195,6 +223,8 @@ class DefenseConfig(_Config):
             check_real("adv_train_step", self.adv_train_step, low=0.0, high=1.0,
                        low_inclusive=False)
         check_int("adv_train_steps", self.adv_train_steps, low=1)
+        check_choice("adv_train_schedule", self.adv_train_schedule, LR_SCHEDULES)
+        check_real("adv_train_lr_max", self.adv_train_lr_max, low=0.0, low_inclusive=False)
         if self.teacher_path is not None:
             require(self.defense not in ("none", "adversarial"),
                     f"teacher_path is set but defense={self.defense!r} trains no student; "

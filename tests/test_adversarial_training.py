@@ -204,3 +204,113 @@ def test_module_imports_without_tensorflow():
     code = ("import sys; from keras_edd.defense import adversarial_training as at; "
             "assert at.ADV_TRAIN_ATTACKS and 'tensorflow' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -------------------------------------------------- the recipe: cyclic learning rate, best epoch
+
+
+def test_cyclic_learning_rate_rises_to_the_peak_at_40_percent_then_falls_to_zero():
+    schedule = training.CyclicLearningRate(5e-3, 100)
+    values = [float(schedule(step)) for step in (0, 20, 40, 70, 100, 120)]
+    np.testing.assert_allclose(values, [0.0, 2.5e-3, 5e-3, 2.5e-3, 0.0, 0.0], atol=1e-9)
+    again = training.CyclicLearningRate.from_config(schedule.get_config())
+    assert float(again(30)) == pytest.approx(float(schedule(30)))
+
+
+def test_fit_follows_the_cyclic_schedule_step_by_step(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+    x, y = _toy_problem(64, 0)
+    model = _linear_model((4, 4, 1), classes=2, seed=1)
+    # 2 epochs of 4 steps: 8 steps, the peak 0.1 at step 3.2.
+    training.fit(model, x, training.one_hot(y, 2), epochs=2, batch_size=16, learning_rate=0.1,
+                 lr_schedule="cyclic", log_dir=str(tmp_path), progress=False, log_epochs=False)
+    events = event_accumulator.EventAccumulator(
+        str(tmp_path), size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    logged = [float(tf.make_ndarray(e.tensor_proto))
+              for e in events.Tensors("train/learning_rate")]
+    # After epoch 1 (4 steps): 0.1 * (8 - 4) / (8 - 3.2); after epoch 2: 0.
+    np.testing.assert_allclose(logged, [0.1 * 4 / 4.8, 0.0], rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="lr_schedule='linear'"):
+        training.fit(model, x, training.one_hot(y, 2), epochs=1, batch_size=16,
+                     lr_schedule="linear", progress=False, log_epochs=False)
+    with pytest.raises(ValueError, match="keep_best needs pgd_eval"):
+        training.fit(model, x, training.one_hot(y, 2), epochs=1, batch_size=16,
+                     keep_best=True, progress=False, log_epochs=False)
+
+
+def test_cyclic_schedule_changes_training():
+    x, y = _toy_problem(64, 0)
+    weights = {}
+    for schedule in ("constant", "cyclic"):
+        model = _linear_model((4, 4, 1), classes=2, seed=1)
+        training.fit(model, x, training.one_hot(y, 2), epochs=2, batch_size=16,
+                     learning_rate=0.1, lr_schedule=schedule, progress=False, log_epochs=False)
+        weights[schedule] = model.get_weights()[0]
+    assert not np.allclose(weights["constant"], weights["cyclic"])
+
+
+def _counting_evaluator(scores):
+    """A pgd_eval that returns the given scores in turn and records each model's weights."""
+    seen = []
+
+    def evaluate(model):
+        seen.append([np.array(w) for w in model.get_weights()])
+        return scores[len(seen) - 1]
+    return evaluate, seen
+
+
+@pytest.mark.parametrize("use_dir", [False, True], ids=["memory", "checkpoint_dir"])
+def test_keep_best_ends_with_the_weights_of_the_best_epoch(tmp_path, use_dir):
+    x, y = _toy_problem(64, 0)
+    model = _linear_model((4, 4, 1), classes=2, seed=1)
+    evaluate, seen = _counting_evaluator([0.2, 0.7, 0.5, 0.7])
+    history = training.fit(model, x, training.one_hot(y, 2), epochs=4, batch_size=16,
+                           learning_rate=0.1, pgd_eval=evaluate, keep_best=True,
+                           checkpoint_dir=str(tmp_path / "ckpt") if use_dir else None,
+                           progress=False, log_epochs=False)
+    assert history["kept_epoch"] == 2  # the first of the two 0.7s
+    for kept, best in zip(model.get_weights(), seen[1]):
+        np.testing.assert_array_equal(kept, best)
+    assert not np.allclose(model.get_weights()[0], seen[3][0])  # not the last epoch's
+    if use_dir:
+        assert (tmp_path / "ckpt" / "best.weights.h5").is_file()
+
+
+def test_keep_best_survives_a_resume(tmp_path):
+    x, y = _toy_problem(64, 0)
+    ckpt = str(tmp_path / "ckpt")
+    scores = [0.1, 0.9, 0.3, 0.2]
+
+    def run(epochs, start):
+        model = _linear_model((4, 4, 1), classes=2, seed=1)
+        evaluate, seen = _counting_evaluator(scores[start:])
+        history = training.fit(model, x, training.one_hot(y, 2), epochs=epochs, batch_size=16,
+                               learning_rate=0.1, pgd_eval=evaluate, keep_best=True,
+                               checkpoint_dir=ckpt, progress=False, log_epochs=False)
+        return model, history, seen
+
+    _, _, first = run(2, 0)  # "killed" after epoch 2, the best one
+    model, history, _ = run(4, 2)  # resumed: epochs 3 and 4 are worse
+    assert history["resumed_from_epoch"] == 2 and history["kept_epoch"] == 2
+    for kept, best in zip(model.get_weights(), first[1]):
+        np.testing.assert_array_equal(kept, best)
+
+
+def test_the_recipe_is_saved_only_for_the_adversarial_defense_and_when_it_is_new():
+    from keras_edd.config import DefenseConfig
+    recipe = {"adv_train_schedule", "adv_train_lr_max", "adv_train_keep_best"}
+    current = DefenseConfig(defense="adversarial").validate().to_dict()
+    assert {k: current[k] for k in recipe} == {
+        "adv_train_schedule": "cyclic", "adv_train_lr_max": 5e-3, "adv_train_keep_best": True}
+    # The recipe before it existed (constant rate, last epoch) saves nothing new, so its
+    # runs still match; any other defense never saves it.
+    legacy = DefenseConfig(defense="adversarial", adv_train_schedule="constant",
+                           adv_train_keep_best=False).to_dict()
+    assert not recipe & set(legacy)
+    for defense in ("none", "extended", "distillation"):
+        assert not recipe & set(DefenseConfig(defense=defense).to_dict()), defense
+    with pytest.raises(ValueError, match="adv_train_schedule='step'"):
+        DefenseConfig(defense="adversarial", adv_train_schedule="step").validate()
+    with pytest.raises(ValueError, match="adv_train_lr_max=0.0"):
+        DefenseConfig(defense="adversarial", adv_train_lr_max=0.0).validate()

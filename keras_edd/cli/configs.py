@@ -37,7 +37,8 @@ def train_config():
                                   precision=value("precision"))
 
 
-_ADV_TRAIN_FLAGS = ("adv_train_attack", "adv_train_eps", "adv_train_step", "adv_train_steps")
+_ADV_TRAIN_FLAGS = ("adv_train_attack", "adv_train_eps", "adv_train_step", "adv_train_steps",
+                    "adv_train_schedule", "adv_train_lr_max", "adv_train_keep_best")
 
 
 def defense_config(defense=None):
@@ -124,6 +125,7 @@ def reproduce_config():
         data=data_config(), train=train_config(),
         extended=defense_config("extended"), adversarial=defense_config("adversarial"),
         distillation_temperature=value("distillation_temperature"),
+        adversarial_epochs=value("adversarial_epochs") or None,
         evaluation=eval_config(), jacobian_substitute=value("jacobian_substitute"),
         substitute=substitute_config(), model_dir=value("model_dir"),
         pretrained=value("pretrained"), distribution=distribution_config(),

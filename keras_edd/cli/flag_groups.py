@@ -113,7 +113,18 @@ def _define_models(train, reproduce):
                 "--defense=adversarial: its step (default 1.25 eps for fgsm_rs, 0.01 for pgd).")
         _define(flags.DEFINE_integer, "adv_train_steps", adversarial.adv_train_steps,
                 "--defense=adversarial with pgd: its number of steps.")
+        _define(flags.DEFINE_string, "adv_train_schedule", adversarial.adv_train_schedule,
+                f"--defense=adversarial: learning-rate schedule, one of "
+                f"{_one_of(config_lib.LR_SCHEDULES)} (cyclic: 0 -> --adv_train_lr_max at 40 % "
+                "of the steps -> 0, Wong et al. 2020; constant: --learning_rate).")
+        _define(flags.DEFINE_float, "adv_train_lr_max", adversarial.adv_train_lr_max,
+                "--defense=adversarial with the cyclic schedule: its peak learning rate.")
+        _define(flags.DEFINE_boolean, "adv_train_keep_best", adversarial.adv_train_keep_best,
+                "--defense=adversarial: keep the epoch of highest held-out PGD accuracy, not "
+                "the last (early stopping, Rice et al. 2020).")
     if reproduce:
+        _define(flags.DEFINE_integer, "adversarial_epochs", 0,
+                "Epochs of the adversarial-training baseline (0: --teacher_epochs, as f).")
         _define(flags.DEFINE_float, "distillation_temperature",
                 _DEFAULTS.distillation_temperature,
                 "T of the defensive-distillation baseline (paper: 100).")

@@ -26,7 +26,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from keras_edd import progress as progress_lib
-from keras_edd.config import DEFAULT_LEARNING_RATES
+from keras_edd.config import DEFAULT_LEARNING_RATES, LR_SCHEDULES
 from keras_edd.data import make_pipeline
 from keras_edd.defense.train_step import EpochMeans, compiled_steps
 from keras_edd.runs import run_dirs
@@ -36,8 +36,35 @@ EVAL_BATCH_SIZE = 1000
 STEPS_PER_CALL = 16  # train steps run per tf.function call
 
 
+CYCLIC_PEAK_AT = 0.4  # of the steps: Wong, Rice & Kolter (2020)
+
+
+@keras.saving.register_keras_serializable(package="keras_edd")
+class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The one-cycle schedule of Wong, Rice & Kolter (2020): the learning rate rises
+    linearly from 0 to `peak` over the first 40 % of `total_steps`, then falls
+    linearly to 0 at `total_steps`. A function of the optimizer's step count, which
+    the checkpoints keep, so a resumed run follows the same schedule."""
+
+    def __init__(self, peak, total_steps):
+        self.peak = float(peak)
+        self.total_steps = int(total_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        rise = max(CYCLIC_PEAK_AT * self.total_steps, 1.0)
+        fall = max(self.total_steps - rise, 1.0)
+        up = step / rise
+        down = (self.total_steps - step) / fall
+        return self.peak * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps}
+
+
 def make_optimizer(name, learning_rate):
-    """A fresh Keras optimizer (one per model: Keras 3 optimizers bind to variables)."""
+    """A fresh Keras optimizer (one per model: Keras 3 optimizers bind to variables);
+    `learning_rate` a number or a LearningRateSchedule."""
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "adadelta":
@@ -89,7 +116,8 @@ def evaluate(model, images, labels, *, outlier_class=None, batch_size=EVAL_BATCH
 def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", learning_rate=None,
         seed=0, temperature=1.0, penalty_weight=0.0, eval_data=None, outlier_class=None,
         checkpoint_dir=None, log_dir=None, progress=True, log_epochs=True, description="train",
-        adversary=None, pgd_eval=None, distribution=None):
+        adversary=None, pgd_eval=None, distribution=None, lr_schedule="constant",
+        keep_best=False):
     """Train `model` in place with the custom loop; resume from `checkpoint_dir`.
 
     Args:
@@ -99,6 +127,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       targets: [n, classes] soft-label rows (use `one_hot` for hard labels).
       epochs, batch_size, optimizer, learning_rate, seed: the optimisation.
         The last partial batch is dropped so the step is traced once.
+      lr_schedule: "constant", or "cyclic" (`CyclicLearningRate` peaking at learning_rate).
       temperature: T of the softmax in the loss; inference is always at T = 1.
       penalty_weight: weight lambda of `losses.logit_penalty` (0 disables it).
       eval_data: optional (images, labels) evaluated after every epoch.
@@ -116,6 +145,9 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       pgd_eval: optional callable model -> robust accuracy on a held-out slice
         (e.g. `adversarial_training.pgd_evaluator`), run after every epoch and
         logged as `eval/pgd_accuracy`, so catastrophic overfitting shows.
+      keep_best: with pgd_eval, end with the weights of the epoch of highest
+        `eval/pgd_accuracy` (the first of equals; history["kept_epoch"]), not the last:
+        early stopping on held-out robustness (Rice et al. 2020); see `_BestEpoch`.
       distribution: a keras_edd.distribute.Distribution with a strategy (None, or
         one without: the single-device loop). `model` must have been built in its
         scope. Each step runs on every replica (keras_edd.defense.train_step).
@@ -129,8 +161,10 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
     """
     targets = np.asarray(targets, np.float32)
     strategy = distribution.strategy if distribution is not None else None
-    _check_fit(model, images, targets, batch_size, strategy)
-    opt, epoch_var = _optimizer_and_epoch(model, optimizer, learning_rate, strategy)
+    _check_fit(model, images, targets, batch_size, strategy, lr_schedule, keep_best, pgd_eval)
+    opt, epoch_var = _optimizer_and_epoch(
+        model, optimizer, _learning_rate(optimizer, learning_rate, lr_schedule,
+                                         epochs * (len(images) // batch_size)), strategy)
     manager = _restore(model, opt, epoch_var, checkpoint_dir)
     if distribution is not None and distribution.num_workers > 1:
         distribution.broadcast_variables(
@@ -148,6 +182,7 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
     # reports every epoch, not only those after the restart.
     history_path = os.path.join(checkpoint_dir, "history.json") if checkpoint_dir else None
     history = _resumed_history(history_path, start_epoch)
+    best = _BestEpoch(model, checkpoint_dir, history) if keep_best else None
     steps = len(images) // batch_size
     t_start = time.perf_counter()
     for epoch in range(start_epoch, epochs):
@@ -160,20 +195,70 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         values = means.results()
         values.update(_evaluate_epoch(model, eval_data, outlier_class, pgd_eval))
         values["epoch_seconds"] = time.perf_counter() - t_epoch
-        history["epoch"].append(epoch + 1)
-        for key, value in values.items():
-            history[key].append(value)
+        _record_epoch(history, epoch + 1, values, best)
         if writer:
             _write_epoch_summaries(writer, epoch + 1, values, opt, steps * batch_size)
         _checkpoint(epoch + 1, epoch_var, manager, history_path, history)
         if log_epochs:
             _log_epoch(description, epoch + 1, epochs, values)
-    return _finished_history(history, start_epoch, t_start)
+    return _finished_history(history, start_epoch, t_start, best)
 
 
-def _check_fit(model, images, targets, batch_size, strategy):
-    """ValueError for targets that do not fit the model, or a batch too small for the
-    data or for the replicas of `strategy`."""
+class _BestEpoch:
+    """The weights of the epoch with the highest held-out PGD accuracy so far: in memory,
+    and in `checkpoint_dir`/best.weights.h5 (written before the epoch's history, so a
+    resumed run's history never names a best epoch whose weights were not kept)."""
+
+    FILE = "best.weights.h5"
+
+    def __init__(self, model, checkpoint_dir, history):
+        self.model = model
+        self.path = os.path.join(checkpoint_dir, self.FILE) if checkpoint_dir else None
+        self.weights = None
+        scores = history.get("eval/pgd_accuracy", [])
+        self.epoch = history["epoch"][int(np.argmax(scores))] if scores else None
+        self.score = max(scores) if scores else -np.inf
+
+    def offer(self, epoch, score):
+        if score <= self.score:
+            return
+        self.epoch, self.score = epoch, score
+        self.weights = [np.array(w) for w in self.model.get_weights()]
+        if self.path:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            temporary = os.path.join(os.path.dirname(self.path), ".tmp-" + self.FILE)
+            self.model.save_weights(temporary)
+            os.replace(temporary, self.path)
+
+    def restore(self):
+        """Put the best epoch's weights back into the model; returns that epoch."""
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+        elif self.path and os.path.exists(self.path):  # found by an earlier, killed run
+            self.model.load_weights(self.path)
+        return self.epoch
+
+
+def _learning_rate(optimizer, learning_rate, lr_schedule, total_steps):
+    """The optimizer's learning rate: a number (None: the optimizer's default) or, for
+    lr_schedule "cyclic", a CyclicLearningRate peaking at it over `total_steps`."""
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATES.get(optimizer)
+    if lr_schedule == "cyclic":
+        return CyclicLearningRate(learning_rate, total_steps)
+    return learning_rate
+
+
+def _check_fit(model, images, targets, batch_size, strategy, lr_schedule="constant",
+               keep_best=False, pgd_eval=None):
+    """ValueError for targets that do not fit the model, a batch too small for the
+    data or for the replicas of `strategy`, an unknown schedule, or keep_best without
+    the PGD check that ranks the epochs."""
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={lr_schedule!r}: allowed values are "
+                         f"{', '.join(LR_SCHEDULES)}")
+    if keep_best and pgd_eval is None:
+        raise ValueError("keep_best needs pgd_eval: the epochs are ranked by its accuracy")
     if targets.ndim != 2 or targets.shape[1] != model.output_shape[-1]:
         raise ValueError(f"targets of shape {targets.shape} do not match the model's "
                          f"{model.output_shape[-1]} outputs")
@@ -207,10 +292,8 @@ def _evaluate_epoch(model, eval_data, outlier_class, pgd_eval):
 
 
 def _optimizer_and_epoch(model, optimizer, learning_rate, strategy):
-    """A fresh optimizer built for the model's variables (learning_rate None: the
-    optimizer's default) and the epoch counter, in the strategy's scope if any."""
-    if learning_rate is None:
-        learning_rate = DEFAULT_LEARNING_RATES.get(optimizer)
+    """A fresh optimizer built for the model's variables (a learning rate or schedule)
+    and the epoch counter, in the strategy's scope if any."""
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         opt = make_optimizer(optimizer, learning_rate)
         opt.build(model.trainable_variables)
@@ -231,9 +314,22 @@ def _checkpoint(epoch, epoch_var, manager, history_path, history):
         manager.save(checkpoint_number=epoch)
 
 
-def _finished_history(history, start_epoch, t_start):
-    """fit's return value: the logged lists, the epoch resumed from, the seconds."""
+def _record_epoch(history, epoch, values, best):
+    """Append one epoch's values to the history; offer its weights to `best` (if any)
+    first, so that they are kept before the history names the epoch."""
+    if best is not None:
+        best.offer(epoch, values["eval/pgd_accuracy"])
+    history["epoch"].append(epoch)
+    for key, value in values.items():
+        history[key].append(value)
+
+
+def _finished_history(history, start_epoch, t_start, best=None):
+    """fit's return value: the logged lists, the epoch resumed from, the seconds; with
+    `best`, the model gets the best epoch's weights back and `kept_epoch` names it."""
     history = {k: v for k, v in history.items() if v}
+    if best is not None:
+        history["kept_epoch"] = best.restore()
     history["resumed_from_epoch"] = start_epoch
     history["wall_seconds"] = time.perf_counter() - t_start  # this call only
     history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))  # all epochs

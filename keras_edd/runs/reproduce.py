@@ -82,8 +82,10 @@ def reproduce_run_configs(config, dataset_name):
         ext, teacher_path=model_path(configs["undefended"])))
     configs["distillation"] = run(DefenseConfig(defense="distillation", temperature=config.distillation_temperature,
                                                 teacher_epochs=ext.teacher_epochs))
-    # The adversarial-training baseline trains as long as f, the model it hardens.
-    configs["adversarial"] = run(config.adversarial, epochs=ext.teacher_epochs)
+    # The adversarial-training baseline trains --adversarial_epochs, by default as long as
+    # f, the model it hardens.
+    configs["adversarial"] = run(config.adversarial,
+                                 epochs=config.adversarial_epochs or ext.teacher_epochs)
     configs["surrogate_U"] = run(undefended, 1, "surrogate_U", epochs=ext.teacher_epochs)
     configs["surrogate_D"] = run(dataclasses.replace(
         ext, teacher_path=model_path(configs["surrogate_U"])), 2, "surrogate_D")

@@ -12,7 +12,7 @@ import re
 
 from keras_edd.config import (PRESETS, DataConfig, DefenseConfig, DistributionConfig, EvalConfig,
                               SubstituteConfig, TrainConfig, _Config)
-from keras_edd.validation import check_choice, check_real, require
+from keras_edd.validation import check_choice, check_int, check_real, require
 
 # \Z, not $: "$" also matches before a final newline, which would let "name\n" through.
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
@@ -156,7 +156,8 @@ class ReproduceConfig(_Config):
     distillation baseline at `distillation_temperature`, and two surrogates for
     black-box transfer: U (undefended, seed + 1) and D (extended distillation
     distilled from U, seed + 2), and the adversarial-training baseline
-    (`adversarial`, trained for teacher_epochs like the undefended model). With
+    (`adversarial`, trained for `adversarial_epochs`, None: teacher_epochs like the
+    undefended model). With
     `jacobian_substitute`, also one surrogate J per target (J_<target>, trained
     against it with `substitute`'s settings and seed + 3, scored on it alone).
     Then runs every attack white-box on the four targets and black-box from U, D
@@ -167,6 +168,9 @@ class ReproduceConfig(_Config):
     extended: DefenseConfig = DefenseConfig()
     distillation_temperature: float = 100.0
     adversarial: DefenseConfig = DefenseConfig(defense="adversarial")
+    # Saved only when set: reproduce runs made before it existed stay reusable.
+    adversarial_epochs: int | None = dataclasses.field(default=None,
+                                                       metadata={"omit_default": True})
     evaluation: EvalConfig = EvalConfig()
     # Saved only when not the default: reproduce runs made before J existed stay reusable.
     jacobian_substitute: bool = dataclasses.field(default=True, metadata={"omit_default": True})
@@ -196,6 +200,8 @@ class ReproduceConfig(_Config):
                 f"adversarial.defense={self.adversarial.defense!r}: must be 'adversarial'")
         self.adversarial.validate()
         self.substitute.validate()
+        if self.adversarial_epochs is not None:
+            check_int("adversarial_epochs", self.adversarial_epochs, low=1)
         check_real("distillation_temperature", self.distillation_temperature, low=0.0,
                    low_inclusive=False)
         self.evaluation.validate()

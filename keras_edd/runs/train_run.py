@@ -39,10 +39,12 @@ class _Run:
 
     def train_stage(self, name, num_outputs, targets, *, epochs, temperature=1.0,
                     penalty_weight=0.0, outlier_class=None, seed_offset=0, adversary=None,
-                    pgd_eval=None):
+                    pgd_eval=None, lr_schedule="constant", learning_rate=None,
+                    keep_best=False):
         """Train (or, if `<name>.keras` exists, load) one model of the run.
 
-        adversary, pgd_eval: adversarial training (see training.fit).
+        adversary, pgd_eval, lr_schedule, keep_best: adversarial training (see
+        training.fit); learning_rate: instead of the run's (None: the run's).
         """
         final = self.path(f"{name}.keras")
         ds = self.dataset
@@ -58,7 +60,9 @@ class _Run:
                                               precision=train.precision)
             history = training.fit(
                 model, ds.x_train, targets, epochs=epochs, batch_size=train.batch_size,
-                optimizer=train.optimizer, learning_rate=train.resolved_learning_rate,
+                optimizer=train.optimizer,
+                learning_rate=learning_rate or train.resolved_learning_rate,
+                lr_schedule=lr_schedule, keep_best=keep_best,
                 seed=train.seed + seed_offset, temperature=temperature,
                 penalty_weight=penalty_weight, eval_data=(ds.x_test, ds.y_test),
                 outlier_class=outlier_class, checkpoint_dir=self.path("checkpoints", name),
@@ -203,12 +207,16 @@ def _train_adversarial(run, one_hot):
     held_out = slice(-min(at.DEFAULT_EVAL_EXAMPLES, len(dataset.y_test)), None)
     run.train_stage(
         "model", dataset.num_classes, one_hot, epochs=config.train.epochs,
+        lr_schedule=defense.adv_train_schedule, learning_rate=(
+            defense.adv_train_lr_max if defense.adv_train_schedule == "cyclic" else None),
+        keep_best=defense.adv_train_keep_best,
         adversary=at.make_adversary(defense.adv_train_attack, eps, **options),
         pgd_eval=at.pgd_evaluator(data_lib.to_float(dataset.x_test[held_out]),
                                   dataset.y_test[held_out], eps=eps,
                                   seed=config.train.seed))
     return {"adversarial_training": {"attack": defense.adv_train_attack, "eps": eps,
-                                     **options}}
+                                     **options, "schedule": defense.adv_train_schedule,
+                                     "keep_best": defense.adv_train_keep_best}}
 
 
 def _train_distillation(run, one_hot, teacher, stages):
