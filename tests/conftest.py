@@ -14,6 +14,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MNIST = os.path.join(REPO, "..", "shared", "data", "mnist")
 
 
+def load_tool(name):
+    """tools/<name>.py as a module (the tools are scripts, not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools",
+                                                                     f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def idx_bytes(array, type_code=0x08):
     array = np.asarray(array)
     header = bytes([0, 0, type_code, array.ndim]) + b"".join(

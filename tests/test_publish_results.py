@@ -1,20 +1,15 @@
 """tools/publish_results.py: a finished run's results, report and figures, nothing else."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-from conftest import REPO
+from conftest import load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "publish_results", os.path.join(REPO, "tools", "publish_results.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("publish_results")
 
 
 def test_publish_copies_results_report_and_figures_only(tmp_path):
@@ -47,3 +42,16 @@ def test_publish_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(SystemExit, match=r"listed files missing: \['roc.png'\]"):
         _tool().publish(str(tmp_path / "run"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_readme_tables_update_only_their_blocks():
+    tables = load_tool("readme_tables")
+    results = {"num_examples": {"fgsm": 3}, "models": {}, "evaluations": [],
+               "worst_case": [], "at_fixed_fpr": {"targets": {}}}
+    tables.readme_blocks = lambda r: {"figure-1": "NEW TABLE", "worst-case": "W"}
+    text = (f"intro\n{tables.begin_marker('figure-1')}\nold\nrows\n"
+            f"{tables.end_marker('figure-1')}\noutro\n")
+    updated = tables.update_readme(text, results)
+    assert updated == (f"intro\n{tables.begin_marker('figure-1')}\nNEW TABLE\n"
+                       f"{tables.end_marker('figure-1')}\noutro\n")
+    assert tables.update_readme(updated, results) == updated

@@ -4,7 +4,9 @@
     python tools/readme_tables.py saved_models/reproduce-mnist-e50-s0/results.json
 
 Every number in the README's paper-settings section comes from this script run on the
-results.json of the command given there, so a reader can regenerate the tables. Reads the
+results.json of the command given there, so a reader can regenerate the tables;
+`python tools/readme_tables.py results/paper/results.json README.md` rewrites the
+README's generated blocks (between their markers) in place. Reads the
 JSON only (no TensorFlow). Rates are the filtered ones (inputs the target classifies
 correctly when clean), in percent.
 """
@@ -13,7 +15,7 @@ import json
 import sys
 
 FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd")
-OTHER_ATTACKS = ("cw_adam", "square")
+OTHER_ATTACKS = ("cw_adam", "square", "apgd_ce", "apgd_t")
 PAPER_TARGETS = ("undefended", "extended", "distillation")
 SURROGATE_NAMES = {"surrogate_U": "U", "surrogate_D": "D"}
 
@@ -235,13 +237,48 @@ def stage_table(results):
     return "\n".join(lines)
 
 
-def main(path):
+def readme_blocks(results):
+    """The README's generated tables: name -> text, each between the README markers
+    `<!-- NAME: python tools/readme_tables.py results/paper/results.json -->` and
+    `<!-- end NAME -->`."""
+    return {"figure-1": counts_line(results) + "\n\n" + rate_table(results, FIGURE_1_ATTACKS),
+            "stronger-attacks": rate_table(results, OTHER_ATTACKS),
+            "worst-case": worst_case_table(results),
+            "fixed-fpr": fixed_fpr_table(results)}
+
+
+def begin_marker(name, source="results/paper/results.json"):
+    return f"<!-- {name}: python tools/readme_tables.py {source} -->"
+
+
+def end_marker(name):
+    return f"<!-- end {name} -->"
+
+
+def update_readme(text, results, source="results/paper/results.json"):
+    """`text` with every generated block present in it replaced by the one from `results`."""
+    for name, body in readme_blocks(results).items():
+        begin, end = begin_marker(name, source), end_marker(name)
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            _, tail = rest.split(end, 1)
+            text = f"{head}{begin}\n{body}\n{end}{tail}"
+    return text
+
+
+def main(path, readme=None):
     results = json.load(open(path))
+    if readme:  # rewrite the generated blocks of that README in place
+        with open(readme) as f:
+            text = f.read()
+        with open(readme, "w") as f:
+            f.write(update_readme(text, results, path))
+        return
     sections = [
         ("Models", models_table(results)),
         ("Figure 1: recovered / detected / misclassified (%)", counts_line(results) + "\n\n"
          + rate_table(results, FIGURE_1_ATTACKS)),
-        ("CW-Adam and Square: recovered / detected / misclassified (%)",
+        ("CW-Adam, Square and APGD: recovered / detected / misclassified (%)",
          rate_table(results, OTHER_ATTACKS)),
         ("CW optimiser split", cw_split_table(results)),
         ("Worst case per digit: any attack, recovered / detected / misclassified (%)",
@@ -259,6 +296,7 @@ def main(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python tools/readme_tables.py RUN_DIR/results.json")
-    main(sys.argv[1])
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python tools/readme_tables.py RUN_DIR/results.json [README.md]\n"
+                 "  with README.md: rewrite its generated tables in place")
+    main(*sys.argv[1:])

@@ -276,18 +276,14 @@ def write_tensorboard(log_dir, results, images=None, report_text=None):
             tf.summary.scalar(f"clean/{name}/detected", clean["detected"], step=0)
             tf.summary.scalar(f"checks/{name}/zero_gradient_fraction",
                               model["checks"]["zero_gradient_fraction"], step=0)
-        for e in results.get("evaluations", []):
+        # The worst case per digit ("any attack") under worst_case/<setting>/...
+        for e in results.get("evaluations", []) + results.get("worst_case", []):
             where = e["target"] if e["setting"] == "whitebox" else f"{e['target']}/{e['source']}"
+            tag = (f"worst_case/{e['setting']}/{where}" if e["attack"] == "any" else
+                   f"{e['setting']}/{where}/{e['attack']}_{e['variant']}")
             for key in RATE_KEYS:
                 if e["filtered"][key] is not None:
-                    tf.summary.scalar(f"{e['setting']}/{where}/{e['attack']}_{e['variant']}/{key}",
-                                      e["filtered"][key], step=0)
-        for w in results.get("worst_case", []):
-            where = w["target"] if w["setting"] == "whitebox" else f"{w['target']}/{w['source']}"
-            for key in RATE_KEYS:
-                if w["filtered"][key] is not None:
-                    tf.summary.scalar(f"worst_case/{w['setting']}/{where}/{key}",
-                                      w["filtered"][key], step=0)
+                    tf.summary.scalar(f"{tag}/{key}", e["filtered"][key], step=0)
         for s in results.get("sweeps", []):
             tag = f"sweep/{s['target']}/{s['attack']}_{s['variant']}"
             description = (f"{s['parameter']} sweep; step = {s['parameter']} x 1000"
