@@ -47,7 +47,9 @@ _UNCOMPARED_NESTED = {("data", "data_dir"), ("train", "precision"), ("defense", 
 # The defense settings each defense reads (the others are recorded but unused: e.g. alpha
 # of an adversarially trained model); adv_train_* are saved only when not the default.
 _DEFENSE_READS = {"none": (), "adversarial": ("adv_train_attack", "adv_train_eps",
-                                              "adv_train_step", "adv_train_steps"),
+                                              "adv_train_step", "adv_train_steps",
+                                              "adv_train_schedule", "adv_train_lr_max",
+                                              "adv_train_keep_best"),
                   "distillation": ("temperature", "teacher_epochs"),
                   "extended": ("alpha", "temperature", "mc_passes", "penalty_weight")}
 
@@ -242,9 +244,20 @@ def pretrained_source(run_dir):
 
 def model_card(role, run_dir, *, description, file, teacher=None, fingerprint, dataset_note,
                machine):
-    """The manifest entry of the deployed model of the finished training run `run_dir`."""
+    """The manifest entry of the deployed model of the finished training run `run_dir`.
+
+    A run installed from a pretrained collection (install_run) keeps the entry it
+    came with (the model is the same file, its sha256 checked), so writing a
+    collection again changes only the models trained anew. Returns (entry, model path).
+    """
     results = run_dirs.read_json(os.path.join(run_dir, "results.json"))
     path = os.path.join(run_dir, results["deployed_model"])
+    source = results.get("pretrained")
+    if isinstance(source, dict) and source.get("sha256") == sha256(path):
+        collection, model = source["name"].split(":", 1)
+        entry = copy.deepcopy(read_manifest(collection)["models"][model])
+        if entry["sha256"] == source["sha256"]:
+            return {**entry, "file": file, "role": role}, path
     recorded = copy.deepcopy(results)
     recorded.pop("run_dir", None)
     card = {

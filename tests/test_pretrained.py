@@ -134,6 +134,31 @@ def test_install_run_makes_a_finished_run(collection, tmp_path):
     assert pretrained.pretrained_source(str(tmp_path)) is None
 
 
+def test_a_reinstalled_model_keeps_its_card_when_a_collection_is_written_again(
+        collection, tmp_path, monkeypatch):
+    root, model = collection
+    monkeypatch.setenv(pretrained.PRETRAINED_DIR_ENV, str(root))
+    info = pretrained.read_manifest("toy")["models"]["extended"]
+    run_dir = tmp_path / "models" / "mnist-extended"
+    pretrained.install_run("toy", "extended", info, str(run_dir),
+                           dict(SETTINGS, output_dir=str(tmp_path / "models")))
+    card, path = pretrained.model_card(
+        "extended", str(run_dir), description="d", file="extended.keras", teacher="undefended",
+        fingerprint="0" * 64, dataset_note="", machine="elsewhere")
+    assert card == {**info, "role": "extended"} and path == str(run_dir / "distilled.keras")
+    # A model trained anew in that run (another file) gets a card of its own.
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    model.save(run_dir / "distilled.keras")
+    results = json.loads((run_dir / "results.json").read_text())
+    results.update(defense="extended", temperature=4.0, seed=0, dataset={}, wall_seconds=1.0,
+                   versions={})
+    (run_dir / "results.json").write_text(json.dumps(results))
+    fresh, _ = pretrained.model_card(
+        "extended", str(run_dir), description="d", file="extended.keras", teacher="undefended",
+        fingerprint="0" * 64, dataset_note="", machine="elsewhere")
+    assert fresh["machine"] == "elsewhere" and fresh["sha256"] != info["sha256"]
+
+
 def test_data_fingerprint_sees_every_array():
     from keras_edd.data import Dataset
     rng = np.random.default_rng(0)
