@@ -184,10 +184,11 @@ def test_the_shipped_paper_models_match_their_manifest():
         path = pretrained.model_path(f"paper:{role}")  # checks the sha256
         assert os.path.getsize(path) == card["bytes"] <= 3_500_000
         assert card["dataset"]["train_size"] == 22699 and card["dataset"]["test_size"] == 10000
-        assert card["settings"]["train"]["epochs"] == (50 if role in (
-            "extended", "distillation", "surrogate_D") else 6)
-        # The paper's models are near 98 %; the FGSM-RS baseline trades clean accuracy.
-        assert (0.85 if role == "adversarial" else 0.97) < card["clean_test_accuracy"] <= 1.0
+        assert card["settings"]["train"]["epochs"] == (
+            50 if role in ("extended", "distillation", "surrogate_D") else
+            20 if role == "adversarial" else 6)
+        # Every model is near 98 % clean accuracy, the adversarial baseline included.
+        assert 0.97 < card["clean_test_accuracy"] <= 1.0
         assert card["sha256"] == pretrained.sha256(path)
         assert pretrained.matching_entry(
             "paper", role, card["training_results"]["settings"],
