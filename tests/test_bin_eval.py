@@ -511,7 +511,11 @@ def test_killed_evaluation_resumes_from_its_finished_crafts(tmp_path):
                              stderr=subprocess.PIPE, text=True)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not (crafts.is_dir() and any(p.suffix == ".npz" for p in crafts.iterdir())):
+
+    def finished_crafts():  # not the atomic writer's temporary files
+        return {p.name for p in crafts.iterdir()
+                if p.suffix == ".npz" and not p.name.startswith(".tmp-")}
+    while not (crafts.is_dir() and finished_crafts()):
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -519,7 +523,7 @@ def test_killed_evaluation_resumes_from_its_finished_crafts(tmp_path):
     process.wait()
     process.stderr.close()
     assert not (tmp_path / "out" / "killed" / "results.json").exists()
-    done_before = {p.name for p in crafts.iterdir() if p.suffix == ".npz"}
+    done_before = finished_crafts()
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -161,9 +161,14 @@ def test_adversarial_training_end_to_end(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["defense"] == "adversarial" and results["deployed_model"] == "model.keras"
     assert results["adversarial_training"] == {"attack": "fgsm_rs", "eps": 0.3,
-                                               "step": pytest.approx(0.375)}
+                                               "step": pytest.approx(0.375),
+                                               "schedule": "cyclic", "keep_best": True}
     history = results["models"]["model"]["history"]
     assert len(history["eval/pgd_accuracy"]) == 2
+    # The deployed model is the epoch of highest held-out PGD accuracy (the first of equals).
+    pgd = history["eval/pgd_accuracy"]
+    assert history["kept_epoch"] == history["epoch"][pgd.index(max(pgd))]
+    assert (run_dir / "checkpoints" / "model" / "best.weights.h5").is_file()
     assert all(0.0 <= a <= 1.0 for a in history["eval/pgd_accuracy"])
     assert models.load_model(str(run_dir / "model.keras")).output_shape == (None, 10)
 

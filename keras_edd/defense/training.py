@@ -13,6 +13,19 @@ variables, and so the gradients, the Adam/Adadelta slots and the checkpoints,
 stay float32; only the hidden layers' arithmetic is bfloat16, and the logits
 and the loss are float32. bfloat16 has float32's exponent range, so no loss
 scaling is needed.
+
+An adversary (keras_edd.defense.adversarial_training) is a callable
+(model, x, target, seed) -> x_adv run inside the compiled step with the model in
+inference mode; the step then trains on x_adv only (gradient stopped through it),
+so `train/accuracy` is on x_adv. `seed` is [run seed, global step]: the random
+starts are stateless, so a resumed run draws the same ones.
+
+With a distribution (a keras_edd.distribute.Distribution with a strategy; None, or
+one without, is the single-device loop) `model` must have been built in its scope,
+and each step runs on every replica (keras_edd.defense.train_step). After a resume,
+every worker takes the chief's restored state. Each worker writes where
+`checkpoint_dir` and `log_dir` point (a non-chief worker is given a private folder
+by its caller, keras_edd.runs.train_run).
 """
 
 import contextlib
@@ -136,24 +149,16 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
       log_dir: TensorBoard folder (`train/loss`, `train/accuracy`, ...).
       progress: show a progress bar per epoch (on a terminal only, see keras_edd.progress).
       log_epochs: print one summary line per epoch.
-      adversary: optional training-time adversary (keras_edd.defense.adversarial_training),
-        a callable (model, x, target, seed) -> x_adv run inside the compiled step
-        with the model in inference mode; the step then trains on x_adv only
-        (gradient stopped through it), so `train/accuracy` is on x_adv. `seed` is
-        [run seed, global step]: the random starts are stateless, so a resumed
-        run draws the same ones.
+      adversary: optional training-time adversary (keras_edd.defense.adversarial_training;
+        see the module docstring).
       pgd_eval: optional callable model -> robust accuracy on a held-out slice
         (e.g. `adversarial_training.pgd_evaluator`), run after every epoch and
         logged as `eval/pgd_accuracy`, so catastrophic overfitting shows.
       keep_best: with pgd_eval, end with the weights of the epoch of highest
         `eval/pgd_accuracy` (the first of equals; history["kept_epoch"]), not the last:
         early stopping on held-out robustness (Rice et al. 2020); see `_BestEpoch`.
-      distribution: a keras_edd.distribute.Distribution with a strategy (None, or
-        one without: the single-device loop). `model` must have been built in its
-        scope. Each step runs on every replica (keras_edd.defense.train_step).
-        After a resume, every worker takes the chief's restored state. Each worker
-        writes where `checkpoint_dir` and `log_dir` point (a non-chief worker is
-        given a private folder by its caller, keras_edd.runs.train_run).
+      distribution: a keras_edd.distribute.Distribution with a strategy, or None
+        (see the module docstring).
     Returns:
       A history dict: per-epoch lists of the logged values (every epoch, also
       those before a resume), `resumed_from_epoch`, `wall_seconds` of this call
