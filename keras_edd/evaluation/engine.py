@@ -107,11 +107,11 @@ def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=Fa
     warnings_found += gradient_free_masking(entries, config.masking_threshold,
                                             config.masking_min_inputs)
     t = time.perf_counter()
+    clean_logits = {spec.name: ev.clean_logits_of(spec) for spec in targets}
     detection_results = detection.detection_results(
-        targets, {spec.name: ev.clean_logits_of(spec) for spec in targets
+        targets, {spec.name: clean_logits[spec.name] for spec in targets
                   if spec.outlier_class is not None},
         ev.y, ev.adversarial_logits, num_examples=config.num_examples)
-    clean_logits = {spec.name: ev.clean_logits_of(spec) for spec in targets}
     worst = worst_case.worst_case_rows(targets, clean_logits, ev.y, ev.adversarial_logits)
     at_fixed_fpr = worst_case.fixed_fpr_results(targets, test_logits, dataset.y_test,
                                                 clean_logits, ev.y, ev.adversarial_logits)

@@ -118,24 +118,18 @@ def fixed_fpr_results(targets, test_logits, test_labels, clean_logits, labels,
            "targets": {}}
     for spec in targets:
         k = spec.outlier_class
+        test = _decisions(test_logits[spec.name], k)
         # label -> tau; no outlier class: nothing is ever flagged (tau = +inf).
-        taus = {f"{alpha:g}": np.inf if k is None else detection.false_alarm_threshold(
-            detection.outlier_scores(test_logits[spec.name], k)["margin"], alpha)
-            for alpha in alphas}
+        taus = {f"{alpha:g}": np.inf if k is None else
+                detection.false_alarm_threshold(test[0], alpha) for alpha in alphas}
         if k is not None:
             taus["argmax"] = 0.0
-        thresholds = {label: _threshold_summary(test_logits[spec.name], test_labels, k, tau)
+        thresholds = {label: _threshold_summary(test, test_labels, tau)
                       for label, tau in taus.items()}
-
-        def decisions(logits):
-            scores = (np.full(len(logits), -np.inf) if k is None else
-                      detection.outlier_scores(logits, k)["margin"])
-            return scores, _real_predictions(logits, k)
-
-        clean = decisions(np.asarray(clean_logits[spec.name]))
+        clean = _decisions(clean_logits[spec.name], k)
         rows = []
         for setting, source, keys in threat_models(list(adversarial_logits), spec.name):
-            crafts = {key: decisions(np.asarray(adversarial_logits[key][0])) for key in keys}
+            crafts = {key: _decisions(adversarial_logits[key][0], k) for key in keys}
             for key in keys + [None]:
                 chosen = list(crafts.values()) if key is None else [crafts[key]]
                 n = max(scores.size for scores, _ in chosen)
@@ -151,16 +145,20 @@ def fixed_fpr_results(targets, test_logits, test_labels, clean_logits, labels,
     return out
 
 
-def _threshold_summary(logits, labels, outlier_class, tau):
-    """On the clean test set: tau (None when infinite: +inf flags nothing, -inf
-    everything, see `flags`), the false-detection rate and clean accuracy at it."""
+def _decisions(logits, outlier_class):
+    """(margin scores, real-class predictions) of logits; without an outlier class the
+    scores are -inf, so no threshold flags anything."""
     logits = np.asarray(logits)
-    if outlier_class is None:
-        flagged = np.zeros(len(logits), bool)
-    else:
-        flagged = detection.outlier_scores(logits, outlier_class)["margin"] > tau
-    correct = ~flagged & (_real_predictions(logits, outlier_class) == labels)
+    scores = (np.full(len(logits), -np.inf) if outlier_class is None else
+              detection.outlier_scores(logits, outlier_class)["margin"])
+    return scores, _real_predictions(logits, outlier_class)
+
+
+def _threshold_summary(test, labels, tau):
+    """On the clean test set (its `_decisions`): tau (None when infinite: +inf flags
+    nothing, -inf everything, see `flags`), the false-detection rate and clean accuracy."""
+    flagged, correct = detection.decisions_at_threshold(*test, labels, tau)
     return {"threshold": float(tau) if np.isfinite(tau) else None,
             "flags": "some" if np.isfinite(tau) else "none" if tau > 0 else "all",
             "false_detection": float(flagged.mean()), "clean_accuracy": float(correct.mean()),
-            "count": int(len(logits))}
+            "count": int(flagged.size)}
