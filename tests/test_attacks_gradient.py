@@ -148,3 +148,37 @@ def test_keras_model_is_called_in_inference_mode():
     x = inputs(4)
     first = fgsm(model, x, eps=0.1).numpy()
     np.testing.assert_array_equal(first, fgsm(model, x, eps=0.1).numpy())
+
+
+def test_attacks_trace_once_per_keras_model_and_do_not_keep_it_alive():
+    """A second call on the same model and shapes reuses the trace (a wrapper made per
+    call would die with it and force a new trace every batch); the cached wrapper holds
+    the model weakly."""
+    import gc
+    import importlib
+    import weakref
+
+    import keras
+
+    from keras_edd.attacks import apgd
+    modules = {name: importlib.import_module(f"keras_edd.attacks.{name}")
+               for name in ("fgsm", "pgd", "apgd")}
+    traced = {"fgsm": modules["fgsm"]._fgsm_step, "pgd": modules["pgd"]._pgd_run,
+              "apgd": modules["apgd"]._apgd_run}
+    model = keras.Sequential([keras.Input((3, 4)), keras.layers.Flatten(),
+                              keras.layers.Dense(NUM_CLASSES)])
+
+    def run_all(seed):
+        x = inputs(5, seed=seed)
+        fgsm(model, x, eps=0.1)
+        pgd(model, x, eps=0.1, eps_iter=0.02, nb_iter=3, seed=seed)
+        apgd(model, x, eps=0.1, nb_iter=4, seed=seed)
+
+    run_all(1)
+    counts = {name: fn.experimental_get_tracing_count() for name, fn in traced.items()}
+    run_all(2)
+    assert {name: fn.experimental_get_tracing_count() for name, fn in traced.items()} == counts
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None

@@ -10,6 +10,7 @@ untargeted attacker must avoid both `y` and the outlier class.
 import math
 import numbers
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -27,20 +28,33 @@ def as_model_fn(model):
 
     A `keras.Model` (or any Keras layer) is wrapped as
     `lambda x: model(x, training=False)` so dropout is off at attack time; any
-    other callable is returned unchanged and must already return logits.
+    other callable is returned unchanged and must already return logits. The
+    wrapper of a model is made once and lives as long as the model: tf.function
+    keys a trace on a weak reference to it, so a wrapper made per call would
+    die with the call and every later call on the same model would trace again.
     """
     if isinstance(model, keras.layers.Layer):
-        return _InferenceModel(model)
+        wrapper = _WRAPPERS.get(model)
+        if wrapper is None:
+            wrapper = _WRAPPERS[model] = _InferenceModel(model)
+        return wrapper
     if not callable(model):
         raise ValueError(f"model_fn={model!r}: expected a callable x -> logits")
     return model
 
 
 class _InferenceModel:
-    """Hashable wrapper so tf.function reuses traces for the same Keras model."""
+    """Hashable wrapper so tf.function reuses traces for the same Keras model.
+
+    It holds the model weakly, so caching it against the model does not keep
+    the model alive."""
 
     def __init__(self, model):
-        self.model = model
+        self._model = weakref.ref(model)
+
+    @property
+    def model(self):
+        return self._model()
 
     def __call__(self, x):
         return self.model(x, training=False)
@@ -50,6 +64,9 @@ class _InferenceModel:
 
     def __hash__(self):
         return hash(("keras_edd_inference", id(self.model)))
+
+
+_WRAPPERS = weakref.WeakKeyDictionary()
 
 
 def prepare_inputs(x, clip_min, clip_max):
