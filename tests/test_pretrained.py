@@ -13,6 +13,7 @@ import pytest
 
 from conftest import REPO
 from keras_edd import pretrained
+from keras_edd.cli.presets import PAPER_PRESET
 from keras_edd.models import load_pretrained
 from keras_edd.pretrained import PretrainedError
 
@@ -186,7 +187,12 @@ def test_the_shipped_paper_models_match_their_manifest():
         assert card["dataset"]["train_size"] == 22699 and card["dataset"]["test_size"] == 10000
         assert card["settings"]["train"]["epochs"] == (
             50 if role in ("extended", "distillation", "surrogate_D") else
-            20 if role == "adversarial" else 6)
+            PAPER_PRESET["adversarial_epochs"] if role == "adversarial" else 6)
+        if role == "adversarial":  # trained with the paper preset's adversary
+            recipe = card["training_results"]["adversarial_training"]
+            assert (recipe["attack"], recipe["eps"], recipe["step"], recipe.get("steps")) == (
+                PAPER_PRESET["adv_train_attack"], PAPER_PRESET["adv_train_eps"],
+                PAPER_PRESET["adv_train_step"], PAPER_PRESET["adv_train_steps"])
         # Every model is near 98 % clean accuracy, the adversarial baseline included.
         assert 0.97 < card["clean_test_accuracy"] <= 1.0
         assert card["sha256"] == pretrained.sha256(path)

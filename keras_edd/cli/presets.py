@@ -55,12 +55,14 @@ PAPER_PRESET = {
     # from U, D plain and adaptive) on all 1,000 digits; the slow attacks on the models
     # the paper does not have (adversarial target, surrogates J) on 100.
     "num_examples_extra": 100,
-    # The adversarial-training baseline: FGSM-RS at eps 0.3, step 0.375, with Wong et al.'s
-    # cyclic learning rate (Adam, peak 5e-3) and early stopping on held-out PGD-40
-    # accuracy, 20 epochs of MNIST-22.7k (about the 6,000 steps of Wong et al.'s 10 epochs
-    # of 60,000 digits at batch 100).
-    "adv_train_attack": "fgsm_rs", "adv_train_eps": 0.3, "adv_train_schedule": "cyclic",
-    "adv_train_lr_max": 5e-3, "adv_train_keep_best": True, "adversarial_epochs": 20,
+    # The adversarial-training baseline: PGD training (Madry et al.) at eps 0.3 with 10 steps
+    # of 0.04 from a uniform start, Wong et al.'s cyclic learning rate (Adam, peak 5e-3) and
+    # early stopping on held-out PGD-40 accuracy, 40 epochs of MNIST-22.7k. FGSM-RS with the
+    # same schedule stays near 79 % under APGD-CE + APGD-T at eps 0.3 even at 80 epochs
+    # (docs/results.md); this reaches 84 %.
+    "adv_train_attack": "pgd", "adv_train_eps": 0.3, "adv_train_step": 0.04,
+    "adv_train_steps": 10, "adv_train_schedule": "cyclic", "adv_train_lr_max": 5e-3,
+    "adv_train_keep_best": True, "adversarial_epochs": 40,
     "fgsm_eps": 0.2, "jsma_theta": 1.0, "jsma_gamma": 0.07,
     "cw_confidence": 7.0, "cw_optimizer": "adadelta", "cw_binary_search_steps": 5,
     "cw_max_iterations": 1000,
