@@ -20,7 +20,8 @@ adv_per_s = digits / seconds. Ratios within one run are what count on a shared
 machine. With --norm=linf a third row, "gradient_loop", times the arithmetic floor:
 a compiled loop of the same number of input gradients (cross-entropy, sign step,
 projection) per batch, no APGD bookkeeping; "apgd_over_loop" is keras_edd's time
-over it (1.0: nothing left to remove but the model's own forward and backward passes). Known differences of ART 1.20 from the paper (read from its source):
+over it (1.0: nothing left to remove but the model's own forward and backward
+passes). Known differences of ART 1.20 from the paper (read from its source):
 checkpoints from float ceil(p * N) (23, 42, ... for N = 100 instead of 22, 41,
 ...), condition 1 counts new maxima rather than increases, and the result is the
 last iterate when it is misclassified; keras_edd keeps any misclassified iterate.
