@@ -29,6 +29,7 @@ import copy
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 
@@ -240,6 +241,24 @@ def pretrained_source(run_dir):
 
 
 # ----------------------------------------------------------------------- writing a collection
+
+
+def machine_description():
+    """The CPU model, its core count and its AVX-512 features, from /proc/cpuinfo."""
+    model, features = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    features = {flag for flag in value.split() if flag.startswith("avx512")}
+    except OSError:
+        pass
+    kind = ("AVX-512 with BF16" if "avx512_bf16" in features else
+            "AVX-512 without BF16" if features else "no AVX-512")
+    return f"{model}, {os.cpu_count()} cores, {kind}"
 
 
 def model_card(role, run_dir, *, description, file, teacher=None, fingerprint, dataset_note,

@@ -7,6 +7,7 @@ The shipped paper collection, when present, is checked against its own manifest.
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -179,10 +180,21 @@ PAPER = os.path.join(REPO, "saved_models", "paper")
                     reason="no shipped paper collection")
 def test_the_shipped_paper_models_match_their_manifest():
     manifest = pretrained.read_manifest("paper")
-    assert set(manifest["models"]) == {"undefended", "extended", "distillation", "adversarial",
-                                       "surrogate_U", "surrogate_D"}
-    for role, card in manifest["models"].items():
-        path = pretrained.model_path(f"paper:{role}")  # checks the sha256
+    reproduce_roles = {"undefended", "extended", "distillation", "adversarial", "surrogate_U",
+                       "surrogate_D"}
+    # f and f^d at further training seeds (tools/seed_runs.sh): <role>_s<seed>, f^d
+    # distilled from the f of the same seed.
+    seed_roles = {role: re.fullmatch(r"(undefended|extended)_s(\d+)", role)
+                  for role in set(manifest["models"]) - reproduce_roles}
+    assert reproduce_roles <= set(manifest["models"]) and all(seed_roles.values()), seed_roles
+    for role, match in seed_roles.items():
+        card, seed = manifest["models"][role], int(match.group(2))
+        assert card["seed"] == seed and seed not in (0, 1, 2, 3)  # 1-3: U, D and J's seeds
+        assert card["teacher"] == (None if match.group(1) == "undefended" else
+                                   f"undefended_s{seed}")
+    for name, card in manifest["models"].items():
+        role = seed_roles[name].group(1) if seed_roles.get(name) else name
+        path = pretrained.model_path(f"paper:{name}")  # checks the sha256
         assert os.path.getsize(path) == card["bytes"] <= 3_500_000
         assert card["dataset"]["train_size"] == 22699 and card["dataset"]["test_size"] == 10000
         assert card["settings"]["train"]["epochs"] == (
@@ -197,6 +209,6 @@ def test_the_shipped_paper_models_match_their_manifest():
         assert 0.97 < card["clean_test_accuracy"] <= 1.0
         assert card["sha256"] == pretrained.sha256(path)
         assert pretrained.matching_entry(
-            "paper", role, card["training_results"]["settings"],
+            "paper", name, card["training_results"]["settings"],
             card["dataset"]["fingerprint"], teacher=card["teacher"])[1] is None
         assert (card["clean_test_detected"] is None) == (role not in ("extended", "surrogate_D"))

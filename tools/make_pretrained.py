@@ -18,7 +18,6 @@ training runs, so it can run while the evaluation of the same command goes on.
 """
 
 import os
-import platform
 import sys
 
 from absl import flags
@@ -36,24 +35,6 @@ _DATASET_NOTE = flags.DEFINE_string(
     "dataset_note", "", "What the data is, in words (e.g. which part of MNIST).")
 
 
-def machine():
-    """The CPU model, its core count and its AVX-512 features, from /proc/cpuinfo."""
-    model, features = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    features = {flag for flag in value.split() if flag.startswith("avx512")}
-    except OSError:
-        pass
-    kind = ("AVX-512 with BF16" if "avx512_bf16" in features else
-            "AVX-512 without BF16" if features else "no AVX-512")
-    return f"{model}, {os.cpu_count()} cores, {kind}"
-
-
 def command(argv):
     """The bin/reproduce command these models come from: argv without this tool's flags."""
     own = ("--collection_dir", "--dataset_note")
@@ -67,9 +48,11 @@ def main(argv):
     config = configs.reproduce_config()
     config.validate()
     program.import_tensorflow()
+    from keras_edd import pretrained
     from keras_edd.runs import reproduce
     manifest = reproduce.export_pretrained(config, _COLLECTION_DIR.value,
-                                           command=command(sys.argv), machine=machine(),
+                                           command=command(sys.argv),
+                                           machine=pretrained.machine_description(),
                                            dataset_note=_DATASET_NOTE.value)
     for role, card in manifest["models"].items():
         detected = card["clean_test_detected"]
