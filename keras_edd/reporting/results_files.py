@@ -23,7 +23,7 @@
 The figures (PNG at 200 dpi and PDF) are drawn by keras_edd.reporting.figures. A
 --preset=quick run carries a banner in report.md and a mark in every figure's title: its
 numbers are illustrative. Every file is written to a temporary name in the same folder and renamed
-(keras_edd.runs.run_dirs.atomic_write).
+(keras_edd.files.atomic_write).
 """
 
 import csv
@@ -34,7 +34,7 @@ import numpy as np
 
 from keras_edd.reporting import figures
 from keras_edd.reporting.markdown import markdown_report, quick_note
-from keras_edd.runs import run_dirs
+from keras_edd import files
 
 # The columns added last (distortions of x_adv - x, crafting seconds) are empty on clean rows;
 # the earlier ones keep their order, so readers that index columns still work.
@@ -148,7 +148,7 @@ def write_csv(path, rows):
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-    run_dirs.atomic_write(path, write)
+    files.atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------ TensorBoard
@@ -345,8 +345,8 @@ def write_report(run_dir, results, images=None):
     results["files"] = files
     text = markdown_report(results)
     write_tensorboard(path(os.path.join("logs", "evaluation")), results, images, text)
-    run_dirs.atomic_write(path("report.md"), lambda f: f.write(text))
-    run_dirs.write_json(path("results.json"), results)
+    files.atomic_write(path("report.md"), lambda f: f.write(text))
+    files.write_json(path("results.json"), results)
     return results
 
 
