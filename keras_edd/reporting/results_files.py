@@ -321,7 +321,7 @@ def write_report(run_dir, results, images=None):
     a --preset=quick run marks them, and report.md, as illustrative (quick_note).
     """
     os.makedirs(run_dir, exist_ok=True)
-    files = ["results.json", "results.csv"]
+    written = ["results.json", "results.csv"]
     write_csv(os.path.join(run_dir, "results.csv"), result_rows(results))
     # Each panel of the rate figures ends with its "any attack" bar (keras_edd.evaluation.worst_case).
     entries = results.get("evaluations", []) + results.get("worst_case", [])
@@ -333,16 +333,16 @@ def write_report(run_dir, results, images=None):
 
     if figures.plot_whitebox([e for e in entries if e["setting"] == "whitebox"],
                              path("whitebox.png"), note=note):
-        files += ["whitebox.png", "whitebox.pdf"]
+        written += ["whitebox.png", "whitebox.pdf"]
     if figures.plot_blackbox([e for e in entries if e["setting"] == "blackbox"],
                              path("blackbox.png"), note=note):
-        files += ["blackbox.png", "blackbox.pdf"]
+        written += ["blackbox.png", "blackbox.pdf"]
     if figures.plot_sweeps(results.get("sweeps", []), path("sweeps.png"), threshold, note=note):
-        files += ["sweeps.png", "sweeps.pdf"]
+        written += ["sweeps.png", "sweeps.pdf"]
     if figures.plot_roc(results.get("detection"), path("roc.png"), path("roc.pdf"), note=note):
-        files += ["roc.png", "roc.pdf"]
-    files += ["report.md", "logs/evaluation"]
-    results["files"] = files
+        written += ["roc.png", "roc.pdf"]
+    written += ["report.md", "logs/evaluation"]
+    results["files"] = written
     text = markdown_report(results)
     write_tensorboard(path(os.path.join("logs", "evaluation")), results, images, text)
     files.atomic_write(path("report.md"), lambda f: f.write(text))
