@@ -148,6 +148,7 @@ def test_batch_early_exit_reproduces_earlier_numbers(easy, optimizer, lr, expect
     assert np.all(result.iterations == result.iterations[:1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer,lr", OPTIMIZERS)
 def test_sample_early_exit_is_each_input_on_its_own(easy, optimizer, lr):
     """Same result for any batch_size (slot refilling) as each input run alone,

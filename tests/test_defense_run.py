@@ -195,6 +195,7 @@ def test_run_hparams_name_what_each_defense_uses(defense, expected):
                                          "dataset": "mnist", "batch_size": 128, **expected}
 
 
+@pytest.mark.slow
 def test_training_run_logs_hparams_with_its_final_metrics(tmp_path):
     """In process, tiny: TensorBoard's hparams dashboard can compare runs by alpha, T,
     lambda, N, epochs, defense and seed, with the run's final numbers beside them."""

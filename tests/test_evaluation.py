@@ -586,6 +586,7 @@ def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained
     assert "detection/whitebox/ext/fgsm_plain/softmax/pr_curves" in accumulator.Tags()["tensors"]
 
 
+@pytest.mark.slow
 def test_worst_case_and_fixed_false_detection_on_an_outlier_model(small_data, trained_linear,
                                                                   tmp_path):
     from keras_edd.reporting import results_files as reporting
