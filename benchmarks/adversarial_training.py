@@ -31,18 +31,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from keras_edd.defense import adversarial_training as at  # noqa: E402  (no TensorFlow yet)
+from keras_edd import config, files  # noqa: E402  (no TensorFlow yet)
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX files.")
 _DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset name for keras_edd.data.")
 _TRAIN_LIMIT = flags.DEFINE_integer("train_limit", None, "Keep only the first training images.")
-_ATTACK = flags.DEFINE_enum("attack", "fgsm_rs", list(at.ADV_TRAIN_ATTACKS), "Training adversary.")
-_EPS = flags.DEFINE_float("eps", at.DEFAULT_EPS, "Training eps (L_inf).")
+_ATTACK = flags.DEFINE_enum("attack", "fgsm_rs", list(config.ADV_TRAIN_ATTACKS), "Training adversary.")
+_EPS = flags.DEFINE_float("eps", config.ADV_TRAIN_EPS, "Training eps (L_inf).")
 _EPOCHS = flags.DEFINE_integer("epochs", 6, "Training epochs.")
 _SEED = flags.DEFINE_integer("seed", 0, "Weights, data order, random starts.")
 _PGD_EPS = flags.DEFINE_list("pgd_eps", ["0.2", "0.3"], "eps of the final PGD-40 attacks.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 1000, "First test digits attacked.")
-_EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", at.DEFAULT_EVAL_EXAMPLES,
+_EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", config.PGD_CHECK_EXAMPLES,
                                       "Last test digits of the per-epoch PGD check.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "/tmp/advtrain", "model.keras, ckpt, logs.")
 _MODEL = flags.DEFINE_string("model", None, "Attack this trained model (.keras) instead of "
@@ -82,8 +82,8 @@ def main(argv):
 
     from keras_edd import data, models
     from keras_edd.attacks import fgsm
+    from keras_edd.defense import adversarial_training as at
     from keras_edd.defense import training
-    from keras_edd.runs import run_dirs
 
     out = _OUTPUT_DIR.value
     ds = data.load_dataset(_DATASET.value, _DATA_DIR.value, train_limit=_TRAIN_LIMIT.value)
@@ -113,7 +113,7 @@ def main(argv):
             keep_best=_KEEP_BEST.value, checkpoint_dir=os.path.join(out, "ckpt"),
             log_dir=os.path.join(out, "logs"), progress=False, adversary=adversary,
             pgd_eval=timed_eval, description=_ATTACK.value)
-        run_dirs.save_model(model, os.path.join(out, "model.keras"))
+        files.save_model(model, os.path.join(out, "model.keras"))
 
     n = min(_NUM_EXAMPLES.value, len(ds.x_test))
     x = ds.x_test[:n].astype(np.float32) / 255.0
@@ -147,7 +147,7 @@ def main(argv):
                                      tf.constant([_SEED.value, 0], tf.int64))
         result[f"fgsm_rs_accuracy_eps{value:g}"] = _accuracy(model, one_step, y)
         result[f"fgsm_accuracy_eps{value:g}"] = _accuracy(model, fgsm(model, x, eps=value, y=y), y)
-    run_dirs.write_json(os.path.join(out, "results.json"), result)
+    files.write_json(os.path.join(out, "results.json"), result)
     print(json.dumps(result, indent=1))
 
 

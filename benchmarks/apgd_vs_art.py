@@ -35,6 +35,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from keras_edd import files
 
 _MODEL = flags.DEFINE_string("model", None, "Model (.keras, logits); default: train one.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with the MNIST IDX files "
@@ -192,8 +193,7 @@ def main(argv):
                  train_epochs=_TRAIN_EPOCHS.value, save_model=_SAVE_MODEL.value)
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        from keras_edd.runs import run_dirs
-        run_dirs.write_json(_OUTPUT.value, result)
+        files.write_json(_OUTPUT.value, result)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from keras_edd import files
 
 _MODEL = flags.DEFINE_string("model", None, "Trained model (.keras, logits output).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX files.")
@@ -137,8 +138,8 @@ def run(model_path, data_dir, *, dataset="mnist", num_examples=1000, cw_examples
     others[np.arange(n_cw), labels[:n_cw]] = -np.inf
     margin = others.max(axis=1) - own
     if settings["learning_rate"] is None:
-        from keras_edd.attacks.carlini_wagner_l2 import DEFAULT_LEARNING_RATES
-        settings["learning_rate"] = DEFAULT_LEARNING_RATES[cw_optimizer]
+        from keras_edd.attack_settings import CW_LEARNING_RATES
+        settings["learning_rate"] = CW_LEARNING_RATES[cw_optimizer]
     rows.append(_stats("cw_l2", x[:n_cw], x_adv, labels[:n_cw], sec, logits,
                        settings=settings,
                        extra={"success_with_margin_ge_kappa":
@@ -161,8 +162,7 @@ def main(argv):
                  cw_initial_const=_CW_INITIAL_CONST.value, seed=_SEED.value)
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        from keras_edd.runs import run_dirs
-        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        files.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

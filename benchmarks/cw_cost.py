@@ -27,6 +27,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from keras_edd import files
 
 _UNDEFENDED = flags.DEFINE_string("undefended", None, "Undefended model (.keras, logits).")
 _DISTILLED = flags.DEFINE_string("distilled", None,
@@ -154,8 +155,7 @@ def main(argv):
                  variants=_VARIANTS.value)
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        from keras_edd.runs import run_dirs
-        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        files.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 
-from keras_edd import data, models  # noqa: E402
+from keras_edd import config, data, files, models  # noqa: E402
 from keras_edd.defense import training
 from keras_edd.runs import run_dirs
 
@@ -27,12 +27,12 @@ _DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset name.")
 _EPOCHS = flags.DEFINE_integer("epochs", 6, "Training epochs per precision.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _SEED = flags.DEFINE_integer("seed", 0, "Initial weights, batch order and dropout seed.")
-_PRECISIONS = flags.DEFINE_list("precisions", list(models.PRECISIONS), "Precisions to train.")
+_PRECISIONS = flags.DEFINE_list("precisions", list(config.PRECISIONS), "Precisions to train.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the JSON here.")
 
 
 def main(_):
-    precisions = [models.check_precision(p) for p in _PRECISIONS.value]
+    precisions = [config.check_precision(p) for p in _PRECISIONS.value]
     dataset = data.load_dataset(_DATASET.value, _DATA_DIR.value)
     targets = training.one_hot(dataset.y_train, dataset.num_classes)
     results = {}
@@ -45,9 +45,9 @@ def main(_):
                                description=precision)
         deployed = models.with_precision(model, "float32")
         results[precision] = {
-            "test_accuracy_float32": training.evaluate(
+            "test_accuracy_float32": models.evaluate_clean(
                 deployed, dataset.x_test, dataset.y_test)["accuracy"],
-            "test_accuracy_as_trained": training.evaluate(
+            "test_accuracy_as_trained": models.evaluate_clean(
                 model, dataset.x_test, dataset.y_test)["accuracy"],
             "final_train_loss": history["train/loss"][-1],
             "training_seconds": history["training_seconds"],
@@ -68,7 +68,7 @@ def main(_):
             - results["float32"]["test_accuracy_float32"])
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        files.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

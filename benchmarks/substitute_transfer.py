@@ -32,6 +32,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from keras_edd import files
 
 _TARGET = flags.DEFINE_string("target", None, "Target model (.keras, n or n + 1 logits).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX files.")
@@ -54,9 +55,7 @@ def main(argv):
     import numpy as np
 
     from keras_edd import attacks, data, models
-    from keras_edd.defense import training
     from keras_edd.evaluation import metrics, substitute
-    from keras_edd.runs import run_dirs
 
     dataset = data.load_dataset(_DATASET.value, _DATA_DIR.value)
     n = dataset.num_classes
@@ -68,7 +67,7 @@ def main(argv):
     if m + k > len(y_test):
         raise ValueError(f"num_examples={m} + initial={k} exceed the {len(y_test)} test inputs")
     x_attacked, y_attacked = x_test[:m], y_test[:m]
-    target_attacked = training.predict_logits(target, x_attacked).argmax(axis=1)
+    target_attacked = models.predict_logits(target, x_attacked).argmax(axis=1)
     oracle = substitute.label_oracle(target)
 
     t = time.perf_counter()
@@ -79,11 +78,11 @@ def main(argv):
         agreement_data=(x_attacked, target_attacked), progress=False)
     train_seconds = time.perf_counter() - t
     if _SAVE.value:
-        run_dirs.save_model(model_j, _SAVE.value)
+        files.save_model(model_j, _SAVE.value)
 
     unseen = slice(0, len(y_test) - k)
-    j_unseen = training.predict_logits(model_j, x_test[unseen]).argmax(axis=1)
-    target_unseen = training.predict_logits(target, x_test[unseen]).argmax(axis=1)
+    j_unseen = models.predict_logits(model_j, x_test[unseen]).argmax(axis=1)
+    target_unseen = models.predict_logits(target, x_test[unseen]).argmax(axis=1)
     j_attacked = j_unseen[:m]
     result = {
         "target": os.path.abspath(_TARGET.value), "outlier_class": outlier_class,
@@ -106,8 +105,8 @@ def main(argv):
                                         outlier_class=attack_outlier))
                 for i in range(0, m, 100)])
             seconds = time.perf_counter() - t
-            adv_target = training.predict_logits(target, x_adv).argmax(axis=1)
-            adv_j = training.predict_logits(model_j, x_adv).argmax(axis=1)
+            adv_target = models.predict_logits(target, x_adv).argmax(axis=1)
+            adv_j = models.predict_logits(model_j, x_adv).argmax(axis=1)
             rates = metrics.attack_rates(adv_target, target_attacked, y_attacked,
                                             outlier_class=outlier_class)
             source = metrics.attack_rates(adv_j, j_attacked, y_attacked,
@@ -117,7 +116,7 @@ def main(argv):
                                        "attack_seconds": round(seconds, 2)})
     print(json.dumps(result, indent=1))
     if _OUTPUT.value:
-        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        files.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/train_throughput.py --data_dir=../shared/data/mnist
 
 Prints one JSON object. The custom loop trains the cleverhans-v1 CNN with Adam
-in every precision of `--precisions` (keras_edd.models.PRECISIONS), from the
+in every precision of `--precisions` (keras_edd.config.PRECISIONS), from the
 same initial weights; `model.fit` trains a float32 copy from the same weights on
 the idiomatic tf.data pipeline (from_tensor_slices, full shuffle, batch with
 drop_remainder, prefetch), while the custom loop gathers each batch by index
@@ -30,7 +30,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_edd import data, models  # noqa: E402
+from keras_edd import config, data, files, models  # noqa: E402
 from keras_edd.defense import training
 from keras_edd.runs import run_dirs
 
@@ -39,7 +39,7 @@ _DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset name.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Timed epochs per call.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Alternating calls per job.")
-_PRECISIONS = flags.DEFINE_list("precisions", list(models.PRECISIONS),
+_PRECISIONS = flags.DEFINE_list("precisions", list(config.PRECISIONS),
                                 "Precisions of the custom loop and the dropout forward.")
 _MODEL_FIT = flags.DEFINE_boolean("model_fit", True, "Also time float32 `model.fit`.")
 _FORWARD_IMAGES = flags.DEFINE_integer("forward_images", 10240,
@@ -62,7 +62,7 @@ def cpu_flags():
 
 
 def main(_):
-    precisions = [models.check_precision(p) for p in _PRECISIONS.value]
+    precisions = [config.check_precision(p) for p in _PRECISIONS.value]
     dataset = data.load_dataset(_DATASET.value, _DATA_DIR.value)
     x, y = dataset.x_train, training.one_hot(dataset.y_train, dataset.num_classes)
     batch = _BATCH_SIZE.value
@@ -163,7 +163,7 @@ def main(_):
     })
     print(json.dumps(result, indent=2))
     if _OUTPUT.value:
-        run_dirs.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
+        files.write_json(_OUTPUT.value, result)  # atomic, as every file of a run
 
 
 if __name__ == "__main__":

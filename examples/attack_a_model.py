@@ -49,13 +49,13 @@ attack_fns = {
     "square": lambda oc: attacks.square(f_d, x, eps=0.2, max_queries=300, seed=0,
                                         outlier_class=oc),
 }
-clean = training.predict_logits(f_d, x).argmax(axis=1)
+clean = models.predict_logits(f_d, x).argmax(axis=1)
 print(f"clean accuracy {np.mean(clean == y):.2f} on {len(y)} digits")
 for name, attack in attack_fns.items():
     # plain: the attack may land in the outlier class; adaptive: it avoids it.
     for variant, outlier_class in (("plain", None), ("adaptive", n)):
         x_adv = np.asarray(attack(outlier_class))
-        adversarial = training.predict_logits(f_d, x_adv).argmax(axis=1)
+        adversarial = models.predict_logits(f_d, x_adv).argmax(axis=1)
         rates = metrics.attack_rates(adversarial, clean, y, outlier_class=n)["filtered"]
         print(f"{name:6s} {variant:8s} recovered {rates['recovered']:.2f}  "
               f"detected {rates['detected']:.2f}  misclassified {rates['misclassified']:.2f}")

@@ -8,9 +8,9 @@ which combine them, are keras_edd.runs.run_config.
 
 import dataclasses
 import enum
+import json
 
-from keras_edd.evaluation import attack_registry
-from keras_edd.evaluation.attack_registry import AttackConfig  # kept with its registry
+from keras_edd import attack_registry
 from keras_edd.validation import (check_choice, check_int, check_real, check_reals, choices,
                                   require)
 
@@ -27,16 +27,180 @@ class Defense(enum.StrEnum):
     ADVERSARIAL = "adversarial"  # adversarial training (Wong et al. 2020; Madry et al. 2018)
 
 
+class Dataset(enum.StrEnum):
+    """The datasets keras_edd.data loads (their shapes and class names: data.DATASETS)."""
+    MNIST = "mnist"
+    MNIST_SAMPLE = "mnist_sample"
+    FASHION_MNIST = "fashion_mnist"
+    CIFAR10 = "cifar10"
+
+
+class Precision(enum.StrEnum):
+    """The arithmetic a model is built in (keras_edd.models)."""
+    FLOAT32 = "float32"
+    MIXED_BFLOAT16 = "mixed_bfloat16"
+
+
+class DistributionKind(enum.StrEnum):
+    """Where a run computes (keras_edd.distribute)."""
+    NONE = "none"
+    MIRRORED = "mirrored"
+    MULTI_WORKER = "multi_worker"
+
+
+class LrSchedule(enum.StrEnum):
+    """Learning-rate schedules of the training loop (keras_edd.defense.training.fit)."""
+    CONSTANT = "constant"
+    CYCLIC = "cyclic"
+
+
+class AdvTrainAttack(enum.StrEnum):
+    """Training-time adversaries (keras_edd.defense.adversarial_training)."""
+    FGSM_RS = "fgsm_rs"  # FGSM with a uniform random start (Wong, Rice & Kolter 2020)
+    PGD = "pgd"  # Madry et al. (2018)
+
+
 OPTIMIZERS = choices(Optimizer)
 DEFENSES = choices(Defense)
+DATASETS = choices(Dataset)
+PRECISIONS = choices(Precision)
+DISTRIBUTION_KINDS = choices(DistributionKind)
+LR_SCHEDULES = choices(LrSchedule)
+ADV_TRAIN_ATTACKS = choices(AdvTrainAttack)
 # Named flag presets of the evaluation binaries (their values: keras_edd.cli.presets.PRESETS).
 PRESETS = ("quick", "paper")
 
-# The defaults that depend on another setting, in one table (flag help texts read it too).
-DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 0.1}  # adadelta 0.1 as in cleverhans v1
+# ---------------------------------------------------------------------------- defaults
+# The defaults that depend on another setting, or that more than one setting or function
+# shares, each once (the fields below, the flags' help and the library functions read them).
+TRAIN_LEARNING_RATES = {"adam": 1e-3, "adadelta": 0.1}  # by optimizer; adadelta as cleverhans v1
 DEFAULT_TEMPERATURES = {"none": 1.0, "distillation": 100.0, "extended": 4.0,
                         "adversarial": 1.0}
 DEFAULT_PENALTY_WEIGHT = 1e-3
+# Adversarial training (MNIST): Madry et al. train against 40 steps of 0.01 at eps = 0.3;
+# FGSM-RS (Wong et al.) steps alpha = 1.25 eps. Its per-epoch held-out check: PGD-40 of
+# step 0.01, one random start, at the training eps, on the last 500 test inputs.
+ADV_TRAIN_EPS = 0.3
+FGSM_RS_STEP_FACTOR = 1.25
+ADV_TRAIN_PGD_STEP = 0.01
+ADV_TRAIN_PGD_STEPS = 40
+ADV_TRAIN_LR_MAX = 5e-3  # Wong et al.'s MNIST peak (Adam)
+PGD_CHECK_EXAMPLES = 500
+PGD_CHECK_STEP = 0.01
+PGD_CHECK_STEPS = 40
+# The budgets each attack is swept over (EvalConfig.sweep_<budget>).
+DEFAULT_SWEEP_EPS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+DEFAULT_SWEEP_GAMMA = (0.01, 0.03, 0.07, 0.14, 0.25)
+DEFAULT_SWEEP_KAPPA = (0.0, 7.0, 14.0)
+
+
+def check_precision(precision):
+    """Return `precision` if it is one of PRECISIONS, else raise a one-line ValueError."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: allowed values are {', '.join(PRECISIONS)}")
+    return precision
+
+
+def adv_train_step(attack, eps, step=None):
+    """The training adversary's step: `step`, or its default (1.25 eps for fgsm_rs, 0.01
+    for pgd)."""
+    if step is not None:
+        return step
+    if attack == AdvTrainAttack.FGSM_RS:
+        return FGSM_RS_STEP_FACTOR * eps
+    return ADV_TRAIN_PGD_STEP
+
+
+# ------------------------------------------------------------------------- run identity
+
+# Which settings identify a run, for a run directory reopened (keras_edd.runs.run_dirs) and
+# for a pretrained model reused (keras_edd.pretrained): all of flags.json but these. Where a
+# run lives, how it reports progress, which preset spelled its settings and whether it may
+# reuse pretrained models do not change its results; nor does where it computes
+# (keras_edd.distribute: the evaluation is the same to the bit, training to float
+# rounding), so a run started on one device can be resumed or reused on several.
+NOT_SETTINGS = ("output_dir", "run_name", "progress", "preset", "distribution", "pretrained")
+
+
+def run_identity(flags, ignore=()):
+    """The settings of `flags` (a flags.json dict) that identify its run: without
+    NOT_SETTINGS and the nested `ignore` keys, given as (section, key) pairs."""
+    out = {key: value for key, value in flags.items() if key not in NOT_SETTINGS}
+    for section, key in ignore:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
+
+
+def identity_diff(a, b, prefix=""):
+    """The dotted names of the settings where identities a and b differ, sorted."""
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            yield from identity_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            yield f"{prefix}{key}"
+
+
+# Task types of TF_CONFIG that run the training and the evaluation (no parameter servers).
+WORKER_TYPES = ("chief", "worker")
+def parse_tf_config(text):
+    """(cluster, task_type, task_id) of a TF_CONFIG JSON string; ValueError (one line) if bad.
+
+    cluster maps "chief" (at most one task) and "worker" to lists of "host:port"
+    addresses; task is {"type": ..., "index": ...} naming one of them.
+    """
+    if text is None or not str(text).strip():
+        raise ValueError("distribution=multi_worker needs the TF_CONFIG environment variable: "
+                         'a JSON {"cluster": {"worker": ["host:port", ...]}, '
+                         '"task": {"type": "worker", "index": i}}')
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({exc.msg} at character {exc.pos}): "
+                         f"{_short(text)}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) or \
+            not isinstance(spec.get("task"), dict):
+        raise ValueError(f"TF_CONFIG={_short(text)}: must be an object with 'cluster' and "
+                         "'task' objects")
+    cluster = spec["cluster"]
+    unknown = sorted(set(cluster) - set(WORKER_TYPES))
+    if unknown:
+        raise ValueError(f"TF_CONFIG cluster: task types {unknown} are not supported; allowed "
+                         f"are {', '.join(WORKER_TYPES)}")
+    if not cluster.get("worker") and not cluster.get("chief"):
+        raise ValueError("TF_CONFIG cluster: name at least one worker address")
+    addresses = []
+    for kind, hosts in cluster.items():
+        if not isinstance(hosts, list) or not hosts:
+            raise ValueError(f"TF_CONFIG cluster {kind!r}: must be a non-empty list of "
+                             "'host:port' addresses")
+        for host in hosts:
+            name, _, port = str(host).rpartition(":")
+            if not isinstance(host, str) or not name or not port.isdigit() or \
+                    not 0 < int(port) < 65536:
+                raise ValueError(f"TF_CONFIG cluster {kind!r}: address {host!r} is not "
+                                 "'host:port' with a port in 1..65535")
+            addresses.append(host)
+    if len(cluster.get("chief", [])) > 1:
+        raise ValueError(f"TF_CONFIG cluster 'chief': {len(cluster['chief'])} addresses; "
+                         "at most one chief")
+    if len(set(addresses)) != len(addresses):
+        raise ValueError("TF_CONFIG cluster: an address appears twice")
+    task = spec["task"]
+    task_type, task_id = task.get("type"), task.get("index", 0)
+    if task_type not in cluster:
+        raise ValueError(f"TF_CONFIG task type {task_type!r}: allowed values are "
+                         f"{', '.join(sorted(cluster))} (the cluster's task types)")
+    if not isinstance(task_id, int) or isinstance(task_id, bool) or \
+            not 0 <= task_id < len(cluster[task_type]):
+        raise ValueError(f"TF_CONFIG task index {task_id!r}: allowed range is "
+                         f"0..{len(cluster[task_type]) - 1} for {task_type!r}")
+    return {k: list(v) for k, v in cluster.items()}, task_type, task_id
+
+def _short(text, limit=80):
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 class _Config:
@@ -57,10 +221,6 @@ def _as_dict(config):
     return out
 
 
-# Learning-rate schedules of the training loop (keras_edd.defense.training.fit).
-LR_SCHEDULES = ("constant", "cyclic")
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataConfig(_Config):
     """Which dataset, from where (see keras_edd.data), and optional subset sizes."""
@@ -70,7 +230,6 @@ class DataConfig(_Config):
     test_limit: int | None = None
 
     def validate(self):
-        from keras_edd.data import DATASETS  # light import, no TensorFlow
         require(self.dataset in DATASETS,
                 f"dataset={self.dataset!r}: allowed values are {', '.join(sorted(DATASETS))}")
         for name in ("train_limit", "test_limit"):
@@ -86,13 +245,12 @@ class TrainConfig(_Config):
     epochs: int = 6
     batch_size: int = 128
     optimizer: str = "adam"
-    learning_rate: float | None = None  # None: DEFAULT_LEARNING_RATES[optimizer]
+    learning_rate: float | None = None  # None: TRAIN_LEARNING_RATES[optimizer]
     seed: int = 0
     # Saved only when not float32: runs made before the field existed stay reusable.
     precision: str = dataclasses.field(default="float32", metadata={"omit_default": True})
 
     def validate(self):
-        from keras_edd.models import check_precision  # light import, no TensorFlow
         check_int("epochs", self.epochs, low=1)
         check_int("batch_size", self.batch_size, low=1)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -106,7 +264,7 @@ class TrainConfig(_Config):
     def resolved_learning_rate(self):
         if self.learning_rate is not None:
             return float(self.learning_rate)
-        return DEFAULT_LEARNING_RATES[self.optimizer]
+        return TRAIN_LEARNING_RATES[self.optimizer]
 
 
 
@@ -126,8 +284,7 @@ class DistributionConfig(_Config):
     tf_config: str | None = None
 
     def validate(self):
-        from keras_edd.distribute import KINDS, parse_tf_config  # light: no TensorFlow
-        check_choice("distribution", self.kind, KINDS)
+        check_choice("distribution", self.kind, DISTRIBUTION_KINDS)
         if self.cpu_devices is not None:
             check_int("cpu_devices", self.cpu_devices, low=1)
         if self.kind == "multi_worker":
@@ -172,12 +329,13 @@ class DefenseConfig(_Config):
     teacher_epochs: int = 6
     teacher_path: str | None = None  # reuse a trained teacher (.keras) instead of training one
     adv_train_attack: str = dataclasses.field(default="fgsm_rs", metadata={"omit_default": True})
-    adv_train_eps: float = dataclasses.field(default=0.3, metadata={"omit_default": True})
+    adv_train_eps: float = dataclasses.field(default=ADV_TRAIN_EPS, metadata={"omit_default": True})
     adv_train_step: float | None = dataclasses.field(default=None,
                                                      metadata={"omit_default": True})
-    adv_train_steps: int = dataclasses.field(default=40, metadata={"omit_default": True})
+    adv_train_steps: int = dataclasses.field(default=ADV_TRAIN_PGD_STEPS,
+                                             metadata={"omit_default": True})
     adv_train_schedule: str = dataclasses.field(default="cyclic", metadata={"legacy": "constant"})
-    adv_train_lr_max: float = 5e-3  # Wong et al.'s MNIST peak (Adam)
+    adv_train_lr_max: float = ADV_TRAIN_LR_MAX
     adv_train_keep_best: bool = dataclasses.field(default=True, metadata={"legacy": False})
 
     def to_dict(self):
@@ -201,12 +359,8 @@ class DefenseConfig(_Config):
     @property
     def resolved_adv_train_step(self):
         """adv_train_step, or its default: 1.25 eps for fgsm_rs, 0.01 for pgd."""
-        from keras_edd.defense import adversarial_training as at  # light import, no TensorFlow
-        if self.adv_train_step is not None:
-            return float(self.adv_train_step)
-        if self.adv_train_attack == "fgsm_rs":
-            return at.FGSM_RS_STEP_FACTOR * self.adv_train_eps
-        return at.DEFAULT_PGD_STEP
+        return float(adv_train_step(self.adv_train_attack, self.adv_train_eps,
+                                    self.adv_train_step))
 
     def validate(self):
         check_choice("defense", self.defense, DEFENSES)
@@ -216,7 +370,6 @@ class DefenseConfig(_Config):
         check_int("mc_passes", self.mc_passes, low=2)
         check_real("penalty_weight", self.penalty_weight, low=0.0)
         check_int("teacher_epochs", self.teacher_epochs, low=1)
-        from keras_edd.defense.adversarial_training import ADV_TRAIN_ATTACKS
         check_choice("adv_train_attack", self.adv_train_attack, ADV_TRAIN_ATTACKS)
         check_real("adv_train_eps", self.adv_train_eps, low=0.0, high=1.0, low_inclusive=False)
         if self.adv_train_step is not None:
@@ -243,11 +396,6 @@ class DefenseConfig(_Config):
 # ----------------------------------------------------------------------------- evaluation
 
 ATTACKS = attack_registry.NAMES
-DEFAULT_SWEEP_EPS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
-DEFAULT_SWEEP_GAMMA = (0.01, 0.03, 0.07, 0.14, 0.25)
-DEFAULT_SWEEP_KAPPA = (0.0, 7.0, 14.0)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalConfig(_Config):
     """What is attacked and how much of it, shared by white-box, black-box and reproduce.
@@ -285,7 +433,7 @@ class EvalConfig(_Config):
     masking_min_inputs: int = dataclasses.field(default=10, metadata={"omit_default": True})
     check_examples: int = 100
     image_examples: int = 8
-    attack: AttackConfig = AttackConfig()
+    attack: attack_registry.AttackConfig = attack_registry.AttackConfig()
 
     def __post_init__(self):
         merged = {name: row.max_examples for name, row in attack_registry.ATTACKS.items()}

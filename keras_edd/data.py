@@ -31,7 +31,7 @@ DATA_DIR_ENV = "KERAS_EDD_DATA_DIR"
 OFFLINE_ENV = "KERAS_EDD_OFFLINE"
 SAMPLE_PATH = os.path.join(os.path.dirname(__file__), "data_files", "mnist_sample.npz")
 
-# name -> (input shape, class names)
+# name (one of keras_edd.config.Dataset) -> (input shape, class names)
 DATASETS = {
     "mnist": ((28, 28, 1), tuple(str(i) for i in range(10))),
     "mnist_sample": ((28, 28, 1), tuple(str(i) for i in range(10))),
@@ -295,8 +295,23 @@ def load_dataset(name="mnist", data_dir=None, *, train_limit=None, test_limit=No
 
 
 def to_float(images):
-    """uint8 images -> float32 in [0, 1]."""
-    return np.asarray(images, np.float32) / np.float32(255.0)
+    """Images as float32 in [0, 1], the one uint8 -> float rule: uint8 divided by 255,
+    float images passed through. ValueError (one line) for float values outside
+    [0, 1] (not finite included: e.g. images already divided, or never scaled) and for
+    any other dtype."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"images of dtype {images.dtype}: expected uint8 (0..255) or "
+                         "floats in [0, 1]")
+    images = images.astype(np.float32, copy=False)
+    if images.size and not (np.isfinite(images).all() and images.min() >= 0.0
+                            and images.max() <= 1.0):
+        low, high = float(np.nanmin(images)), float(np.nanmax(images))
+        raise ValueError(f"float images span [{low}, {high}]: expected values in [0, 1] "
+                         "(uint8 images are divided by 255)")
+    return images
 
 
 def make_pipeline(images, targets, batch_size, *, shuffle_seed=None, drop_remainder=False):
@@ -307,7 +322,7 @@ def make_pipeline(images, targets, batch_size, *, shuffle_seed=None, drop_remain
     an epoch's order can be rebuilt exactly when a run resumes.
     """
     import tensorflow as tf
-    images = to_float(images) if images.dtype == np.uint8 else np.asarray(images, np.float32)
+    images = to_float(images)
     ds = tf.data.Dataset.from_tensor_slices((images, targets))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(images), seed=int(shuffle_seed), reshuffle_each_iteration=False)

@@ -40,69 +40,10 @@ import tempfile
 
 import numpy as np
 
-KINDS = ("none", "mirrored", "multi_worker")
-# Task types of TF_CONFIG that run the training and the evaluation (no parameter servers).
-WORKER_TYPES = ("chief", "worker")
+from keras_edd import config as config_lib
 
 
-def parse_tf_config(text):
-    """(cluster, task_type, task_id) of a TF_CONFIG JSON string; ValueError (one line) if bad.
 
-    cluster maps "chief" (at most one task) and "worker" to lists of "host:port"
-    addresses; task is {"type": ..., "index": ...} naming one of them.
-    """
-    if text is None or not str(text).strip():
-        raise ValueError("distribution=multi_worker needs the TF_CONFIG environment variable: "
-                         'a JSON {"cluster": {"worker": ["host:port", ...]}, '
-                         '"task": {"type": "worker", "index": i}}')
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({exc.msg} at character {exc.pos}): "
-                         f"{_short(text)}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) or \
-            not isinstance(spec.get("task"), dict):
-        raise ValueError(f"TF_CONFIG={_short(text)}: must be an object with 'cluster' and "
-                         "'task' objects")
-    cluster = spec["cluster"]
-    unknown = sorted(set(cluster) - set(WORKER_TYPES))
-    if unknown:
-        raise ValueError(f"TF_CONFIG cluster: task types {unknown} are not supported; allowed "
-                         f"are {', '.join(WORKER_TYPES)}")
-    if not cluster.get("worker") and not cluster.get("chief"):
-        raise ValueError("TF_CONFIG cluster: name at least one worker address")
-    addresses = []
-    for kind, hosts in cluster.items():
-        if not isinstance(hosts, list) or not hosts:
-            raise ValueError(f"TF_CONFIG cluster {kind!r}: must be a non-empty list of "
-                             "'host:port' addresses")
-        for host in hosts:
-            name, _, port = str(host).rpartition(":")
-            if not isinstance(host, str) or not name or not port.isdigit() or \
-                    not 0 < int(port) < 65536:
-                raise ValueError(f"TF_CONFIG cluster {kind!r}: address {host!r} is not "
-                                 "'host:port' with a port in 1..65535")
-            addresses.append(host)
-    if len(cluster.get("chief", [])) > 1:
-        raise ValueError(f"TF_CONFIG cluster 'chief': {len(cluster['chief'])} addresses; "
-                         "at most one chief")
-    if len(set(addresses)) != len(addresses):
-        raise ValueError("TF_CONFIG cluster: an address appears twice")
-    task = spec["task"]
-    task_type, task_id = task.get("type"), task.get("index", 0)
-    if task_type not in cluster:
-        raise ValueError(f"TF_CONFIG task type {task_type!r}: allowed values are "
-                         f"{', '.join(sorted(cluster))} (the cluster's task types)")
-    if not isinstance(task_id, int) or isinstance(task_id, bool) or \
-            not 0 <= task_id < len(cluster[task_type]):
-        raise ValueError(f"TF_CONFIG task index {task_id!r}: allowed range is "
-                         f"0..{len(cluster[task_type]) - 1} for {task_type!r}")
-    return {k: list(v) for k, v in cluster.items()}, task_type, task_id
-
-
-def _short(text, limit=80):
-    text = " ".join(str(text).split())
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def worker_index(cluster, task_type, task_id):
@@ -254,7 +195,7 @@ def start(config):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         dist = Distribution("mirrored", tf.distribute.MirroredStrategy(devices))
     else:
-        cluster, task_type, task_id = parse_tf_config(config.tf_config)
+        cluster, task_type, task_id = config_lib.parse_tf_config(config.tf_config)
         resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
             tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id,
             rpc_layer="grpc")

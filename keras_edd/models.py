@@ -12,26 +12,26 @@ set per layer, never globally, so models built side by side do not affect each
 other. Attacks and evaluation run in float32: `load_model` always returns a
 float32 model and `with_precision` converts in either direction.
 
-This module imports Keras only inside its functions, so `PRECISIONS` and
-`check_precision` are a light import for configuration and flag validation.
+The precisions and their check are settings (keras_edd.config.PRECISIONS); this module
+imports Keras only inside its functions, so it stays a light import.
 """
 
 import dataclasses
 import os
 import re
+import weakref
 import zipfile
+
+import numpy as np
+
+from keras_edd import files, pretrained
+from keras_edd.config import check_precision
+from keras_edd.data import make_pipeline
 
 # Layer names are part of the saved-model format; keep them stable.
 CLEVERHANS_CNN_PARAMS_10 = 710_218
+EVAL_BATCH_SIZE = 1000  # inputs per inference call
 
-PRECISIONS = ("float32", "mixed_bfloat16")
-
-
-def check_precision(precision):
-    """Return `precision` if it is one of PRECISIONS, else raise a one-line ValueError."""
-    if not isinstance(precision, str) or precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: allowed values are {', '.join(PRECISIONS)}")
-    return precision
 
 
 def cleverhans_cnn(num_classes=10, input_shape=(28, 28, 1), *,
@@ -166,8 +166,36 @@ def load_pretrained(name, *, root=None):
     ValueError). `root`: the folder of the collections (default: saved_models/
     beside the package, or $KERAS_EDD_PRETRAINED_DIR).
     """
-    from keras_edd import pretrained
     return load_model(pretrained.model_path(name, root))
+
+
+# ------------------------------------------------------------------------- inference
+
+def predict_logits(model, images, batch_size=EVAL_BATCH_SIZE):
+    """Logits of a model at inference (training=False) for uint8 or float images."""
+    ds = make_pipeline(images, np.zeros(len(images), np.int32), batch_size)
+    step = _inference_step(model)
+    return np.concatenate([step(x).numpy() for x, _ in ds], axis=0)
+
+
+_INFERENCE_STEPS = weakref.WeakKeyDictionary()
+
+
+def _inference_step(model):
+    """One compiled inference function per model (traced once, reused)."""
+    import tensorflow as tf
+    if model not in _INFERENCE_STEPS:
+        _INFERENCE_STEPS[model] = tf.function(lambda x: model(x, training=False))
+    return _INFERENCE_STEPS[model]
+
+
+def evaluate_clean(model, images, labels, *, outlier_class=None, batch_size=EVAL_BATCH_SIZE):
+    """Clean accuracy and, for models with an outlier class, the detected rate."""
+    predictions = predict_logits(model, images, batch_size).argmax(axis=1)
+    result = {"accuracy": float(np.mean(predictions == np.asarray(labels)))}
+    if outlier_class is not None:
+        result["detected"] = float(np.mean(predictions == outlier_class))
+    return result
 
 
 # ----------------------------------------------------------------------- model specs
@@ -204,7 +232,7 @@ class ModelSpec:
         return self.outlier_class if variant == "adaptive" else None
 
     def describe(self):
-        out = {"path": os.path.abspath(self.path), "sha256": _sha256(self.path),
+        out = {"path": os.path.abspath(self.path), "sha256": files.sha256(self.path),
                "outputs": self.num_classes + (self.outlier_class is not None),
                "outlier_class": self.outlier_class,
                "parameters": int(self.model.count_params())}
@@ -228,11 +256,6 @@ def load_model_spec(name, path, dataset):
         raise ValueError(f"model {str(path)!r} has {outputs} outputs; dataset {dataset.name!r} "
                          f"has n={n} classes, so expected {n} or {n + 1} (with the outlier class)")
     return ModelSpec(name, model, str(path), n, n if outputs == n + 1 else None)
-
-
-def _sha256(path):
-    from keras_edd.pretrained import sha256
-    return sha256(path)
 
 
 def model_label(path):

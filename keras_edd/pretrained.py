@@ -33,7 +33,7 @@ import platform
 import re
 import shutil
 
-from keras_edd.runs import run_dirs
+from keras_edd import config, files
 
 PRETRAINED_DIR_ENV = "KERAS_EDD_PRETRAINED_DIR"
 DEFAULT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -42,9 +42,10 @@ MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
 DEFAULT_COLLECTION = "paper"
 _NAME = re.compile(r"^(?:([A-Za-z0-9_-]+):)?([A-Za-z0-9_-]+)$")
-# Settings that do not change the experiment (see the module docstring).
-_UNCOMPARED = {"output_dir", "run_name", "progress", "preset", "distribution"}
-_UNCOMPARED_NESTED = {("data", "data_dir"), ("train", "precision"), ("defense", "teacher_path")}
+# Besides config.NOT_SETTINGS, what a pretrained model's settings are compared without: where
+# its data lives (its arrays' fingerprint is compared instead), the precision it was trained
+# in (the shipped model is float32) and its teacher's path (named by role instead).
+_NOT_COMPARED = (("data", "data_dir"), ("train", "precision"), ("defense", "teacher_path"))
 # The defense settings each defense reads (the others are recorded but unused: e.g. alpha
 # of an adversarially trained model); adv_train_* are saved only when not the default.
 _DEFENSE_READS = {"none": (), "adversarial": ("adv_train_attack", "adv_train_eps",
@@ -87,7 +88,7 @@ def read_manifest(collection=DEFAULT_COLLECTION, root=None):
                               f"collections ship in the repository's saved_models/ (or set "
                               f"${PRETRAINED_DIR_ENV})")
     try:
-        manifest = run_dirs.read_json(path)
+        manifest = files.read_json(path)
     except (OSError, ValueError) as exc:
         raise PretrainedError(f"pretrained collection {collection!r}: {path} is not valid "
                               f"JSON ({exc})") from None
@@ -107,15 +108,6 @@ def entry(name, root=None):
     return collection, model, models[model]
 
 
-def sha256(path):
-    """The sha256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_path(name, root=None):
     """The `.keras` file of a pretrained model, after checking its sha256.
 
@@ -128,7 +120,7 @@ def model_path(name, root=None):
     if not os.path.isfile(path):
         raise PretrainedError(f"pretrained model {collection}:{model}: its file {path} is "
                               "missing")
-    actual = sha256(path)
+    actual = files.sha256(path)
     if actual != info["sha256"]:
         raise PretrainedError(f"pretrained model {collection}:{model}: {path} has sha256 "
                               f"{actual}, the manifest says {info['sha256']}; the file is "
@@ -157,10 +149,7 @@ def comparable_settings(settings, teacher=None):
     """A training run's settings (RunConfig.to_dict()) as compared for reuse: without
     the uncompared keys and the defense settings its defense does not read, the
     teacher named by role instead of by path."""
-    out = {k: copy.deepcopy(v) for k, v in settings.items() if k not in _UNCOMPARED}
-    for section, key in _UNCOMPARED_NESTED:
-        if isinstance(out.get(section), dict):
-            out[section].pop(key, None)
+    out = copy.deepcopy(config.run_identity(settings, ignore=_NOT_COMPARED))
     defense = out.get("defense")
     if isinstance(defense, dict) and defense.get("defense") in _DEFENSE_READS:
         reads = ("defense", "teacher") + _DEFENSE_READS[defense["defense"]]
@@ -168,15 +157,6 @@ def comparable_settings(settings, teacher=None):
     if teacher is not None:
         out.setdefault("defense", {})["teacher"] = teacher
     return out
-
-
-def _diff(a, b, prefix=""):
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            yield from _diff(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            yield f"{prefix}{key}"
 
 
 def matching_entry(collection, role, settings, fingerprint, *, teacher=None, root=None):
@@ -198,7 +178,7 @@ def matching_entry(collection, role, settings, fingerprint, *, teacher=None, roo
     if info.get("teacher") != teacher:
         return None, f"other teacher ({info.get('teacher')!r}, not {teacher!r})"
     wanted = comparable_settings(settings, teacher)
-    changed = list(_diff(comparable_settings(info["settings"]), wanted))
+    changed = list(config.identity_diff(comparable_settings(info["settings"]), wanted))
     if changed:
         return None, f"other settings ({', '.join(changed)})"
     return info, None
@@ -207,24 +187,24 @@ def matching_entry(collection, role, settings, fingerprint, *, teacher=None, roo
 def install_run(collection, role, info, run_dir, flags, root=None):
     """Make `run_dir` a finished training run holding the pretrained model of `role`.
 
-    Writes flags.json (`flags`: the run's own settings), the model (sha256-checked)
+    The caller has made the run directory (keras_edd.runs.run_dirs.prepare_run_dir, which
+    writes flags.json). Writes the model (sha256-checked)
     under its deployed name, and results.json: the training run's recorded results
     with this run directory and a `pretrained` record. results.json is written
     last, so an interrupted install is an unfinished run and is redone.
     Returns the results dict.
     """
     source = model_path(f"{collection}:{role}", root)
-    run_dirs.prepare_run_dir(os.path.dirname(run_dir), os.path.basename(run_dir), flags)
     results = copy.deepcopy(info["training_results"])
     target = os.path.join(run_dir, results["deployed_model"])
-    with run_dirs.atomic_path(target) as tmp:
+    with files.atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
     results["run_dir"] = os.path.abspath(run_dir)
     results["pretrained"] = {"name": f"{collection}:{role}", "sha256": info["sha256"],
                              "trained_settings": results.get("settings"),
                              "trained_precision": info.get("precision")}
     results["settings"] = flags
-    run_dirs.write_json(os.path.join(run_dir, "results.json"), results)
+    files.write_json(os.path.join(run_dir, "results.json"), results)
     return results
 
 
@@ -234,7 +214,7 @@ def pretrained_source(run_dir):
     if not os.path.isfile(path):
         return None
     try:
-        record = run_dirs.read_json(path).get("pretrained")
+        record = files.read_json(path).get("pretrained")
     except (OSError, ValueError):
         return None
     return record.get("name") if isinstance(record, dict) else None
@@ -269,10 +249,10 @@ def model_card(role, run_dir, *, description, file, teacher=None, fingerprint, d
     came with (the model is the same file, its sha256 checked), so writing a
     collection again changes only the models trained anew. Returns (entry, model path).
     """
-    results = run_dirs.read_json(os.path.join(run_dir, "results.json"))
+    results = files.read_json(os.path.join(run_dir, "results.json"))
     path = os.path.join(run_dir, results["deployed_model"])
     source = results.get("pretrained")
-    if isinstance(source, dict) and source.get("sha256") == sha256(path):
+    if isinstance(source, dict) and source.get("sha256") == files.sha256(path):
         collection, model = source["name"].split(":", 1)
         entry = copy.deepcopy(read_manifest(collection)["models"][model])
         if entry["sha256"] == source["sha256"]:
@@ -280,7 +260,7 @@ def model_card(role, run_dir, *, description, file, teacher=None, fingerprint, d
     recorded = copy.deepcopy(results)
     recorded.pop("run_dir", None)
     card = {
-        "file": file, "sha256": sha256(path), "bytes": os.path.getsize(path),
+        "file": file, "sha256": files.sha256(path), "bytes": os.path.getsize(path),
         "role": role, "description": description, "defense": results["defense"],
         "temperature": results["temperature"], "teacher": teacher, "seed": results["seed"],
         "precision": results["settings"]["train"].get("precision", "float32"),
@@ -298,4 +278,4 @@ def model_card(role, run_dir, *, description, file, teacher=None, fingerprint, d
 def write_manifest(folder, manifest):
     """Write MANIFEST.json atomically, keys in a stable order."""
     text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
-    run_dirs.atomic_write(os.path.join(folder, MANIFEST), lambda f: f.write(text))
+    files.atomic_write(os.path.join(folder, MANIFEST), lambda f: f.write(text))

@@ -1,7 +1,11 @@
-"""Shared test set-up: quiet, offline, deterministic; tiny IDX writers; LinearModel."""
+"""Shared test set-up: quiet, offline, deterministic; tiny IDX writers; the linear models
+(LinearModel by hand, keras_linear as a Keras model); running a binary and checking its
+one-line error."""
 
 import gzip
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["KERAS_EDD_OFFLINE"] = "1"  # tests never touch the network
@@ -57,19 +61,84 @@ def write_idx_folder(folder, n_train=40, n_test=20, shape=(28, 28), num_classes=
 
 
 class LinearModel:
-    """Z(x) = x W (+ b) on flattened inputs: logits an attack test can compute by hand.
+    """Z(x) = scale * (x W (+ b)) on flattened inputs: logits an attack test can compute by
+    hand. A huge `scale` saturates the softmax in float32, so the cross-entropy gradient
+    is exactly zero (a defensively distilled network read at T = 1 in miniature); the
+    decision (argmax) does not depend on it.
 
     Hashable (by identity), so tf.function traces are reused across calls.
     """
 
-    def __init__(self, weights, bias=None):
+    def __init__(self, weights, bias=None, scale=1.0):
         self.weights = np.asarray(weights, np.float32)
         self.bias = None if bias is None else np.asarray(bias, np.float32)
+        self.scale = scale
 
     def __call__(self, x):
         import tensorflow as tf
         logits = tf.reshape(x, [tf.shape(x)[0], -1]) @ self.weights
-        return logits if self.bias is None else logits + self.bias
+        if self.bias is not None:
+            logits = logits + self.bias
+        return logits if self.scale == 1.0 else self.scale * logits
+
+
+def keras_linear(outputs, input_shape=(2, 2, 1), *, seed=None, scale=1.0):
+    """A Keras model Flatten -> Dense(outputs): logits, trainable and savable. `seed`
+    seeds Keras first (None: the current random state); `scale` multiplies the weights."""
+    import keras
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
+                              keras.layers.Dense(outputs, name="logits")])
+    if scale != 1.0:
+        model.set_weights([w * scale for w in model.get_weights()])
+    return model
+
+
+_RUNNING = {}  # the test being run (pytest_runtest_call)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    _RUNNING["item"] = item
+    try:
+        return (yield)
+    finally:
+        _RUNNING.pop("item", None)
+
+
+def run_binary(name, *args, prefix=(), cwd=None, timeout=600):
+    """bin/<name> with `args` in a subprocess (after the `prefix` command, if any).
+
+    Only for tests marked slow: a binary starts a Python process (and often TensorFlow),
+    seconds each, and the unit suite (-m "not slow") stays about a minute.
+    """
+    item = _RUNNING.get("item")
+    if item is not None and item.get_closest_marker("slow") is None:
+        raise AssertionError(f"{item.nodeid} runs bin/{name} in a subprocess: mark it "
+                             "@pytest.mark.slow")
+    return subprocess.run([*prefix, sys.executable, os.path.join(REPO, "bin", name), *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+# TensorFlow's C++ start-up notices reach stderr whatever TF_CPP_MIN_LOG_LEVEL says.
+_TF_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "W0000 ",
+             "To enable the following instructions")
+
+
+def assert_one_line_error(result, *fragments, program=None):
+    """The binary failed with exit status 2 and one line on stderr (besides TensorFlow's
+    start-up notices) holding every fragment; `program`: the line starts with
+    '<program>: error: '."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines()
+             if not line.startswith(_TF_NOISE)]
+    assert len(lines) == 1, result.stderr
+    if program is not None:
+        assert lines[0].startswith(f"{program}: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

@@ -71,15 +71,15 @@ def mirrored(out):
 
 def eval_whitebox(out, *flags):
     import runpy
-    from keras_edd.evaluation import attack_registry
+    from keras_edd.evaluation import crafting
     calls = []
-    craft = attack_registry.craft
+    craft = crafting.run_attack
 
     def recording(model, name, x, params, **kwargs):
         calls.append({"attack": name, "start": int(kwargs.get("seed", 0)), "inputs": len(x)})
         return craft(model, name, x, params, **kwargs)
 
-    attack_registry.craft = recording
+    crafting.run_attack = recording
     sys.argv = ["bin/eval_whitebox", *flags]
     try:
         runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_edd import models
+from conftest import keras_linear
+from keras_edd import config, models
 from keras_edd.defense import adversarial_training as at
 from keras_edd.defense import training
 
@@ -12,15 +13,11 @@ def _seed(a, b=0):
     return tf.constant([a, b], tf.int64)
 
 
-def _linear_model(shape=(2, 2, 1), classes=3, seed=0):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input(shape), keras.layers.Flatten(),
-                             keras.layers.Dense(classes)])
 
 
 def _sign_model():
     """Two logits (sum x, -sum x): the loss of class 1 increases with every pixel."""
-    model = _linear_model(classes=2)
+    model = keras_linear(2, seed=0)
     model.layers[-1].set_weights([np.tile([[1.0, -1.0]], (4, 1)).astype(np.float32),
                                   np.zeros(2, np.float32)])
     return model
@@ -32,7 +29,7 @@ def test_adversary_stays_in_the_eps_ball_and_the_box(adversary):
     rng = np.random.default_rng(0)
     x = rng.choice([0.0, 0.1, 0.5, 0.95, 1.0], size=(64, 2, 2, 1)).astype(np.float32)
     target = training.one_hot(rng.integers(0, 3, 64), 3)
-    x_adv = adversary(_linear_model(), tf.constant(x), tf.constant(target), _seed(1)).numpy()
+    x_adv = adversary(keras_linear(3, seed=0), tf.constant(x), tf.constant(target), _seed(1)).numpy()
     assert np.abs(x_adv - x).max() <= adversary.eps + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     assert np.abs(x_adv - x).max() > 0.5 * adversary.eps  # it did move
@@ -73,7 +70,7 @@ def test_pgd_adversary_increases_the_loss():
     x = np.clip(0.5 + 0.2 * (y[:, None] - 1) + 0.1 * rng.normal(size=(256, 4)), 0, 1)
     x = x.reshape(256, 2, 2, 1).astype(np.float32)
     target = training.one_hot(y, 3)
-    model = _linear_model()
+    model = keras_linear(3, seed=0)
     training.fit(model, x, target, epochs=10, batch_size=64, learning_rate=0.05, progress=False,
                  log_epochs=False)
 
@@ -95,6 +92,7 @@ def test_adversary_crafts_with_dropout_off():
                                   adversary(model, x, target, _seed(5)).numpy())
 
 
+@pytest.mark.slow
 def test_one_adversarial_step_trains_on_the_adversarial_batch():
     """fit(adversary=a) == fit on a's x_adv, crafted with the loop's key [seed, step]."""
     rng = np.random.default_rng(1)
@@ -103,14 +101,14 @@ def test_one_adversarial_step_trains_on_the_adversarial_batch():
     adversary = at.fgsm_rs(0.1)
     seed = 11
     order = training.epoch_order(8, 8, seed, 0)[0]
-    x_adv = adversary(_linear_model(), tf.constant(x[order]), tf.constant(targets[order]),
+    x_adv = adversary(keras_linear(3, seed=0), tf.constant(x[order]), tf.constant(targets[order]),
                       _seed(seed, 0)).numpy()
-    a, b = _linear_model(), _linear_model()
+    a, b = keras_linear(3, seed=0), keras_linear(3, seed=0)
     training.fit(a, x, targets, epochs=1, batch_size=8, learning_rate=0.01, seed=seed,
                  adversary=adversary, progress=False, log_epochs=False)
     training.fit(b, x_adv, targets[order], epochs=1, batch_size=8, learning_rate=0.01,
                  seed=seed, progress=False, log_epochs=False)
-    for va, vb, v0 in zip(a.weights, b.weights, _linear_model().weights):
+    for va, vb, v0 in zip(a.weights, b.weights, keras_linear(3, seed=0).weights):
         np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-5, atol=1e-7)
         assert not np.allclose(va.numpy(), v0.numpy())
 
@@ -130,18 +128,19 @@ def _toy_problem(n, seed):
     return np.clip(x, 0, 1).reshape(n, 4, 4, 1).astype(np.float32), y
 
 
+@pytest.mark.slow
 def test_adversarial_training_raises_robust_accuracy():
     x, y = _toy_problem(1024, 0)
     x_test, y_test = _toy_problem(500, 1)
     robust = {}
     for name, adversary in (("plain", None), ("fgsm_rs", at.fgsm_rs(0.2)),
                             ("pgd", at.pgd(0.2, 0.05, 10))):
-        model = _linear_model((4, 4, 1), classes=2, seed=2)
+        model = keras_linear(2, (4, 4, 1), seed=2)
         training.fit(model, x, training.one_hot(y, 2), epochs=10, batch_size=64,
                      learning_rate=0.05, adversary=adversary, progress=False, log_epochs=False)
         robust[name] = at.pgd_accuracy(model, x_test, y_test, eps=0.2, eps_iter=0.02, nb_iter=20)
         if name == "plain":
-            assert training.evaluate(model, x_test, y_test)["accuracy"] > 0.93
+            assert models.evaluate_clean(model, x_test, y_test)["accuracy"] > 0.93
     assert robust["plain"] < 0.3, robust
     assert robust["fgsm_rs"] > 0.8 and robust["pgd"] > 0.8, robust  # 0.9 is the best possible
 
@@ -161,6 +160,7 @@ def _tiny_run(tmp_path, epochs, name):
     return model, history
 
 
+@pytest.mark.slow
 def test_resume_with_adversary_equals_uninterrupted_run(tmp_path):
     straight, straight_history = _tiny_run(tmp_path, 2, "straight")
     _tiny_run(tmp_path, 1, "resumed")  # "killed" after epoch 1
@@ -191,19 +191,10 @@ def test_bad_arguments_raise(make, value):
 
 
 def test_make_adversary_uses_the_defaults():
-    assert at.ADV_TRAIN_ATTACKS == ("fgsm_rs", "pgd")
+    assert config.ADV_TRAIN_ATTACKS == ("fgsm_rs", "pgd")
     assert at.make_adversary("fgsm_rs") == at.FgsmRs(eps=0.3, step=0.375)
     assert at.make_adversary("pgd") == at.Pgd(eps=0.3, step=0.01, steps=40)
     assert at.make_adversary("pgd", 0.1, steps=5) == at.Pgd(eps=0.1, step=0.01, steps=5)
-
-
-def test_module_imports_without_tensorflow():
-    """Flags and config read ADV_TRAIN_ATTACKS and the defaults before TensorFlow loads."""
-    import subprocess
-    import sys
-    code = ("import sys; from keras_edd.defense import adversarial_training as at; "
-            "assert at.ADV_TRAIN_ATTACKS and 'tensorflow' not in sys.modules, sorted(sys.modules)")
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # -------------------------------------------------- the recipe: cyclic learning rate, best epoch
@@ -217,10 +208,11 @@ def test_cyclic_learning_rate_rises_to_the_peak_at_40_percent_then_falls_to_zero
     assert float(again(30)) == pytest.approx(float(schedule(30)))
 
 
+@pytest.mark.slow
 def test_fit_follows_the_cyclic_schedule_step_by_step(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
     x, y = _toy_problem(64, 0)
-    model = _linear_model((4, 4, 1), classes=2, seed=1)
+    model = keras_linear(2, (4, 4, 1), seed=1)
     # 2 epochs of 4 steps: 8 steps, the peak 0.1 at step 3.2.
     training.fit(model, x, training.one_hot(y, 2), epochs=2, batch_size=16, learning_rate=0.1,
                  lr_schedule="cyclic", log_dir=str(tmp_path), progress=False, log_epochs=False)
@@ -239,11 +231,12 @@ def test_fit_follows_the_cyclic_schedule_step_by_step(tmp_path):
                      keep_best=True, progress=False, log_epochs=False)
 
 
+@pytest.mark.slow
 def test_cyclic_schedule_changes_training():
     x, y = _toy_problem(64, 0)
     weights = {}
     for schedule in ("constant", "cyclic"):
-        model = _linear_model((4, 4, 1), classes=2, seed=1)
+        model = keras_linear(2, (4, 4, 1), seed=1)
         training.fit(model, x, training.one_hot(y, 2), epochs=2, batch_size=16,
                      learning_rate=0.1, lr_schedule=schedule, progress=False, log_epochs=False)
         weights[schedule] = model.get_weights()[0]
@@ -260,10 +253,11 @@ def _counting_evaluator(scores):
     return evaluate, seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_dir", [False, True], ids=["memory", "checkpoint_dir"])
 def test_keep_best_ends_with_the_weights_of_the_best_epoch(tmp_path, use_dir):
     x, y = _toy_problem(64, 0)
-    model = _linear_model((4, 4, 1), classes=2, seed=1)
+    model = keras_linear(2, (4, 4, 1), seed=1)
     evaluate, seen = _counting_evaluator([0.2, 0.7, 0.5, 0.7])
     history = training.fit(model, x, training.one_hot(y, 2), epochs=4, batch_size=16,
                            learning_rate=0.1, pgd_eval=evaluate, keep_best=True,
@@ -277,13 +271,14 @@ def test_keep_best_ends_with_the_weights_of_the_best_epoch(tmp_path, use_dir):
         assert (tmp_path / "ckpt" / "best.weights.h5").is_file()
 
 
+@pytest.mark.slow
 def test_keep_best_survives_a_resume(tmp_path):
     x, y = _toy_problem(64, 0)
     ckpt = str(tmp_path / "ckpt")
     scores = [0.1, 0.9, 0.3, 0.2]
 
     def run(epochs, start):
-        model = _linear_model((4, 4, 1), classes=2, seed=1)
+        model = keras_linear(2, (4, 4, 1), seed=1)
         evaluate, seen = _counting_evaluator(scores[start:])
         history = training.fit(model, x, training.one_hot(y, 2), epochs=epochs, batch_size=16,
                                learning_rate=0.1, pgd_eval=evaluate, keep_best=True,

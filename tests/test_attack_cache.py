@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from keras_edd import data, models, progress
-from keras_edd.config import AttackConfig, EvalConfig
-from keras_edd.evaluation import attack_cache, attack_registry, attack_settings, engine
-from keras_edd.runs import run_dirs
+from keras_edd.config import EvalConfig
+from keras_edd import attack_registry, attack_settings
+from keras_edd.attack_registry import AttackConfig
+from keras_edd.evaluation import attack_cache, crafting, engine
+from keras_edd import files
 
 
 def _cnn_free_model(seed=0, outputs=10):
@@ -50,8 +52,8 @@ def test_progress_follows_tqdm_disable_none_semantics():
 def test_fingerprint_is_stable_across_reloads_and_follows_the_weights(tmp_path):
     model = _cnn_free_model()
     first, second = str(tmp_path / "a.keras"), str(tmp_path / "b.keras")
-    run_dirs.save_model(model, first)
-    run_dirs.save_model(model, second)  # the same weights saved again (other config ids)
+    files.save_model(model, first)
+    files.save_model(model, second)  # the same weights saved again (other config ids)
     prints = {attack_cache.model_fingerprint(models.load_model(path))
               for path in (first, first, second)}
     assert prints == {attack_cache.model_fingerprint(model)}
@@ -91,8 +93,8 @@ def test_prefix_of_a_longer_craft_equals_a_fresh_craft(small_data):
     x = data.to_float(small_data.x_test[:40])
     params = attack_registry.attack_params("pgd", AttackConfig(), 0.3)
     params["nb_iter"] = 5
-    long = attack_registry.craft(model, "pgd", x, params, batch_size=10, seed=3)
-    fresh = attack_registry.craft(model, "pgd", x[:20], params, batch_size=10, seed=3)
+    long = crafting.run_attack(model, "pgd", x, params, batch_size=10, seed=3)
+    fresh = crafting.run_attack(model, "pgd", x[:20], params, batch_size=10, seed=3)
     cache = attack_cache.CraftCache()
     key = attack_cache.craft_key(cache.model_id(model), "pgd", "f", params, variant="plain",
                                  outlier_class=None, chunk=10, seed=3)
@@ -104,12 +106,13 @@ def test_prefix_of_a_longer_craft_equals_a_fresh_craft(small_data):
     assert cache.get(key, x, 40).origin == "memory"
 
 
+@pytest.mark.slow
 def test_files_are_reloaded_checked_and_keep_details(tmp_path, small_data):
     model = _cnn_free_model()
     x = data.to_float(small_data.x_test[:8])
     params = attack_registry.attack_params("jsma", AttackConfig())
     details = {}
-    x_adv = attack_registry.craft(model, "jsma", x, params, batch_size=4, details=details)
+    x_adv = crafting.run_attack(model, "jsma", x, params, batch_size=4, details=details)
     assert details["success"].shape == (8,) and details["target"].shape == (8,)
     folder = str(tmp_path / "attacks")
     cache = attack_cache.CraftCache(folder)
@@ -132,11 +135,12 @@ def test_chunk_size_of_a_row_sets_the_calls_and_the_progress(monkeypatch, small_
     monkeypatch.setitem(attack_registry.ATTACKS, "fgsm", row)
     x = data.to_float(small_data.x_test[:20])
     done = []
-    attack_registry.craft(_cnn_free_model(), "fgsm", x, {"eps": 0.1}, batch_size=100,
+    crafting.run_attack(_cnn_free_model(), "fgsm", x, {"eps": 0.1}, batch_size=100,
                           on_chunk=done.append)
     assert done == [7, 7, 6] and attack_registry.chunk_size("fgsm", 100) == 7
 
 
+@pytest.mark.slow
 def test_a_rerun_loads_every_craft_and_gives_the_same_results(tmp_path, small_data):
     target = _spec("target", _cnn_free_model())
     surrogate = _spec("surrogate", _cnn_free_model(seed=1))
@@ -179,7 +183,7 @@ def test_a_new_settings_field_reaches_the_attack_and_the_key(monkeypatch, small_
     config = AttackConfig(settings={"cw": Settings(early_exit="batch")})
     params = attack_registry.attack_params("cw", config)
     assert params["early_exit"] == "batch"
-    attack_registry.craft(None, "cw", data.to_float(small_data.x_test[:3]), params)
+    crafting.run_attack(None, "cw", data.to_float(small_data.x_test[:3]), params)
     assert seen == ["batch"]
     keys = {attack_cache.key_digest(attack_cache.craft_key(
         "m", "cw", row.function, attack_registry.attack_params("cw", AttackConfig(

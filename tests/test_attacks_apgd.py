@@ -281,6 +281,7 @@ def test_bad_arguments_raise(linear, kwargs, message):
         apgd(linear, inputs(2), seed=0, **kwargs)
 
 
+@pytest.mark.slow
 def test_at_least_as_strong_as_pgd_on_a_trained_model():
     """A 784-32-10 MLP trained for 3 epochs on 1,000 bundled digits; same eps (0.1) and
     10 iterations. PGD at eps/4 reaches the ball's surface in 4 steps, at eps/10 only at

@@ -165,3 +165,15 @@ def test_non_finite_logits_raise(attack):
         ATTACKS[attack](nan_logits_model, X)
     with pytest.raises(ValueError, match="model_fn returned non-finite logits"):
         ATTACKS[attack](inf_logits_model, X)
+
+
+def test_check_warnings_use_the_checks_threshold():
+    from keras_edd.attacks import checks
+    at = checks.ZERO_GRADIENT_THRESHOLD
+    quiet = {"probabilities": False, "stochastic": False, "zero_gradient_fraction": at}
+    assert checks.check_warnings("f", quiet) == []
+    loud = {"probabilities": True, "stochastic": True, "zero_gradient_fraction": 0.1,
+            "zero_gradient_fraction_adaptive": at + 0.01}
+    found = checks.check_warnings("f", loud)
+    assert len(found) == 3 and all(line.startswith("f: ") for line in found)
+    assert "zero_gradient_fraction_adaptive" in found[2] and "gradient masking" in found[2]

@@ -148,6 +148,7 @@ def test_batch_early_exit_reproduces_earlier_numbers(easy, optimizer, lr, expect
     assert np.all(result.iterations == result.iterations[:1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer,lr", OPTIMIZERS)
 def test_sample_early_exit_is_each_input_on_its_own(easy, optimizer, lr):
     """Same result for any batch_size (slot refilling) as each input run alone,
@@ -269,3 +270,24 @@ def test_progress_counts_every_input_once(easy, early_exit):
     without = carlini_wagner_l2(easy, x, learning_rate=0.1, max_iterations=30,
                                 binary_search_steps=2, early_exit=early_exit, batch_size=3)
     np.testing.assert_array_equal(with_progress.numpy(), without.numpy())
+
+
+def test_progress_of_concurrent_calls_reaches_each_own_callback(easy):
+    """The callback is passed with its call: two calls running at once, from two threads,
+    each hear of their own inputs only (no shared slot to overwrite)."""
+    import threading
+    sizes, reports = {"a": 5, "b": 3}, {"a": [], "b": []}
+    barrier = threading.Barrier(2)
+
+    def attack(key):
+        barrier.wait()
+        carlini_wagner_l2(easy, images(sizes[key], seed=4), learning_rate=0.1,
+                          max_iterations=20, binary_search_steps=2, batch_size=2,
+                          progress=reports[key].append)
+
+    threads = [threading.Thread(target=attack, args=(key,)) for key in sizes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {key: sum(values) for key, values in reports.items()} == sizes

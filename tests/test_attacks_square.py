@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import LinearModel
 from keras_edd.attacks import fgsm, pgd, square
 from keras_edd.attacks.square import p_schedule, square_side
 
@@ -13,22 +13,6 @@ HEIGHT, WIDTH = 6, 6
 NUM_CLASSES = 4
 
 
-class LinearModel:
-    """Z(x) = scale * (x W + b) on flattened inputs; hashable, so traces are reused.
-
-    A huge `scale` saturates the softmax in float32, so the cross-entropy
-    gradient is exactly zero: a defensively distilled network read at T = 1 in
-    miniature. The decision (argmax) does not depend on the scale.
-    """
-
-    def __init__(self, weights, bias, scale=1.0):
-        self.weights = np.asarray(weights, np.float32)
-        self.bias = np.asarray(bias, np.float32)
-        self.scale = scale
-
-    def __call__(self, x):
-        flat = tf.reshape(x, [tf.shape(x)[0], -1])
-        return self.scale * (flat @ self.weights + self.bias)
 
 
 def _weights(seed=0, num_classes=NUM_CLASSES):

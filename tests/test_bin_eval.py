@@ -13,27 +13,15 @@ import sys
 
 import pytest
 
-from conftest import REPO, event_hparams
+from conftest import REPO, assert_one_line_error, event_hparams, run_binary
+from keras_edd import files
 
 BIN = {name: os.path.join(REPO, "bin", name) for name in ("eval_whitebox", "eval_blackbox",
                                                           "reproduce")}
 
 
 def run(binary, *args):
-    return subprocess.run([sys.executable, BIN[binary], *args], capture_output=True, text=True,
-                          timeout=600)
-
-
-# TensorFlow's C++ start-up notice (oneDNN) reaches stderr whatever TF_CPP_MIN_LOG_LEVEL says.
-_TF_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ")
-
-
-def assert_one_line_error(result, fragment):
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines()
-             if not line.startswith(_TF_NOISE)]
-    assert len(lines) == 1, result.stderr
-    assert fragment in lines[0] and "Traceback" not in result.stderr
+    return run_binary(binary, *args)
 
 
 @pytest.fixture
@@ -44,6 +32,7 @@ def model_file(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binary,args,fragment", [
     ("eval_whitebox", [], "model: give a .keras model file"),
     ("eval_whitebox", ["--model=x.h5"], "model='x.h5': must be a .keras model file"),
@@ -100,6 +89,7 @@ def _flag_names(binary_path):
     return set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.M))
 
 
+@pytest.mark.slow
 def test_flag_names_of_every_binary_are_kept():
     """The flags come from keras_edd.cli and the attack registry; old names still work."""
     attack_flags = {"fgsm_eps", "pgd_eps", "pgd_eps_iter", "pgd_nb_iter", "pgd_restarts",
@@ -132,6 +122,7 @@ def test_flag_names_of_every_binary_are_kept():
     assert "pgd_rand_init" not in names["reproduce"]  # fixed settings are not flags
 
 
+@pytest.mark.slow
 def test_attack_flags_flow_into_the_attack_params():
     """--square_eps and --cw_adam_confidence reach the settings the attacks are called with,
     and --quick sets its cheaper values for the new rows."""
@@ -139,7 +130,7 @@ def test_attack_flags_flow_into_the_attack_params():
         "import sys, json\n"
         "from absl import flags\n"
         "from keras_edd.cli import configs, flag_groups\n"
-        "from keras_edd.evaluation import attack_registry\n"
+        "from keras_edd import attack_registry\n"
         "flag_groups.define_flags(flag_groups.EVALUATION)\n"
         "flags.FLAGS(sys.argv)\n"
         "config = configs.eval_config().validate()\n"
@@ -170,16 +161,16 @@ def test_attack_flags_flow_into_the_attack_params():
 def wrong_models(tmp_path_factory):
     """A corrupt .keras file and a valid model with 5 outputs."""
     import keras
-    from keras_edd.runs import run_dirs
     folder = tmp_path_factory.mktemp("models")
     corrupt = folder / "corrupt.keras"
     corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive")
     inputs = keras.Input((28, 28, 1))
     five = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))
-    run_dirs.save_model(five, str(folder / "five.keras"))
+    files.save_model(five, str(folder / "five.keras"))
     return {"corrupt": str(corrupt), "five": str(folder / "five.keras")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which,fragment", [
     ("corrupt", "not a .keras archive"),
     ("five", "has 5 outputs; dataset 'mnist_sample' has n=10 classes"),
@@ -496,13 +487,12 @@ def test_killed_evaluation_resumes_from_its_finished_crafts(tmp_path):
     import time
 
     import keras
-    from keras_edd.runs import run_dirs
     keras.utils.set_random_seed(0)
     inputs = keras.Input((28, 28, 1))
     hidden = keras.layers.Conv2D(8, 5, strides=2, activation="relu")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(hidden)))
     model_path = str(tmp_path / "cnn" / "model.keras")
-    run_dirs.save_model(model, model_path)
+    files.save_model(model, model_path)
     command = [sys.executable, BIN["eval_whitebox"], f"--model={model_path}", *_RESUME,
                f"--output_dir={tmp_path / 'out'}", "--run_name=killed"]
     crafts = tmp_path / "out" / "killed" / "attacks"
@@ -547,7 +537,6 @@ def test_reproduce_reuses_a_pretrained_collection(reproduced, tmp_path):
     """tools/make_pretrained.py ships the tiny run's models; a new reproduce run with the
     same settings installs them instead of training; another alpha retrains only the
     models that depend on it."""
-    from keras_edd import pretrained
     out, _ = reproduced
     first = json.loads((out / "tiny" / "results.json").read_text())
     collections = tmp_path / "collections"
@@ -559,7 +548,7 @@ def test_reproduce_reuses_a_pretrained_collection(reproduced, tmp_path):
     assert sorted(manifest["models"]) == sorted(first["training"])
     assert manifest["command"].startswith("bin/reproduce --quick")
     for role, card in manifest["models"].items():
-        assert card["sha256"] == pretrained.sha256(collections / "tiny" / card["file"])
+        assert card["sha256"] == files.sha256(collections / "tiny" / card["file"])
         assert card["sha256"] == first["models"][role]["sha256"]
         assert card["clean_test_accuracy"] == first["training"][role]["clean_test_accuracy"]
         assert card["dataset"]["train_size"] == 256 and len(card["dataset"]["fingerprint"]) == 64

@@ -2,21 +2,19 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, write_idx_folder
+from conftest import REPO, run_binary, write_idx_folder
 
 TRAIN = os.path.join(REPO, "bin", "train")
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return run_binary("train", *args, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,fragment", [
     (["--epochs=0"], "epochs=0"),
     (["--batch_size=-5"], "batch_size=-5"),
@@ -37,6 +35,7 @@ def test_bad_flags_one_line_error_nothing_written(tmp_path, args, fragment):
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_bad_data_dir_names_it(tmp_path):
     result = run(f"--output_dir={tmp_path / 'out'}", f"--data_dir={tmp_path / 'missing'}")
     assert result.returncode == 2

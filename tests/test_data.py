@@ -271,3 +271,25 @@ def test_shared_mnist_counts(shared_mnist):
     ds = data.load_dataset("mnist", shared_mnist)
     assert (len(ds.y_train), len(ds.y_test)) == (22699, 10000)
     assert np.bincount(ds.y_train)[:3].tolist() == [2258, 2581, 2215]
+
+
+def test_to_float_is_the_one_uint8_rule():
+    images = np.array([[0, 51, 255]], np.uint8)
+    np.testing.assert_array_equal(data.to_float(images),
+                                  np.array([[0, 51, 255]], np.float32) / np.float32(255))
+    floats = np.array([[0.0, 0.25, 1.0]], np.float32)
+    out = data.to_float(floats)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, floats)  # already in [0, 1]: not divided again
+    np.testing.assert_array_equal(data.to_float(floats.astype(np.float64)), floats)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.array([0.0, 2.0], np.float32), r"span \[0.0, 2.0\]: expected values in \[0, 1\]"),
+    (np.array([-0.5, 0.5]), r"span \[-0.5, 0.5\]"),
+    (np.array([0.5, np.nan], np.float32), r"expected values in \[0, 1\]"),
+    (np.array([0, 255], np.int64), "dtype int64: expected uint8"),
+])
+def test_to_float_refuses_what_is_not_an_image(images, message):
+    with pytest.raises(ValueError, match=message):
+        data.to_float(images)

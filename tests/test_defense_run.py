@@ -2,25 +2,22 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, event_hparams
+from conftest import REPO, event_hparams, run_binary
 from keras_edd import config, models
-from keras_edd.defense import training
 from keras_edd.runs import run_config
 
 TRAIN = os.path.join(REPO, "bin", "train")
 
 
 def run(*args):
-    return subprocess.run([sys.executable, TRAIN, "--noprogress", *args], capture_output=True,
-                          text=True, timeout=600)
+    return run_binary("train", "--noprogress", *args)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,fragment", [
     (["--alpha=1.5"], "alpha=1.5"),
     (["--temperature=0"], "temperature=0"),
@@ -42,6 +39,7 @@ def test_bad_defense_flags(tmp_path, args, fragment):
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_missing_or_corrupt_teacher_named(tmp_path):
     bad = tmp_path / "teacher.keras"
     bad.write_bytes(b"not a zip")
@@ -72,14 +70,14 @@ def test_extended_end_to_end_uses_outlier_class(tmp_path):
     # inputs with the largest sigma, its outlier probability is highest.
     from keras_edd.data import load_dataset
     ds = load_dataset("mnist_sample", train_limit=512)
-    logits = training.predict_logits(distilled, ds.x_train)
+    logits = models.predict_logits(distilled, ds.x_train)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     order = np.argsort(sigma)
     assert probs[order[-50:], 10].mean() > probs[order[:50], 10].mean()
     assert (logits.argmax(1) == 10).any()
     assert results["models"]["distilled"]["clean_detected"] == pytest.approx(
-        training.evaluate(distilled, ds.x_test[:200], ds.y_test[:200], outlier_class=10)["detected"])
+        models.evaluate_clean(distilled, ds.x_test[:200], ds.y_test[:200], outlier_class=10)["detected"])
 
 
 @pytest.mark.slow
@@ -143,7 +141,7 @@ def test_extended_in_bfloat16_saves_float32_models(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     from keras_edd.data import load_dataset
     ds = load_dataset("mnist_sample", test_limit=100)
-    clean = training.evaluate(models.load_model(str(run_dir / "distilled.keras")), ds.x_test,
+    clean = models.evaluate_clean(models.load_model(str(run_dir / "distilled.keras")), ds.x_test,
                               ds.y_test, outlier_class=10)
     assert results["clean_test_accuracy"] == clean["accuracy"]
     assert results["clean_test_detected"] == clean["detected"]
@@ -197,6 +195,7 @@ def test_run_hparams_name_what_each_defense_uses(defense, expected):
                                          "dataset": "mnist", "batch_size": 128, **expected}
 
 
+@pytest.mark.slow
 def test_training_run_logs_hparams_with_its_final_metrics(tmp_path):
     """In process, tiny: TensorBoard's hparams dashboard can compare runs by alpha, T,
     lambda, N, epochs, defense and seed, with the run's final numbers beside them."""

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, write_idx_folder
+from keras_edd import config as config_lib
 from keras_edd import distribute
 from keras_edd.config import DistributionConfig
 
@@ -24,7 +25,7 @@ def _tf_config(ports, index):
 
 
 def test_parse_tf_config_reads_cluster_and_task():
-    cluster, task_type, task_id = distribute.parse_tf_config(json.dumps(
+    cluster, task_type, task_id = config_lib.parse_tf_config(json.dumps(
         {"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]},
          "task": {"type": "worker", "index": 1}}))
     assert cluster == {"chief": ["a:1"], "worker": ["b:2", "c:3"]}
@@ -54,7 +55,7 @@ def test_parse_tf_config_reads_cluster_and_task():
 ])
 def test_bad_tf_config_is_one_clear_error(text, message):
     with pytest.raises(ValueError, match=message) as info:
-        distribute.parse_tf_config(text)
+        config_lib.parse_tf_config(text)
     assert "\n" not in str(info.value)
 
 
@@ -110,7 +111,7 @@ def test_attacks_per_input_split_input_by_input_others_by_whole_calls():
     1,024-input call, reach both workers. With early_exit="batch" (the batch's loss stops
     it) and for the attacks not marked per input, the shards stay whole calls."""
     from keras_edd.config import EvalConfig
-    from keras_edd.evaluation import attack_registry
+    from keras_edd import attack_registry
     settings = EvalConfig().attack
 
     def shards(attack, batch_size=300, **changes):
@@ -162,6 +163,7 @@ def _run(args, env=None, timeout=300):
                           env=dict(os.environ, PYTHONPATH=REPO, **(env or {})), timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binary, args, env, message", [
     ("train", ["--distribution=multi_worker"], {}, "needs the TF_CONFIG environment variable"),
     ("train", ["--distribution=multi_worker"], {"TF_CONFIG": "{'cluster': 1}"},

@@ -8,14 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_edd import data, models
-from keras_edd.config import AttackConfig, EvalConfig
+from conftest import keras_linear
+
+from keras_edd import attack_registry, data, files, models
+from keras_edd.attack_registry import AttackConfig
+from keras_edd.config import EvalConfig
 from keras_edd.defense import training
-from keras_edd.evaluation import attack_registry, engine, metrics, scoring
-from keras_edd.evaluation.attack_settings import (ApgdSettings, ApgdTargetedSettings,
+from keras_edd.evaluation import crafting, engine, metrics, scoring
+from keras_edd.attack_settings import (ApgdSettings, ApgdTargetedSettings,
                                                   CwSettings, JsmaSettings, PgdSettings,
                                                   SquareSettings)
-from keras_edd.runs import reproduce, run_dirs
+from keras_edd.runs import reproduce
 
 
 # ----------------------------------------------------------------------------- rates
@@ -156,7 +159,7 @@ def test_attack_succeeded_is_each_attacks_own_criterion():
     adv = np.array([[0.0, 8.0, 0.0, 0.0],    # margin 8 over y
                     [0.0, 5.0, 0.0, 0.0],    # margin 5
                     [0.0, 1.0, 0.0, 9.0]])   # outlier on top: margin vs y is 9, adaptive -8
-    succeeded = attack_registry.attack_succeeded
+    succeeded = scoring.attack_succeeded
     # CW reports its own success (margin >= kappa found during the search).
     cw = {"confidence": 7.0}
     for name in ("cw", "cw_adam"):
@@ -182,11 +185,11 @@ def test_attack_succeeded_is_each_attacks_own_criterion():
 
 
 def test_craft_collects_the_details_jsma_returns():
-    model = _linear_model(10)
+    model = keras_linear(10, (28, 28, 1))
     x = np.random.default_rng(0).uniform(size=(5, 28, 28, 1)).astype(np.float32)
     details = {}
     params = attack_registry.attack_params("jsma", AttackConfig())
-    x_adv = attack_registry.craft(model, "jsma", x, params, batch_size=2, details=details)
+    x_adv = crafting.run_attack(model, "jsma", x, params, batch_size=2, details=details)
     assert x_adv.shape == x.shape
     assert details["success"].shape == (5,) and details["target"].shape == (5,)
     logits = np.asarray(model(x_adv))
@@ -348,14 +351,6 @@ def test_extra_cap_applies_to_slow_attacks_on_extra_models_only():
 # ------------------------------------------------------------------------ models
 
 
-def _linear_model(num_outputs, input_shape=(28, 28, 1), scale=1.0, seed=0):
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Flatten()(inputs)
-    logits = keras.layers.Dense(num_outputs, name="logits")(x)
-    model = keras.Model(inputs, logits)
-    if scale != 1.0:
-        model.set_weights([w * scale for w in model.get_weights()])
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -366,7 +361,7 @@ def small_data():
 @pytest.mark.parametrize("outputs,outlier", [(10, None), (11, 10)])
 def test_load_model_spec_infers_the_outlier_class(tmp_path, small_data, outputs, outlier):
     path = str(tmp_path / f"m{outputs}.keras")
-    run_dirs.save_model(_linear_model(outputs), path)
+    files.save_model(keras_linear(outputs, (28, 28, 1)), path)
     spec = models.load_model_spec("m", path, small_data)
     assert spec.outlier_class == outlier and spec.num_classes == 10
     assert spec.variants() == (("plain", "adaptive") if outlier else ("plain",))
@@ -375,7 +370,7 @@ def test_load_model_spec_infers_the_outlier_class(tmp_path, small_data, outputs,
 
 def test_load_model_spec_rejects_other_output_counts_naming_the_file(tmp_path, small_data):
     path = str(tmp_path / "five.keras")
-    run_dirs.save_model(_linear_model(5), path)
+    files.save_model(keras_linear(5, (28, 28, 1)), path)
     with pytest.raises(ValueError, match=r"five\.keras.*5 outputs.*expected 10 or 11"):
         models.load_model_spec("m", path, small_data)
 
@@ -395,7 +390,7 @@ def test_model_label_is_a_valid_run_name():
 @pytest.fixture(scope="module")
 def trained_linear(small_data):
     keras.utils.set_random_seed(0)
-    model = _linear_model(10)
+    model = keras_linear(10, (28, 28, 1))
     training.fit(model, small_data.x_train, training.one_hot(small_data.y_train, 10), epochs=3,
                  batch_size=50, progress=False)
     return model
@@ -404,7 +399,7 @@ def trained_linear(small_data):
 def test_evaluate_models_structure_and_masking_flag(small_data, trained_linear):
     good = models.ModelSpec("linear", trained_linear, "linear.keras", 10, None)
     # Same decisions, logits x 1e4: the softmax saturates, CE gradients are exactly 0.
-    masked_model = _linear_model(10)
+    masked_model = keras_linear(10, (28, 28, 1))
     masked_model.set_weights([w * 1e4 for w in trained_linear.get_weights()])
     masked = models.ModelSpec("masked", masked_model, "masked.keras", 10, None)
     surrogate = models.ModelSpec("copy", trained_linear, "copy.keras", 10, None)
@@ -512,16 +507,16 @@ def test_a_surrogate_with_only_target_is_scored_on_that_target_alone(small_data,
 
 def test_jsma_targets_real_classes_on_outlier_models(small_data, monkeypatch):
     keras.utils.set_random_seed(0)
-    spec = models.ModelSpec("ext", _linear_model(11), "ext.keras", 10, 10)
+    spec = models.ModelSpec("ext", keras_linear(11, (28, 28, 1)), "ext.keras", 10, 10)
     spec.describe = lambda: {"path": "ext.keras", "outputs": 11, "outlier_class": 10}
     calls = []
-    real_craft = attack_registry.craft
+    real_craft = crafting.run_attack
 
     def spy(model, attack, x, params, *, outlier_class=None, **kwargs):
         calls.append((attack, outlier_class))
         return real_craft(model, attack, x, params, outlier_class=outlier_class, **kwargs)
 
-    monkeypatch.setattr(attack_registry, "craft", spy)
+    monkeypatch.setattr(crafting, "run_attack", spy)
     config = EvalConfig(attacks=("jsma",), num_examples=4, sweeps=False, check_examples=4,
                         image_examples=0)
     results, _ = engine.evaluate_models(small_data, [spec], [], config)
@@ -534,7 +529,7 @@ def test_jsma_targets_real_classes_on_outlier_models(small_data, monkeypatch):
 
 def _outlier_model(trained_linear):
     """11 logits: the trained linear classifier and a weak outlier logit."""
-    model = _linear_model(11)
+    model = keras_linear(11, (28, 28, 1))
     kernel, bias = trained_linear.get_weights()
     rng = np.random.default_rng(0)
     model.set_weights([np.concatenate([kernel, rng.normal(0, 0.02, (784, 1))], 1)
@@ -579,7 +574,7 @@ def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained
     results_files.write_report(str(tmp_path), results, images)
     for name in ("roc.png", "roc.pdf"):
         assert (tmp_path / name).stat().st_size > 1000, name
-    assert {"roc.png", "roc.pdf"} <= set(run_dirs.read_json(tmp_path / "results.json")["files"])
+    assert {"roc.png", "roc.pdf"} <= set(files.read_json(tmp_path / "results.json")["files"])
     csv_rows = results_files.read_csv(tmp_path / "results.csv")
     attack_rows = [r for r in csv_rows if r["kind"] == "attack" and r["subset"] == "filtered"]
     assert all(r["attack_failed"] != "" for r in attack_rows)
@@ -591,6 +586,7 @@ def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained
     assert "detection/whitebox/ext/fgsm_plain/softmax/pr_curves" in accumulator.Tags()["tensors"]
 
 
+@pytest.mark.slow
 def test_worst_case_and_fixed_false_detection_on_an_outlier_model(small_data, trained_linear,
                                                                   tmp_path):
     from keras_edd.reporting import results_files as reporting

@@ -10,31 +10,22 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, write_idx, write_idx_folder
+from conftest import REPO, assert_one_line_error, run_binary, write_idx, write_idx_folder
+from keras_edd import files
 from keras_edd.runs.run_config import BlackboxConfig, RunConfig
 
 TRAIN = os.path.join(REPO, "bin", "train")
 
 
 def binary(name, *args, prefix=()):
-    return subprocess.run([*prefix, sys.executable, os.path.join(REPO, "bin", name), *args],
-                          capture_output=True, text=True, timeout=300)
+    return run_binary(name, *args, prefix=prefix, timeout=300)
 
 
 def train(*args):
     return binary("train", *args)
 
 
-def assert_one_line_error(result, *fragments, program="bin/train"):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    # TensorFlow's C++ start-up notices may come first; the error is the last line.
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"{program}: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in last, last
-
-
+@pytest.mark.slow
 def test_corrupt_gzip_body_exits_2_naming_the_file(tmp_path):
     folder = str(tmp_path / "idx")
     write_idx_folder(folder)
@@ -44,14 +35,17 @@ def test_corrupt_gzip_body_exits_2_naming_the_file(tmp_path):
         f.seek(20)
         f.write(b"\x00" * 41)
     result = train(f"--data_dir={folder}", f"--output_dir={tmp_path / 'out'}", "--epochs=1")
-    assert_one_line_error(result, "t10k-images-idx3-ubyte.gz", "corrupt gzip data")
+    assert_one_line_error(result, "t10k-images-idx3-ubyte.gz", "corrupt gzip data",
+                          program="bin/train")
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_mnist_sample_with_data_dir_exits_2(tmp_path):
     result = train("--dataset=mnist_sample", f"--data_dir={tmp_path / 'missing'}",
                    f"--output_dir={tmp_path / 'out'}", "--epochs=1")
-    assert_one_line_error(result, "dataset='mnist_sample'", "missing", "--dataset=mnist")
+    assert_one_line_error(result, "dataset='mnist_sample'", "missing", "--dataset=mnist",
+                          program="bin/train")
     assert not os.path.exists(tmp_path / "out")
 
 
@@ -65,12 +59,14 @@ def test_names_with_line_breaks_are_refused(tmp_path, name):
         BlackboxConfig(target_path=str(model), surrogates=((name, str(model)),)).validate()
 
 
+@pytest.mark.slow
 def test_run_name_ending_in_newline_exits_2_and_creates_nothing(tmp_path):
     result = train("--run_name=run\n", f"--output_dir={tmp_path / 'out'}", "--epochs=1")
-    assert_one_line_error(result, "run_name='run\\n'")
+    assert_one_line_error(result, "run_name='run\\n'", program="bin/train")
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["train", "eval_whitebox"])
 def test_empty_test_set_exits_2_before_writing(tmp_path, logits_model, name):
     folder = str(tmp_path / "idx")
@@ -102,11 +98,10 @@ _TINY = {"train": ["--dataset=mnist_sample", "--train_limit=64", "--test_limit=1
 def logits_model(tmp_path_factory):
     """A tiny valid MNIST model returning 10 logits."""
     import keras
-    from keras_edd.runs import run_dirs
     path = str(tmp_path_factory.mktemp("model") / "linear.keras")
     inputs = keras.Input((28, 28, 1))
-    run_dirs.save_model(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))),
-                    path)
+    files.save_model(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))),
+                     path)
     return path
 
 
@@ -124,6 +119,7 @@ def _without_write_permission():
     return prefix
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["train", "eval_whitebox", "reproduce"])
 @pytest.mark.parametrize("problem", ["file", "long_name", "read_only"])
 def test_unusable_output_folder_exits_2_naming_it(tmp_path, logits_model, name, problem):
@@ -161,15 +157,15 @@ def test_unusable_output_folder_exits_2_naming_it(tmp_path, logits_model, name, 
 def probability_teacher(tmp_path_factory):
     """A model with dropout whose last layer is a softmax: probabilities, not logits."""
     import keras
-    from keras_edd.runs import run_dirs
     path = str(tmp_path_factory.mktemp("teacher") / "softmax.keras")
     inputs = keras.Input((28, 28, 1))
     hidden = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
-    run_dirs.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden)),
-                    path)
+    files.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden)),
+                     path)
     return path
 
 
+@pytest.mark.slow
 def test_probability_teacher_is_refused_unless_allowed(tmp_path, probability_teacher):
     out = tmp_path / "out"
     args = [f"--teacher={probability_teacher}", "--dataset=mnist_sample", "--train_limit=64",
@@ -177,7 +173,7 @@ def test_probability_teacher_is_refused_unless_allowed(tmp_path, probability_tea
             f"--output_dir={out}", "--noprogress"]
     result = train(*args)
     assert_one_line_error(result, probability_teacher, "look like probabilities",
-                          "--allow_probability_teacher")
+                          "--allow_probability_teacher", program="bin/train")
     assert not out.exists()
     allowed = train(*args, "--allow_probability_teacher")
     assert allowed.returncode == 0, allowed.stderr
@@ -191,6 +187,7 @@ def test_probability_teacher_is_refused_unless_allowed(tmp_path, probability_tea
 # ------------------------------------------------------------------ absl's flag parsing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["train", "reproduce"])
 @pytest.mark.parametrize("arg,fragments", [
     ("--alhpa=0.9", ["'alhpa'", "Did you mean: alpha"]),
@@ -213,13 +210,14 @@ def test_flags_json_alone_does_not_block_a_corrected_rerun(tmp_path):
     assert not finished and os.listdir(path) == ["flags.json"]
     # The first command failed before writing anything else: other flags take over.
     path, finished = run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.9})
-    assert not finished and run_dirs.read_json(os.path.join(path, "flags.json")) == {"alpha": 0.9}
+    assert not finished and files.read_json(os.path.join(path, "flags.json")) == {"alpha": 0.9}
     # Once the run has written something, other flags are refused.
     os.makedirs(os.path.join(path, "checkpoints"))
     with pytest.raises(run_dirs.RunDirError, match="other settings"):
         run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
 
 
+@pytest.mark.slow
 def test_reproduce_with_model_dir_a_file_writes_nothing(tmp_path):
     model_dir = tmp_path / "models"
     model_dir.write_text("")

@@ -92,7 +92,7 @@ def test_bad_precision_is_named(bad):
 def test_precisions_are_a_light_import():
     import subprocess
     import sys
-    code = ("import sys; from keras_edd.models import PRECISIONS, check_precision; "
+    code = ("import sys; from keras_edd.config import PRECISIONS, check_precision; "
             "check_precision('mixed_bfloat16'); print(PRECISIONS, 'tensorflow' in sys.modules, "
             "'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,12 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_edd import data, models
+from keras_edd import attack_registry, data, models
+from keras_edd.attack_registry import AttackConfig
+from keras_edd.attack_settings import CwSettings
 from keras_edd.cli.presets import QUICK_PRESET
-from keras_edd.config import AttackConfig, DataConfig
+from keras_edd.config import DataConfig
 from keras_edd.defense import training
-from keras_edd.evaluation import attack_registry
-from keras_edd.evaluation.attack_settings import CwSettings
+from keras_edd.evaluation import crafting
 
 
 def _quick_settings(row_name, settings):
@@ -33,12 +34,43 @@ def test_quick_cw_misclassifies_at_least_90_percent_of_an_undefended_model():
                  epochs=QUICK_PRESET["teacher_epochs"], batch_size=QUICK_PRESET["batch_size"],
                  progress=False, log_epochs=False)
     x, y = data.to_float(ds.x_test[:20]), np.asarray(ds.y_test[:20])
-    clean = training.predict_logits(model, x).argmax(axis=1)
+    clean = models.predict_logits(model, x).argmax(axis=1)
     settings = _quick_settings("cw", CwSettings())
     assert settings.max_iterations == 100 and settings.confidence == 7.0
     params = attack_registry.attack_params("cw", AttackConfig(settings={"cw": settings}))
-    x_adv = attack_registry.craft(model, "cw", x, params, batch_size=20)
-    adversarial = training.predict_logits(model, x_adv).argmax(axis=1)
+    x_adv = crafting.run_attack(model, "cw", x, params, batch_size=20)
+    adversarial = models.predict_logits(model, x_adv).argmax(axis=1)
     correct = clean == y
     assert correct.sum() >= 15
     assert np.mean(adversarial[correct] != y[correct]) >= 0.9
+
+
+def test_every_preset_key_is_a_flag_and_its_value_parses():
+    """A misspelt preset key would silently do nothing: every key must name a flag of
+    bin/reproduce (which has every flag of the other binaries) and its value must parse."""
+    import json
+    import subprocess
+    import sys
+    code = (
+        "import json\n"
+        "from absl import flags\n"
+        "from keras_edd.cli import flag_groups\n"
+        "from keras_edd.cli.presets import PRESETS\n"
+        "g = flag_groups\n"
+        "g.define_flags(g.DATA, g.MODELS, g.EVALUATION, g.SUBSTITUTE, g.OUTPUT, "
+        "g.DISTRIBUTION, reproduce=True)\n"
+        "bad = []\n"
+        "for name, preset in PRESETS.items():\n"
+        "    for key, value in preset.items():\n"
+        "        if key not in flags.FLAGS:\n"
+        "            bad.append(f'{name}: {key} is not a flag')\n"
+        "            continue\n"
+        "        parser = flags.FLAGS[key].parser\n"
+        "        try:\n"
+        "            parser.parse(value if not isinstance(value, list) else ','.join(value))\n"
+        "        except Exception as exc:\n"
+        "            bad.append(f'{name}: {key}={value!r}: {exc}')\n"
+        "print(json.dumps(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from keras_edd import pretrained
+from keras_edd import files, pretrained
 from keras_edd.cli.presets import PAPER_PRESET
 from keras_edd.models import load_pretrained
 from keras_edd.pretrained import PretrainedError
+from keras_edd.runs import run_dirs
 
 SETTINGS = {"data": {"dataset": "mnist", "data_dir": "/somewhere", "train_limit": None,
                      "test_limit": None},
@@ -32,7 +33,7 @@ def collection(tmp_path):
     folder = tmp_path / "toy"
     folder.mkdir()
     model.save(folder / "extended.keras")
-    card = {"file": "extended.keras", "sha256": pretrained.sha256(folder / "extended.keras"),
+    card = {"file": "extended.keras", "sha256": files.sha256(folder / "extended.keras"),
             "teacher": "undefended", "settings": pretrained.comparable_settings(
                 SETTINGS, "undefended"),
             "dataset": {"fingerprint": "f" * 64}, "precision": "mixed_bfloat16",
@@ -124,10 +125,12 @@ def test_install_run_makes_a_finished_run(collection, tmp_path):
     info = pretrained.read_manifest("toy", root=str(root))["models"]["extended"]
     run_dir = tmp_path / "models" / "mnist-extended"
     flags = dict(SETTINGS, output_dir=str(tmp_path / "models"))
+    # The caller (keras_edd.runs.reproduce) opens the run directory, writing flags.json.
+    run_dirs.prepare_run_dir(str(tmp_path / "models"), "mnist-extended", flags)
     results = pretrained.install_run("toy", "extended", info, str(run_dir), flags,
                                      root=str(root))
     assert json.loads((run_dir / "flags.json").read_text()) == flags
-    assert pretrained.sha256(run_dir / "distilled.keras") == info["sha256"]
+    assert files.sha256(run_dir / "distilled.keras") == info["sha256"]
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk == results and results["run_dir"] == str(run_dir)
     assert results["pretrained"]["name"] == "toy:extended"
@@ -207,7 +210,7 @@ def test_the_shipped_paper_models_match_their_manifest():
                 PAPER_PRESET["adv_train_step"], PAPER_PRESET["adv_train_steps"])
         # Every model is near 98 % clean accuracy, the adversarial baseline included.
         assert 0.97 < card["clean_test_accuracy"] <= 1.0
-        assert card["sha256"] == pretrained.sha256(path)
+        assert card["sha256"] == files.sha256(path)
         assert pretrained.matching_entry(
             "paper", name, card["training_results"]["settings"],
             card["dataset"]["fingerprint"], teacher=card["teacher"])[1] is None

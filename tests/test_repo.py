@@ -40,3 +40,15 @@ def test_citation_file_cites_the_paper_and_the_project():
     assert 'title: "Extending Defensive Distillation"' in preferred
     assert "family-names: Papernot" in preferred and "family-names: McDaniel" in preferred
     assert "year: 2017" in preferred
+
+
+def test_python_requires_is_true_to_the_code():
+    """setup.cfg's python_requires is no lower than the newest language feature used:
+    enum.StrEnum (3.11) in the settings."""
+    setup = open(os.path.join(REPO, "setup.cfg")).read()
+    version = re.search(r"^python_requires = >=3\.(\d+)$", setup, re.M)
+    assert version, "setup.cfg: python_requires = >=3.N"
+    uses_str_enum = any("enum.StrEnum" in open(os.path.join(folder, name)).read()
+                        for folder, _, names in os.walk(os.path.join(REPO, "keras_edd"))
+                        for name in names if name.endswith(".py"))
+    assert uses_str_enum and int(version.group(1)) >= 11

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import event_hparams
 from keras_edd.reporting import markdown, results_files
-from keras_edd.runs import run_dirs
+from keras_edd import files
 
 
 def _rates(count, recovered, detected):
@@ -93,7 +93,7 @@ def test_write_report_files_and_csv_matches_json(tmp_path, results):
     for name in ("results.json", "results.csv", "report.md"):
         assert (tmp_path / name).is_file(), name
     assert not glob.glob(str(tmp_path / ".tmp-*"))
-    stored = run_dirs.read_json(tmp_path / "results.json")
+    stored = files.read_json(tmp_path / "results.json")
     for figure in FIGURES:
         assert _is_png(tmp_path / f"{figure}.png")
         assert _png_dpi(tmp_path / f"{figure}.png") == pytest.approx((200, 200), abs=0.5)
@@ -137,7 +137,7 @@ def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
                            "false_detection", "accuracy_detection_correct",
                            "accuracy_rejection_error"]
     rows = results_files.read_csv(tmp_path / "results.csv")
-    stored = run_dirs.read_json(tmp_path / "results.json")
+    stored = files.read_json(tmp_path / "results.json")
     checked = 0
     for e in stored["evaluations"]:
         mine = [r for r in rows if r["kind"] == "attack" and r["target"] == e["target"]
@@ -324,7 +324,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        run_dirs.atomic_write(str(path), fail)
+        files.atomic_write(str(path), fail)
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["x.csv"]
 

@@ -2,14 +2,12 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import keras_linear
 from keras_edd.evaluation import substitute
 
 SHAPE = (2, 2, 1)
 
 
-def _linear(outputs, input_shape=SHAPE):
-    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
-                             keras.layers.Dense(outputs)])
 
 
 def _pixel_oracle(permutation=(0, 1, 2)):
@@ -26,7 +24,7 @@ def _points(n, seed=0):
 
 
 def test_augmentation_step_is_sign_of_the_label_logit_gradient_clipped():
-    model = _linear(3)
+    model = keras_linear(3, SHAPE)
     kernel = np.array([[1.0, -2.0, 0.0],
                        [-0.5, 0.0, 3.0],
                        [0.0, 1.0, -1.0],
@@ -55,6 +53,7 @@ def _recording(oracle):
     return recorded, queried
 
 
+@pytest.mark.slow
 def test_set_doubles_and_every_labelled_point_is_one_query():
     # On 28x28 inputs the CNN's gradient signs change after each round's training,
     # so no augmented point repeats and S_rho has |S_0| * 2**rho points.
@@ -73,13 +72,14 @@ def test_set_doubles_and_every_labelled_point_is_one_query():
     assert [e["queries"] for e in report["per_round"]] == [4, 8, 16, 32]
 
 
+@pytest.mark.slow
 def test_repeated_points_are_neither_queried_nor_added():
     # A linear substitute has the same Jacobian everywhere: re-augmenting x in the
     # next round, with signs unchanged, lands on a point already labelled.
     oracle, queried = _recording(_pixel_oracle())
     _, report = substitute.train_jacobian_substitute(
         oracle, _points(6), num_classes=3, rounds=3, lam=0.1, epochs_per_round=1,
-        batch_size=4, model_fn=_linear)
+        batch_size=4, model_fn=keras_linear)
     all_queried = np.concatenate(queried)
     distinct = len(np.unique(all_queried.reshape(len(all_queried), -1), axis=0))
     assert report["duplicates_dropped"] > 0
@@ -91,18 +91,20 @@ def test_repeated_points_are_neither_queried_nor_added():
 def test_zero_rounds_trains_on_the_initial_set_only():
     _, report = substitute.train_jacobian_substitute(
         _pixel_oracle(), _points(5), num_classes=3, rounds=0, epochs_per_round=1, batch_size=8,
-        model_fn=_linear)
+        model_fn=keras_linear)
     assert report["set_sizes"] == [5] and report["oracle_queries"] == 5
 
 
+@pytest.mark.slow
 def test_periodic_step_flips_sign_every_tau_rounds():
     _, report = substitute.train_jacobian_substitute(
         _pixel_oracle(), _points(4), num_classes=3, rounds=4, lam=0.1, tau=2,
-        epochs_per_round=1, batch_size=4, model_fn=_linear)
+        epochs_per_round=1, batch_size=4, model_fn=keras_linear)
     np.testing.assert_allclose([e["step"] for e in report["per_round"][:-1]],
                                [0.1, 0.1, -0.1, -0.1])
 
 
+@pytest.mark.slow
 def test_oracle_labels_are_the_only_supervision():
     # The oracle answers a fixed permutation of the "true" classes; the substitute
     # must learn the permutation, not the true classes.
@@ -110,7 +112,7 @@ def test_oracle_labels_are_the_only_supervision():
     held_out = _points(300, seed=5)
     model, report = substitute.train_jacobian_substitute(
         _pixel_oracle(permutation), _points(32, seed=1), num_classes=3, rounds=2,
-        epochs_per_round=40, batch_size=16, learning_rate=0.05, model_fn=_linear,
+        epochs_per_round=40, batch_size=16, learning_rate=0.05, model_fn=keras_linear,
         agreement_data=(held_out, _pixel_oracle(permutation)(held_out)))
     predictions = model.predict(held_out, verbose=0).argmax(axis=1)
     assert substitute.agreement(predictions, _pixel_oracle(permutation)(held_out)) > 0.85
@@ -118,6 +120,7 @@ def test_oracle_labels_are_the_only_supervision():
     assert report["per_round"][-1]["agreement"] > 0.85
 
 
+@pytest.mark.slow
 def test_same_seed_same_substitute_and_other_seed_differs():
     def run(seed):
         model, report = substitute.train_jacobian_substitute(
@@ -141,13 +144,13 @@ def test_outlier_answers_are_kept_as_class_n():
 
     model, report = substitute.train_jacobian_substitute(
         oracle, _points(16), num_classes=3, outlier_class=3, rounds=1, epochs_per_round=1,
-        batch_size=8, model_fn=_linear)
+        batch_size=8, model_fn=keras_linear)
     assert model.output_shape[-1] == 4 and report["outputs"] == 4
     assert report["outlier_answers"] > 0
     with pytest.raises(ValueError, match="oracle label 3 outside 0..2"):
         substitute.train_jacobian_substitute(oracle, _points(16), num_classes=3, rounds=0,
                                              epochs_per_round=1, batch_size=8,
-                                             model_fn=_linear)
+                                             model_fn=keras_linear)
 
 
 def test_default_substitute_is_the_targets_family():
@@ -182,7 +185,7 @@ def test_agreement_helper():
     ({"x_initial": np.zeros((3,) + SHAPE, np.float32)}, "2 repeated inputs"),
 ])
 def test_bad_arguments_raise_naming_the_value(kwargs, match):
-    args = {"x_initial": _points(4), "num_classes": 3, "model_fn": _linear,
+    args = {"x_initial": _points(4), "num_classes": 3, "model_fn": keras_linear,
             "epochs_per_round": 1, "batch_size": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
         substitute.train_jacobian_substitute(_pixel_oracle(), args.pop("x_initial"), **args)

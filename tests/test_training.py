@@ -2,15 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_edd import models
+from conftest import keras_linear
+from keras_edd import files, models
 from keras_edd.defense import losses, training
-from keras_edd.runs import run_dirs
 
 
-def _linear_model(inputs=4, classes=3, seed=0):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(),
-                             keras.layers.Dense(classes)])
 
 
 def _softmax(z):
@@ -23,7 +19,7 @@ def test_one_adam_step_matches_hand_computation(temperature):
     rng = np.random.default_rng(1)
     x = rng.random((8, 2, 2, 1)).astype(np.float32)
     targets = _softmax(rng.normal(size=(8, 3)))
-    model = _linear_model()
+    model = keras_linear(3, seed=0)
     w0, b0 = (v.numpy().copy() for v in model.trainable_variables)
     lr = 0.01
     training.fit(model, x, targets, epochs=1, batch_size=8, optimizer="adam", learning_rate=lr,
@@ -39,13 +35,14 @@ def test_one_adam_step_matches_hand_computation(temperature):
         np.testing.assert_allclose(var.numpy(), start - step, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_logit_penalty_shrinks_logits():
     rng = np.random.default_rng(2)
     x = rng.random((64, 2, 2, 1)).astype(np.float32)
     targets = training.one_hot(rng.integers(0, 3, 64), 3)
     norms = []
     for weight in (0.0, 1.0):
-        model = _linear_model(seed=3)
+        model = keras_linear(3, seed=3)
         training.fit(model, x, targets, epochs=30, batch_size=16, learning_rate=0.05,
                      temperature=4.0, penalty_weight=weight, progress=False)
         norms.append(float(np.mean(np.square(model(x).numpy()))))
@@ -65,6 +62,7 @@ def _tiny_run(tmp_path, epochs, name="run", precision="float32"):
     return model, history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, precision):
     straight, _ = _tiny_run(tmp_path, 3, "straight", precision)
@@ -80,6 +78,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, precision):
     assert history["training_seconds"] == pytest.approx(sum(history["epoch_seconds"]))
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_logs(tmp_path):
     a, history = _tiny_run(tmp_path, 1, "a")
     b, _ = _tiny_run(tmp_path, 1, "b")
@@ -91,15 +90,15 @@ def test_same_seed_same_weights_and_logs(tmp_path):
 
 
 def test_evaluate_reports_detected_rate():
-    model = _linear_model(classes=3)
+    model = keras_linear(3, seed=0)
     model.layers[-1].set_weights([np.zeros((4, 3), np.float32), np.array([0, 0, 5], np.float32)])
     x = np.zeros((5, 2, 2, 1), np.float32)
-    result = training.evaluate(model, x, np.array([0, 1, 2, 2, 0]), outlier_class=2)
+    result = models.evaluate_clean(model, x, np.array([0, 1, 2, 2, 0]), outlier_class=2)
     assert result == {"accuracy": 0.4, "detected": 1.0}
 
 
 def test_bad_targets_and_batch():
-    model = _linear_model()
+    model = keras_linear(3, seed=0)
     x = np.zeros((4, 2, 2, 1), np.float32)
     with pytest.raises(ValueError, match="do not match"):
         training.fit(model, x, np.zeros((4, 5), np.float32), epochs=1, batch_size=2)
@@ -109,7 +108,7 @@ def test_bad_targets_and_batch():
 
 def test_logit_statistics_by_hand():
     from keras_edd.evaluation.metrics import logit_statistics
-    model = _linear_model(classes=3)
+    model = keras_linear(3, seed=0)
     model.layers[-1].set_weights([np.zeros((4, 3), np.float32), np.array([3, -1, 0], np.float32)])
     stats = logit_statistics(model, np.zeros((4, 2, 2, 1), np.float32))
     assert stats["mean_abs"] == pytest.approx(4 / 3)
@@ -123,6 +122,7 @@ def _digits(n=32, seed=0):
             training.one_hot(np.arange(n) % 10, 10))
 
 
+@pytest.mark.slow
 def test_one_bfloat16_step_decreases_the_float32_loss():
     x, y = _digits()
     keras.utils.set_random_seed(0)
@@ -137,21 +137,22 @@ def test_one_bfloat16_step_decreases_the_float32_loss():
     assert {v.dtype for v in model.trainable_variables} == {"float32"}
 
 
+@pytest.mark.slow
 def test_bfloat16_trained_model_loads_and_runs_in_float32(tmp_path):
     x, y = _digits(64, seed=1)
     keras.utils.set_random_seed(2)
     trained = models.cleverhans_cnn(10, precision="mixed_bfloat16")
     training.fit(trained, x, y, epochs=3, batch_size=32, progress=False, log_epochs=False)
     path = str(tmp_path / "model.keras")
-    run_dirs.save_model(trained, path)
+    files.save_model(trained, path)
     loaded = models.load_model(path, num_outputs=10)
     assert models.model_precision(loaded) == "float32"
     assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
     assert {v.dtype for v in loaded.variables if "seed_generator" not in v.path} == {"float32"}
     for a, b in zip(trained.trainable_variables, loaded.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    bf16_logits = training.predict_logits(trained, x[:16])
-    fp32_logits = training.predict_logits(loaded, x[:16])
+    bf16_logits = models.predict_logits(trained, x[:16])
+    fp32_logits = models.predict_logits(loaded, x[:16])
     assert fp32_logits.dtype == np.float32
     # Same weights, bfloat16 vs float32 arithmetic: close logits; the same class
     # wherever the bfloat16 model's top-2 margin exceeds that rounding.

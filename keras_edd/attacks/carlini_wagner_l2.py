@@ -38,29 +38,31 @@ binary-search steps, so the compiled inner loop is traced once per call.
 """
 
 import collections
+import itertools
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_edd.attack_settings import CW_LEARNING_RATES, CwEarlyExit
 from keras_edd.attacks import utils
+from keras_edd.validation import choices
 from keras_edd.attacks.cw_optimizers import adadelta_update, adam_update, make_optimizer
 
-# Default learning rates, measured on an MNIST CNN at kappa = 7, 5 binary-search
-# steps, c_0 = 0.01: Adam lr 0.01 (Carlini's) succeeds on 100% with the default
-# 1000 iterations (1% with 100). AdaDelta (rho 0.95, epsilon 1e-6 as in Zeiler
-# 2012) moves tanh-saturated pixels very slowly: lr 1.0 gave 57% after 1000
-# iterations, lr 10 gave 97%, hence 10.
-DEFAULT_LEARNING_RATES = {"adam": 1e-2, "adadelta": 10.0}
-EARLY_EXITS = ("sample", "batch")
-# The `progress` callback of the running call, read by the compiled loop through
-# tf.py_function, so the loop's trace does not depend on the callback.
-_progress = [None]
+# Default learning rates by optimizer (measured: see keras_edd.attack_settings).
+DEFAULT_LEARNING_RATES = CW_LEARNING_RATES
+EARLY_EXITS = choices(CwEarlyExit)
+# The `progress` callbacks of the calls running now, by call number. The compiled loop gets
+# its call's number as a tensor and reports through tf.py_function, so its trace does not
+# depend on the callback, and calls from several threads each reach their own.
+_RUNNING = {}
+_CALL_NUMBERS = itertools.count(1)
 
 
-def _report_finished(count):
-    if _progress[0] is not None and int(count):
-        _progress[0](int(count))
+def _report_finished(call, count):
+    progress = _RUNNING.get(int(call))
+    if progress is not None and int(count):
+        progress(int(count))
     return np.int32(0)
 
 
@@ -144,15 +146,17 @@ def carlini_wagner_l2(model_fn, x, *, y=None, targeted=False, confidence=0.0,
             progress(int(x.shape[0]))
     else:
         slots = min(batch_size, int(x.shape[0]))
-        _progress[0] = progress
+        call = next(_CALL_NUMBERS)
+        if progress is not None:
+            _RUNNING[call] = progress
         try:
             x_adv, squared_l2, iterations = (
                 value.numpy() for value in _sample_search(
-                    model_fn, x, labels, slots=slots,
+                    model_fn, x, labels, tf.constant(call, tf.int64), slots=slots,
                     **dict(settings, **{key: tf.constant(settings[key], tf.float32) for key in
                                         ("confidence", "learning_rate", "initial_const")})))
         finally:
-            _progress[0] = None
+            _RUNNING.pop(call, None)
         x_adv = tf.convert_to_tensor(x_adv)
     if not return_details:
         return x_adv
@@ -175,7 +179,7 @@ def _margin_loss_terms(logits, labels, targeted, outlier_class, confidence):
 
 
 @tf.function
-def _sample_search(model_fn, x, labels, *, slots, targeted, confidence, optimizer,
+def _sample_search(model_fn, x, labels, call, *, slots, targeted, confidence, optimizer,
                    learning_rate, binary_search_steps, max_iterations, initial_const,
                    abort_early, clip_min, clip_max, outlier_class):
     """All binary-search steps of every input, `slots` inputs at a time.
@@ -248,7 +252,8 @@ def _sample_search(model_fn, x, labels, *, slots, targeted, confidence, optimize
         ended = tf.logical_or(stalled, iteration >= max_iterations)
         _end_search_steps(s, ended, iteration, steps)
         state = {key: tf.tensor_scatter_nd_update(state[key], busy, s[key]) for key in state}
-        return _refill_slots(state, output, next_input, x_flat, n, steps, initial_const)
+        return _refill_slots(state, output, next_input, x_flat, n, steps, initial_const,
+                             call)
 
     _, output, _ = tf.while_loop(condition, body, (slot_state, output, next_input))
     return tf.reshape(output["x_adv"], tf.shape(x)), output["best_l2"], output["iterations"]
@@ -281,10 +286,11 @@ def _end_search_steps(s, ended, iteration, steps):
         s[key] = _reset_rows(s[key], ended, fill)
 
 
-def _refill_slots(state, output, next_input, x_flat, n, steps, initial_const):
+def _refill_slots(state, output, next_input, x_flat, n, steps, initial_const, call):
     """Inputs done with every step hand in their result (their best x', else x); each
     freed slot takes the next input (-1 = idle once all n are taken). Returns the loop
-    variables (state, output, next_input)."""
+    variables (state, output, next_input); `call` numbers the running call, whose
+    progress callback hears of the finished inputs."""
     finished = tf.logical_and(state["digit"] >= 0, state["step"] >= steps)
     done = tf.where(finished)
     done_digit = tf.gather_nd(state["digit"], done)
@@ -306,7 +312,7 @@ def _refill_slots(state, output, next_input, x_flat, n, steps, initial_const):
         state[key] = _reset_rows(state[key], finished, fill)
     finished_count = tf.reduce_sum(tf.cast(finished, tf.int32))
     reported = tf.ensure_shape(
-        tf.py_function(_report_finished, [finished_count], tf.int32), [])
+        tf.py_function(_report_finished, [call, finished_count], tf.int32), [])
     next_input += finished_count + 0 * reported  # keeps the report in the loop
     return state, output, next_input
 

@@ -4,7 +4,9 @@ Three classic ways a robustness number is wrong: the attack got probabilities
 where it expected logits (softmax saturates and gradients vanish), the input
 gradients are zero (gradient masking, e.g. a distilled model at T=1), or the
 model is stochastic at attack time (dropout left on). Each check returns what
-it measured and warns (or raises with `action="raise"`).
+it measured and warns (or raises with `action="raise"`); `check_warnings` turns what
+`run_all_checks` measured into the one-line warnings of an evaluation's report. The
+checks' warnings and their thresholds live here only.
 """
 
 import warnings
@@ -13,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_edd.attacks import utils
-from keras_edd.attacks.utils import looks_like_probabilities  # noqa: F401  (re-export)
 
 _ACTIONS = ("warn", "raise", "ignore")
+# More than this fraction of exactly-zero input gradients is a gradient-masking warning.
+ZERO_GRADIENT_THRESHOLD = 0.5
 
 
 def _report(message, action):
@@ -61,8 +64,8 @@ def zero_gradient_fraction(model_fn, x, y=None, *, outlier_class=None):
     return float(tf.reduce_mean(tf.cast(tf.equal(grad, 0.0), tf.float32)))
 
 
-def check_gradient_masking(model_fn, x, y=None, *, threshold=0.5, outlier_class=None,
-                           action="warn"):
+def check_gradient_masking(model_fn, x, y=None, *, threshold=ZERO_GRADIENT_THRESHOLD,
+                           outlier_class=None, action="warn"):
     """Warn when more than `threshold` of the input gradients are exactly zero.
 
     Returns the measured zero fraction.
@@ -103,3 +106,19 @@ def run_all_checks(model_fn, x, y=None, *, outlier_class=None, action="warn"):
             model_fn, x, y, outlier_class=outlier_class, action=action),
         "stochastic": check_deterministic(model_fn, x, action=action),
     }
+
+
+def check_warnings(name, checks):
+    """The warnings, one line each, of what `run_all_checks` measured on model `name`
+    (`checks`, as saved in results.json; the adaptive run adds
+    zero_gradient_fraction_adaptive)."""
+    found = []
+    if checks["probabilities"]:
+        found.append(f"{name}: outputs look like probabilities, not logits")
+    if checks["stochastic"]:
+        found.append(f"{name}: outputs differ between calls (dropout on?)")
+    for key in ("zero_gradient_fraction", "zero_gradient_fraction_adaptive"):
+        if checks.get(key, 0.0) > ZERO_GRADIENT_THRESHOLD:
+            found.append(f"{name}: {checks[key]:.1%} of input gradients are "
+                         f"exactly zero ({key}): likely gradient masking")
+    return found

@@ -11,6 +11,14 @@ import tensorflow as tf
 from keras_edd.attacks import utils
 
 
+def pgd_step(x, x_adv, grad, eps, eps_iter, clip_min=0.0, clip_max=1.0):
+    """One L_inf PGD step: x_adv + eps_iter * sign(grad), projected back onto the ball of
+    radius eps around x and into the box [clip_min, clip_max]. Shared with the
+    training-time adversaries (keras_edd.defense.adversarial_training)."""
+    x_adv = x_adv + eps_iter * tf.sign(grad)
+    return tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), clip_min, clip_max)
+
+
 @tf.function
 def _pgd_run(model_fn, x, labels, noise, eps, eps_iter, nb_iter, clip_min, clip_max,
              targeted, outlier_class, loss, score):
@@ -29,8 +37,7 @@ def _pgd_run(model_fn, x, labels, noise, eps, eps_iter, nb_iter, clip_min, clip_
             values, _ = objective(x_adv)
             total = tf.reduce_sum(values)
         grad = tape.gradient(total, x_adv)
-        x_adv = x_adv + eps_iter * tf.sign(grad)
-        x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), clip_min, clip_max)
+        x_adv = pgd_step(x, x_adv, grad, eps, eps_iter, clip_min, clip_max)
     if not score:
         return x_adv, None, None
     values, logits = objective(x_adv)

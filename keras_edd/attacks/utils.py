@@ -7,8 +7,6 @@ class (n real classes plus one "detected" logit at index `outlier_class`) an
 untargeted attacker must avoid both `y` and the outlier class.
 """
 
-import math
-import numbers
 import warnings
 import weakref
 

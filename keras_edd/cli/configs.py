@@ -9,9 +9,10 @@ keras_edd.cli.
 import dataclasses
 import os
 
+from keras_edd import attack_registry
 from keras_edd import config as config_lib
+from keras_edd import pretrained
 from keras_edd.cli.flag_groups import defined, preset, value
-from keras_edd.evaluation import attack_registry
 from keras_edd.runs.run_config import ReproduceConfig
 
 
@@ -63,8 +64,8 @@ def attack_config():
         values = {field.name: value(f"{name}_{flag}")
                   for field, flag in row.settings.flag_fields()}
         settings[name] = dataclasses.replace(row.settings, **values)
-    return config_lib.AttackConfig(settings=settings, batch_size=value("attack_batch_size"),
-                                   seed=value("attack_seed"))
+    return attack_registry.AttackConfig(settings=settings, batch_size=value("attack_batch_size"),
+                                        seed=value("attack_seed"))
 
 
 def eval_config():
@@ -115,7 +116,6 @@ def output_settings():
 def model_file(value):
     """A model flag's `.keras` path: a pretrained name (`paper:extended`) becomes its
     sha256-checked file in saved_models/ (keras_edd.pretrained); a path stays as given."""
-    from keras_edd import pretrained  # light: no TensorFlow
     return pretrained.resolve_model(value)
 
 

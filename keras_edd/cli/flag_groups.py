@@ -9,14 +9,14 @@ arguments only):
                              train=True)                                  # bin/train
     config = RunConfig(data=configs.data_config(), train=configs.train_config(), ...)
 
-The attack flags are derived from keras_edd.evaluation.attack_registry:
+The attack flags are derived from keras_edd.attack_registry:
 `--<attack>_<field>` for every field of an attack's settings (under its FLAG_NAMES
 alias where one is set, e.g. --pgd_restarts) and `--num_examples_<attack>` for
 attacks with a cap.
 
 Choices (--dataset, --defense, --optimizer, --pgd_loss, ...) are string flags
 whose allowed values come from the enums in keras_edd.config and
-keras_edd.evaluation.attack_settings; they are checked by the configs' validate(),
+keras_edd.attack_settings; they are checked by the configs' validate(),
 so a bad value is the same one-line error (exit status 2) as any other bad setting.
 
 `--preset=NAME` (evaluation binaries) replaces the defaults of the flags in
@@ -29,10 +29,7 @@ from absl import flags
 
 from keras_edd import config as config_lib
 from keras_edd.cli.presets import PRESETS  # light
-from keras_edd.data import DATASETS  # light: no TensorFlow
-from keras_edd.defense.adversarial_training import ADV_TRAIN_ATTACKS  # light
-from keras_edd.evaluation import attack_registry
-from keras_edd.models import PRECISIONS  # light: no TensorFlow
+from keras_edd import attack_registry
 from keras_edd.runs.run_config import ReproduceConfig
 
 DATA, MODELS, EVALUATION, SUBSTITUTE, OUTPUT, DISTRIBUTION = (
@@ -55,7 +52,7 @@ def _one_of(values):
 
 def _define_data():
     _define(flags.DEFINE_string, "dataset", _DEFAULTS.data.dataset,
-            f"One of {_one_of(sorted(DATASETS))}.")
+            f"One of {_one_of(sorted(config_lib.DATASETS))}.")
     _define(flags.DEFINE_string, "data_dir", None,
             "Folder with the four IDX files (default: $KERAS_EDD_DATA_DIR, then TensorFlow "
             "Datasets, then for mnist the bundled sample).")
@@ -65,7 +62,7 @@ def _define_data():
 
 def _define_models(train, reproduce):
     rates = ", ".join(f"{rate:g} for {name}"
-                      for name, rate in config_lib.DEFAULT_LEARNING_RATES.items())
+                      for name, rate in config_lib.TRAIN_LEARNING_RATES.items())
     temperatures = ", ".join(f"{t:g} {name}" for name, t in
                              config_lib.DEFAULT_TEMPERATURES.items() if name != "none")
     _define(flags.DEFINE_integer, "epochs", _DEFAULTS.train.epochs,
@@ -79,7 +76,7 @@ def _define_models(train, reproduce):
             "Seed: the run is deterministic given it (bin/reproduce: the surrogates use "
             "seed+1 and seed+2).")
     _define(flags.DEFINE_string, "precision", _DEFAULTS.train.precision,
-            f"One of {_one_of(PRECISIONS)}: the arithmetic of training and MC-dropout "
+            f"One of {_one_of(config_lib.PRECISIONS)}: the arithmetic of training and MC-dropout "
             "labelling (logits, losses and sigma stay float32; bfloat16 is faster only on "
             "CPUs with AVX512_BF16 or AMX). Saved models and attacks are float32.")
     _define(flags.DEFINE_float, "alpha", _DEFAULTS.extended.alpha,
@@ -105,7 +102,8 @@ def _define_models(train, reproduce):
         adversarial = config_lib.DefenseConfig(defense="adversarial")
         _define(flags.DEFINE_string, "adv_train_attack", adversarial.adv_train_attack,
                 f"--defense=adversarial: the training adversary, one of "
-                f"{_one_of(ADV_TRAIN_ATTACKS)} (FGSM with a random start, Wong et al. 2020; "
+                f"{_one_of(config_lib.ADV_TRAIN_ATTACKS)} (FGSM with a random start, "
+                "Wong et al. 2020; "
                 "PGD, Madry et al. 2018).")
         _define(flags.DEFINE_float, "adv_train_eps", adversarial.adv_train_eps,
                 "--defense=adversarial: L_inf radius of the training adversary (MNIST: 0.3).")
@@ -230,9 +228,9 @@ def _define_output():
 
 
 def _define_distribution():
-    from keras_edd.distribute import KINDS  # light: no TensorFlow
     _define(flags.DEFINE_string, "distribution", config_lib.DistributionConfig().kind,
-            f"One of {_one_of(KINDS)}: one device; tf.distribute.MirroredStrategy over the "
+            f"One of {_one_of(config_lib.DISTRIBUTION_KINDS)}: one device; "
+            "tf.distribute.MirroredStrategy over the "
             "local GPUs (or the --cpu_devices logical CPUs); MultiWorkerMirroredStrategy over "
             "the machines of the TF_CONFIG environment variable (see docs/distribution.md).")
     _define(flags.DEFINE_integer, "cpu_devices", None,

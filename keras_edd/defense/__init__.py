@@ -8,6 +8,6 @@
   train_step            its compiled step, on one device or over replicas
   adversarial_training  the training-time adversaries of the adversarial-training baseline
 
-Importing the package loads nothing: flag parsing reads
-adversarial_training.ADV_TRAIN_ATTACKS before TensorFlow is imported.
+Importing the package loads nothing; the defense's settings, defaults and choices
+(ADV_TRAIN_ATTACKS, the adversaries' steps) are keras_edd.config's.
 """

@@ -24,32 +24,27 @@ the weight update.
 `eval/pgd_accuracy`, so catastrophic overfitting (FGSM-RS robust accuracy
 collapsing to ~0 within an epoch while FGSM accuracy rises) shows in the history.
 
-Importing this module does not load TensorFlow (it is imported inside the
-functions that use it), so flag definitions and config validation can read
-`ADV_TRAIN_ATTACKS` and the defaults while staying light.
+Each step of both is the attacks' PGD step (keras_edd.attacks.pgd.pgd_step); the
+defaults (eps, steps, step sizes, the check's size) are settings, in keras_edd.config.
 """
 
 import dataclasses
 
-ADV_TRAIN_ATTACKS = ("fgsm_rs", "pgd")
-DEFAULT_EPS = 0.3                 # MNIST, Madry et al. and Wong et al.
-FGSM_RS_STEP_FACTOR = 1.25        # Wong et al.: alpha = 1.25 eps
-DEFAULT_PGD_STEP = 0.01           # Madry et al. MNIST training: 40 x 0.01 at eps = 0.3
-DEFAULT_PGD_STEPS = 40
-# Per-epoch held-out check: PGD-40, step 0.01, one random start, at the training eps.
-DEFAULT_EVAL_EXAMPLES = 500
-DEFAULT_EVAL_STEP = 0.01
-DEFAULT_EVAL_STEPS = 40
+import numpy as np
+import tensorflow as tf
+
+from keras_edd import config, data
+from keras_edd.attacks import utils
+from keras_edd.attacks.pgd import pgd as pgd_attack
+from keras_edd.attacks.pgd import pgd_step
 
 
 def _check_eps(eps):
-    from keras_edd.attacks import utils
     return utils.check_real("eps", eps, low=0.0, high=1.0, low_inclusive=False)
 
 
 def random_start(x, eps, seed):
     """x + delta, delta ~ U(-eps, eps) per pixel (stateless, keyed on `seed`), clipped to [0, 1]."""
-    import tensorflow as tf
     noise = tf.random.stateless_uniform(tf.shape(x), seed=seed, minval=-eps, maxval=eps,
                                         dtype=x.dtype)
     return tf.clip_by_value(x + noise, 0.0, 1.0)
@@ -57,19 +52,12 @@ def random_start(x, eps, seed):
 
 def _loss_gradient(model, x_adv, target):
     """d/dx of the summed T = 1 cross-entropy of `target` rows, model in inference mode."""
-    import tensorflow as tf
     with tf.GradientTape() as tape:
         tape.watch(x_adv)
         logits = model(x_adv, training=False)
         loss = tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(
             tf.cast(target, logits.dtype), logits))
     return tape.gradient(loss, x_adv)
-
-
-def _project(x, x_adv, eps):
-    """Back onto the L_inf ball of radius eps around x, then into the [0, 1] box."""
-    import tensorflow as tf
-    return tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +68,8 @@ class FgsmRs:
     name = "fgsm_rs"
 
     def __call__(self, model, x, target, seed):
-        import tensorflow as tf
         x_adv = random_start(x, self.eps, seed)
-        x_adv = x_adv + self.step * tf.sign(_loss_gradient(model, x_adv, target))
-        return _project(x, x_adv, self.eps)
+        return pgd_step(x, x_adv, _loss_gradient(model, x_adv, target), self.eps, self.step)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,32 +81,30 @@ class Pgd:
     name = "pgd"
 
     def __call__(self, model, x, target, seed):
-        import tensorflow as tf
-
         def body(i, x_adv):
-            x_adv = x_adv + self.step * tf.sign(_loss_gradient(model, x_adv, target))
-            return i + 1, _project(x, x_adv, self.eps)
+            return i + 1, pgd_step(x, x_adv, _loss_gradient(model, x_adv, target), self.eps,
+                                   self.step)
 
         _, x_adv = tf.while_loop(lambda i, _: i < self.steps, body,
                                  (tf.constant(0), random_start(x, self.eps, seed)))
         return x_adv
 
 
-def fgsm_rs(eps=DEFAULT_EPS, step=None):
+def fgsm_rs(eps=config.ADV_TRAIN_EPS, step=None):
     """The FGSM-RS training adversary.
 
     Args:
       eps: L_inf radius, in (0, 1] (MNIST: 0.3).
       step: the sign-gradient step alpha > 0; None = 1.25 eps (Wong et al.).
     """
-    from keras_edd.attacks import utils
     eps = _check_eps(eps)
-    step = FGSM_RS_STEP_FACTOR * eps if step is None else step
+    step = config.adv_train_step("fgsm_rs", eps, step)
     step = utils.check_real("step", step, low=0.0, low_inclusive=False)
     return FgsmRs(eps=eps, step=step)
 
 
-def pgd(eps=DEFAULT_EPS, step=DEFAULT_PGD_STEP, steps=DEFAULT_PGD_STEPS):
+def pgd(eps=config.ADV_TRAIN_EPS, step=config.ADV_TRAIN_PGD_STEP,
+        steps=config.ADV_TRAIN_PGD_STEPS):
     """The PGD training adversary: `steps` steps of size `step` in the eps-ball.
 
     Args:
@@ -128,42 +112,35 @@ def pgd(eps=DEFAULT_EPS, step=DEFAULT_PGD_STEP, steps=DEFAULT_PGD_STEPS):
       step: step size > 0 (Madry et al. MNIST: 0.01).
       steps: number of steps >= 1 (Madry et al. MNIST: 40).
     """
-    from keras_edd.attacks import utils
     eps = _check_eps(eps)
     step = utils.check_real("step", step, low=0.0, low_inclusive=False)
     steps = utils.check_int("steps", steps, low=1)
     return Pgd(eps=eps, step=step, steps=steps)
 
 
-def make_adversary(attack, eps=DEFAULT_EPS, **options):
-    """The training adversary named `attack` (one of ADV_TRAIN_ATTACKS).
+def make_adversary(attack, eps=config.ADV_TRAIN_EPS, **options):
+    """The training adversary named `attack` (one of config.ADV_TRAIN_ATTACKS).
 
     `options` are the constructor's own keywords: `step` for fgsm_rs, `step`
     and `steps` for pgd.
     """
-    from keras_edd.attacks import utils
-    utils.check_choice("adv_train_attack", attack, ADV_TRAIN_ATTACKS)
+    utils.check_choice("adv_train_attack", attack, config.ADV_TRAIN_ATTACKS)
     return {"fgsm_rs": fgsm_rs, "pgd": pgd}[attack](eps, **options)
 
 
-def pgd_accuracy(model, images, labels, *, eps, eps_iter=DEFAULT_EVAL_STEP,
-                 nb_iter=DEFAULT_EVAL_STEPS, seed=0, batch_size=500):
+def pgd_accuracy(model, images, labels, *, eps, eps_iter=config.PGD_CHECK_STEP,
+                 nb_iter=config.PGD_CHECK_STEPS, seed=0, batch_size=500):
     """Accuracy of `model` (inference mode) on PGD examples crafted against the true labels.
 
     One uniform random start per example (stateless, from `seed`), so the same
-    model gives the same number. `images` may be uint8 (scaled by 1/255) or
-    float32 in [0, 1].
+    model gives the same number. `images`: uint8 or float in [0, 1] (data.to_float).
     """
-    import numpy as np
-
-    from keras_edd.attacks.pgd import pgd as pgd_attack
     eps = _check_eps(eps)
-    images = np.asarray(images)
+    images = data.to_float(images)
     labels = np.asarray(labels)
-    scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
     correct = 0
     for first in range(0, len(images), batch_size):
-        x = images[first:first + batch_size].astype(np.float32) * scale
+        x = images[first:first + batch_size]
         y = labels[first:first + batch_size]
         x_adv = pgd_attack(model, x, eps=eps, eps_iter=eps_iter, nb_iter=nb_iter,
                            rand_init=True, y=y, seed=seed + first)
@@ -172,8 +149,8 @@ def pgd_accuracy(model, images, labels, *, eps, eps_iter=DEFAULT_EVAL_STEP,
     return correct / len(images)
 
 
-def pgd_evaluator(images, labels, *, eps, eps_iter=DEFAULT_EVAL_STEP,
-                  nb_iter=DEFAULT_EVAL_STEPS, seed=0, batch_size=500):
+def pgd_evaluator(images, labels, *, eps, eps_iter=config.PGD_CHECK_STEP,
+                  nb_iter=config.PGD_CHECK_STEPS, seed=0, batch_size=500):
     """A `model -> PGD accuracy` callable on a fixed held-out slice, for `fit(pgd_eval=...)`."""
     eps = _check_eps(eps)
     if len(images) != len(labels) or len(images) == 0:

@@ -97,7 +97,7 @@ def mc_uncertainty(model, images, *, passes=20, seed=0, batch_size=LABEL_BATCH_S
     """sigma(x) for every image, from a batched `tf.data` pipeline.
 
     Deterministic given `seed` (see `seeded_dropout`). `precision` (one of
-    keras_edd.models.PRECISIONS) is the arithmetic of the forward passes; the
+    keras_edd.config.PRECISIONS) is the arithmetic of the forward passes; the
     teacher is run as a copy in that precision when its own differs. With a
     multi-worker `distribution` (keras_edd.distribute), each worker labels its
     shard of whole batches, its dropout RNG advanced to the shard's first batch,

@@ -55,6 +55,9 @@ class _BatchData:
     def __init__(self, images, targets, batch_size):
         self.all_images = tf.convert_to_tensor(images)
         self.all_targets = tf.convert_to_tensor(targets)
+        # uint8 batches are scaled inside the compiled step (multiplied by 1/255, which
+        # rounds unlike data.to_float's division for half of the values: kept, so trained
+        # weights stay those of earlier runs).
         self.scale = 1.0 / 255.0 if self.all_images.dtype == tf.uint8 else 1.0
         self.batch_size = batch_size
 

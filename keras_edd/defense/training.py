@@ -31,21 +31,18 @@ by its caller, keras_edd.runs.train_run).
 import contextlib
 import os
 import time
-import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from keras_edd import files, models
 from keras_edd import progress as progress_lib
-from keras_edd.config import DEFAULT_LEARNING_RATES, LR_SCHEDULES
-from keras_edd.data import make_pipeline
+from keras_edd.config import LR_SCHEDULES, TRAIN_LEARNING_RATES
 from keras_edd.defense.train_step import EpochMeans, compiled_steps
-from keras_edd.runs import run_dirs
 from keras_edd.validation import check_batch_size
 
-EVAL_BATCH_SIZE = 1000
 STEPS_PER_CALL = 16  # train steps run per tf.function call
 
 
@@ -98,32 +95,6 @@ def epoch_order(num_examples, batch_size, seed, epoch):
     steps = num_examples // batch_size
     return rng.permutation(num_examples)[:steps * batch_size].reshape(steps, batch_size).astype(
         np.int32)
-
-
-def predict_logits(model, images, batch_size=EVAL_BATCH_SIZE):
-    """Logits of a model at inference (training=False) for uint8 or float images."""
-    ds = make_pipeline(images, np.zeros(len(images), np.int32), batch_size)
-    step = _inference_step(model)
-    return np.concatenate([step(x).numpy() for x, _ in ds], axis=0)
-
-
-_INFERENCE_STEPS = weakref.WeakKeyDictionary()
-
-
-def _inference_step(model):
-    """One compiled inference function per model (traced once, reused)."""
-    if model not in _INFERENCE_STEPS:
-        _INFERENCE_STEPS[model] = tf.function(lambda x: model(x, training=False))
-    return _INFERENCE_STEPS[model]
-
-
-def evaluate(model, images, labels, *, outlier_class=None, batch_size=EVAL_BATCH_SIZE):
-    """Clean accuracy and, for models with an outlier class, the detected rate."""
-    predictions = predict_logits(model, images, batch_size).argmax(axis=1)
-    result = {"accuracy": float(np.mean(predictions == np.asarray(labels)))}
-    if outlier_class is not None:
-        result["detected"] = float(np.mean(predictions == outlier_class))
-    return result
 
 
 def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", learning_rate=None,
@@ -248,7 +219,7 @@ def _learning_rate(optimizer, learning_rate, lr_schedule, total_steps):
     """The optimizer's learning rate: a number (None: the optimizer's default) or, for
     lr_schedule "cyclic", a CyclicLearningRate peaking at it over `total_steps`."""
     if learning_rate is None:
-        learning_rate = DEFAULT_LEARNING_RATES.get(optimizer)
+        learning_rate = TRAIN_LEARNING_RATES.get(optimizer)
     if lr_schedule == "cyclic":
         return CyclicLearningRate(learning_rate, total_steps)
     return learning_rate
@@ -287,7 +258,7 @@ def _evaluate_epoch(model, eval_data, outlier_class, pgd_eval):
     `eval_data`, PGD accuracy from `pgd_eval`, each when given."""
     values = {}
     if eval_data is not None:
-        clean = evaluate(model, *eval_data, outlier_class=outlier_class)
+        clean = models.evaluate_clean(model, *eval_data, outlier_class=outlier_class)
         values["eval/accuracy"] = clean["accuracy"]
         if outlier_class is not None:
             values["eval/detected"] = clean["detected"]
@@ -315,7 +286,7 @@ def _checkpoint(epoch, epoch_var, manager, history_path, history):
     """
     epoch_var.assign(epoch)
     if manager:
-        run_dirs.write_json(history_path, history)
+        files.write_json(history_path, history)
         manager.save(checkpoint_number=epoch)
 
 
@@ -362,7 +333,7 @@ def _resumed_history(history_path, start_epoch):
                "train/logit_penalty": [], "eval/accuracy": [], "eval/detected": [],
                "eval/pgd_accuracy": [], "epoch_seconds": []}
     if start_epoch and history_path and os.path.exists(history_path):
-        saved = run_dirs.read_json(history_path)
+        saved = files.read_json(history_path)
         # Epochs are stored in order, so those the checkpoint covers are a prefix.
         done = sum(e <= start_epoch for e in saved.get("epoch", []))
         for key in history:

@@ -4,7 +4,7 @@ An evaluation asks for "attack A with params P on model M, inputs x[:n]". The
 answer (x_adv, the seconds the craft took, and the per-input details the
 attack reports, e.g. `success`) is kept in memory and, when the evaluation has
 a run directory, in `<run_dir>/attacks/<attack>-<variant>-<key>-n<n>.npz`,
-written atomically (keras_edd.runs.run_dirs). A rerun of a killed evaluation loads the
+written atomically (keras_edd.files). A rerun of a killed evaluation loads the
 finished crafts and computes only the missing ones, with the same numbers and
 the crafts' original seconds.
 
@@ -39,7 +39,7 @@ import zipfile
 
 import numpy as np
 
-from keras_edd.runs import run_dirs
+from keras_edd import files
 
 FORMAT = 1
 
@@ -141,7 +141,7 @@ class CraftCache:
             arrays = {"x_adv": craft.x_adv, "seconds": np.float64(craft.seconds),
                       "key": np.array(json.dumps(record, sort_keys=True)),
                       **{f"detail_{k}": np.asarray(v) for k, v in craft.details.items()}}
-            run_dirs.atomic_write(self._path(key, n), lambda f: np.savez(f, **arrays), binary=True)
+            files.atomic_write(self._path(key, n), lambda f: np.savez(f, **arrays), binary=True)
         return craft
 
     def _on_disk(self, key, n):

@@ -4,7 +4,7 @@ A craft is one attack's x_adv, at one setting, for the first n attacked inputs, 
 on one source model. `Crafting.adversarial` takes it from memory or from the run
 directory (keras_edd.evaluation.attack_cache) when it was made before (also as the first
 inputs of a longer craft), and otherwise computes it through the attack registry
-(attack_registry.craft); in a multi-worker run each worker computes its shard and the
+(run_attack); in a multi-worker run each worker computes its shard and the
 shards are merged (`Crafting.shared_craft`). The seconds of the crafts are counted per
 stage of the evaluation, apart for those computed here and those loaded.
 """
@@ -15,9 +15,10 @@ import time
 
 import numpy as np
 
+from keras_edd import attack_registry
 from keras_edd import progress as progress_lib
-from keras_edd.evaluation import attack_cache, attack_registry
-from keras_edd.reporting import markdown
+from keras_edd.evaluation import attack_cache
+from keras_edd.formatting import format_params
 
 
 class Crafting:
@@ -68,7 +69,7 @@ class Crafting:
         key, params, outlier_class, variant = self.crafted(source, attack, variant, n, budget)
         craft = self.crafts.get(key, self.x, n)
         what = (f"{attack} ({variant}) on {source.name}, {n} inputs, "
-                f"{markdown.format_params(params)}")
+                f"{format_params(params)}")
         if self.distribution is not None and self.distribution.num_workers > 1:
             craft = self.shared_craft(craft, key, source, attack, params, outlier_class, n)
             if craft.origin == "computed":
@@ -80,7 +81,7 @@ class Crafting:
             t = time.perf_counter()
             with progress_lib.bar(total=n, desc=f"{attack} ({variant}) on {source.name}",
                                   progress=self.progress, unit="input") as bar:
-                x_adv = attack_registry.craft(source.model, attack, self.x[:n], params,
+                x_adv = run_attack(source.model, attack, self.x[:n], params,
                                               outlier_class=outlier_class,
                                               batch_size=settings.batch_size, seed=settings.seed,
                                               on_chunk=bar.update, details=details)
@@ -130,7 +131,7 @@ class Crafting:
             with progress_lib.bar(total=stop - start, desc=f"{attack} on {source.name} "
                                   f"[{start}:{stop}]", progress=self.progress,
                                   unit="input") as bar:
-                x_adv[start:stop] = attack_registry.craft(
+                x_adv[start:stop] = run_attack(
                     source.model, attack, self.x[start:stop], params,
                     outlier_class=outlier_class, batch_size=settings.batch_size,
                     seed=settings.seed + start, on_chunk=bar.update, details=part_details)
@@ -155,3 +156,42 @@ def _schema(details):
     return {name: (list(np.shape(value)[1:]), np.asarray(value).dtype.str)
             for name, value in details.items()}
 
+
+def run_attack(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,
+          on_chunk=None, details=None):
+    """Adversarial examples for float32 inputs x, computed on `model` (y = its prediction).
+
+    Calls of `attack_registry.chunk_size(name, batch_size)` inputs; an attack that takes `seed`
+    gets seed + the chunk's first index, so a prefix of whole chunks is the same
+    craft as the start of a longer one. on_chunk(k) is called after each chunk
+    (or, for an attack that takes `progress`, each time k inputs finish inside a call)
+    of k inputs (progress bars). `details`, a dict, receives the per-input
+    arrays the attack reports besides x_adv (a function taking
+    `return_details` is asked for them; a result with fields, such as JSMA's
+    (x_adv, target, success), gives its other fields), concatenated over chunks:
+    e.g. details["success"]. Returns x_adv as a float32 numpy array shaped like x.
+    """
+    row = attack_registry.get(name)
+    step = attack_registry.chunk_size(name, batch_size)
+    out, parts = [], {}
+    for start in range(0, len(x), step):
+        kwargs = dict(params, outlier_class=outlier_class)
+        if row.takes_seed:
+            kwargs["seed"] = seed + start
+        if row.takes_details:
+            kwargs["return_details"] = True
+        if row.takes_progress and on_chunk is not None:
+            kwargs["progress"] = on_chunk
+        chunk = x[start:start + step]
+        result = row.fn(model, chunk, **kwargs)
+        adv = getattr(result, "x_adv", result)
+        for field, value in getattr(result, "_asdict", dict)().items():
+            if field != "x_adv":
+                parts.setdefault(field, []).append(np.asarray(value))
+        out.append(np.asarray(adv, np.float32))
+        if on_chunk is not None and not row.takes_progress:
+            on_chunk(len(chunk))
+    if details is not None:
+        details.update({field: np.concatenate(values, axis=0) for field, values in parts.items()
+                        if all(np.ndim(v) >= 1 for v in values)})
+    return np.concatenate(out, axis=0)

@@ -2,7 +2,7 @@
 
 The rates themselves (recovered / detected / misclassified, filtered and
 unfiltered) are keras_edd.evaluation.metrics; the attacks and their settings come from
-keras_edd.evaluation.attack_registry. Attacks are built from the first `num_examples`
+keras_edd.attack_registry. Attacks are built from the first `num_examples`
 test inputs (fewer for slow attacks, see EvalConfig.max_examples).
 
 Settings.
@@ -49,10 +49,10 @@ import time
 
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
+from keras_edd.attacks import checks
 from keras_edd.evaluation import detection, worst_case
 from keras_edd.evaluation.metrics import FILTER_STATEMENT, clean_rates
 from keras_edd.evaluation.scoring import Evaluation, gradient_free_masking
-from keras_edd.models import ModelSpec, load_model_spec, model_label  # noqa: F401  (re-export)
 
 
 def evaluate_models(dataset, targets, surrogates=(), config=None, *, progress=False,
@@ -158,22 +158,8 @@ def _clean_and_checks(ev, dataset, targets, surrogates):
                                           ev.y[:config.num_examples],
                                           outlier_class=spec.outlier_class),
             "checks": ev.checks(spec)}
-        warnings_found += _check_warnings(spec.name, models[spec.name]["checks"])
+        warnings_found += checks.check_warnings(spec.name, models[spec.name]["checks"])
     return models, test_logits, warnings_found
-
-
-def _check_warnings(name, checks):
-    """The warnings of one model's sanity checks (keras_edd.attacks.checks)."""
-    found = []
-    if checks["probabilities"]:
-        found.append(f"{name}: outputs look like probabilities, not logits")
-    if checks["stochastic"]:
-        found.append(f"{name}: outputs differ between calls (dropout on?)")
-    for key in ("zero_gradient_fraction", "zero_gradient_fraction_adaptive"):
-        if checks.get(key, 0.0) > 0.5:
-            found.append(f"{name}: {checks[key]:.1%} of input gradients are "
-                         f"exactly zero ({key}): likely gradient masking")
-    return found
 
 
 def _attack_entries(ev, setting, sources, scored_on):

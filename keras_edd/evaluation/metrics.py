@@ -20,6 +20,9 @@ import math
 
 import numpy as np
 
+from keras_edd import models
+from keras_edd.attacks import perturbation_norms
+
 FILTER_STATEMENT = (
     "Adversarial examples are built from the first N test inputs (N per attack in "
     "'num_examples'). 'filtered' rates count only the inputs the target classifies "
@@ -103,7 +106,6 @@ def success_upper_bound(rates, z=1.645):
 
 def norm_summary(x, x_adv):
     """Mean L0 / L2 / L_inf of x_adv - x, over all inputs and over the changed ones."""
-    from keras_edd.attacks import perturbation_norms
     norms = perturbation_norms(x, x_adv)
     changed = norms["l0"] > 0
     summary = {"changed_fraction": float(changed.mean())}
@@ -115,8 +117,7 @@ def norm_summary(x, x_adv):
 
 def logit_statistics(model, images):
     """Size of the deployed (T = 1) logits: what the logit penalty controls."""
-    from keras_edd.defense import training
-    logits = training.predict_logits(model, images)
+    logits = models.predict_logits(model, images)
     return {"mean_abs": float(np.mean(np.abs(logits))),
             "mean_max": float(np.mean(logits.max(axis=1))),
             "p99_abs": float(np.quantile(np.abs(logits), 0.99)),

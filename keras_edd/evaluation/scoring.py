@@ -10,8 +10,10 @@ an outlier class, the adversarial logits kept for the detection ROC.
 
 import numpy as np
 
+from keras_edd import attack_registry, attacks, models
 from keras_edd import data as data_lib
-from keras_edd.evaluation import attack_registry
+from keras_edd.attack_settings import SuccessCriterion
+from keras_edd.attacks import utils
 from keras_edd.evaluation.crafting import Crafting
 from keras_edd.evaluation.metrics import (attack_rates, failure_rate, logit_statistics,
                                           norm_summary, success_rate, success_upper_bound)
@@ -46,8 +48,7 @@ class Evaluation:
         return min(self.config.examples_for(attack, extra=extra), len(self.y))
 
     def logits(self, spec, x):
-        from keras_edd.defense import training
-        return training.predict_logits(spec.model, x)
+        return models.predict_logits(spec.model, x)
 
     def predict(self, spec, x):
         return self.logits(spec, x).argmax(axis=1)
@@ -76,10 +77,10 @@ class Evaluation:
 
     def attack_failed(self, source, attack, variant, n, budget, source_logits, correct):
         """attack_failed over the filtered and all inputs: the attack's own criterion
-        (attack_registry.attack_succeeded) judged on the source's logits at x_adv."""
+        (attack_succeeded) judged on the source's logits at x_adv."""
         key, params, outlier_class, _ = self.crafting.crafted(source, attack, variant, n,
                                                               budget)
-        succeeded = attack_registry.attack_succeeded(
+        succeeded = attack_succeeded(
             attack, params, source_logits, self.clean_logits_of(source)[:n],
             outlier_class=outlier_class, details=self.crafting.details_of(key, n))
         return failure_rate(succeeded, correct), failure_rate(succeeded)
@@ -113,7 +114,6 @@ class Evaluation:
 
     def checks(self, spec):
         """Gradient-masking / logits / stochasticity checks on a few clean inputs."""
-        from keras_edd import attacks
         x = self.x[:self.config.check_examples]
         result = attacks.run_all_checks(spec.model, x, action="ignore")
         result = {k: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v))
@@ -194,3 +194,27 @@ def gradient_free_masking(entries, threshold, min_inputs=1):
                          f"fails where {what} succeeds ({e['success']:.1%} of {e['filtered']['count']} vs "
                          f"{free['success']:.1%}, threshold {threshold:.0%})")
     return found
+
+
+def attack_succeeded(name, params, source_logits, clean_logits, *, outlier_class=None,
+                     details=None):
+    """Per-sample booleans: did attack `name` meet its own success criterion?
+
+    The one place where `attack_failed` (= 1 - this, in the reports) is judged.
+    Args:
+      params: the attack's settings (kappa is params["confidence"] where present).
+      source_logits: [m, k] logits of the model the attack ran on, at x_adv.
+      clean_logits: [m, k] the same model's logits at the clean inputs: y is its own
+        prediction, as the attack used (y=None).
+      outlier_class: what the attack was told (None for a plain run).
+      details: what `crafting.run_attack` collected; REPORTED attacks read details["success"].
+    """
+    row = attack_registry.get(name)
+    if row.success == SuccessCriterion.REPORTED:
+        if not details or "success" not in details:
+            raise ValueError(f"attack {name!r} reports its success, but no details were kept")
+        return np.asarray(details["success"], bool)
+    labels = utils.predicted_labels(clean_logits, outlier_class)
+    return np.asarray(utils.attack_success(
+        np.asarray(source_logits, np.float32), labels, targeted=False,
+        outlier_class=outlier_class, confidence=float(params.get("confidence", 0.0))))

@@ -43,7 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_edd import models
+from keras_edd import config, data, models
 from keras_edd.defense import training
 
 JACOBIAN_BATCH_SIZE = 1000
@@ -60,10 +60,10 @@ def agreement(substitute_predictions, target_predictions):
     return float(np.mean(a == b))
 
 
-def label_oracle(model, batch_size=training.EVAL_BATCH_SIZE):
+def label_oracle(model, batch_size=models.EVAL_BATCH_SIZE):
     """The black-box view of a model: images -> argmax labels (no scores)."""
     def oracle(images):
-        return training.predict_logits(model, images, batch_size).argmax(axis=1)
+        return models.predict_logits(model, images, batch_size).argmax(axis=1)
     return oracle
 
 
@@ -146,7 +146,8 @@ def _validate(x_initial, num_classes, outlier_class, rounds, lam, tau, epochs_pe
 
 def train_jacobian_substitute(oracle, x_initial, *, num_classes, input_shape=None,
                               outlier_class=None, rounds=6, lam=0.1, tau=None,
-                              epochs_per_round=10, batch_size=128, learning_rate=1e-3, seed=0,
+                              epochs_per_round=10, batch_size=128,
+                              learning_rate=config.TRAIN_LEARNING_RATES["adam"], seed=0,
                               model_fn=None, agreement_data=None, progress=False):
     """Train a substitute from oracle labels only, with Jacobian-based augmentation.
 
@@ -245,11 +246,10 @@ def _print_round(entry):
 def _initial_set(x):
     """S_0 as float32 in [0, 1] (uint8 scaled by 1/255) and the set of inputs seen so
     far; ValueError for values outside [0, 1] or repeated inputs."""
-    training_images = (x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8
-                       else x.astype(np.float32))
-    low, high = float(training_images.min()), float(training_images.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(f"x_initial values span [{low}, {high}]: need inputs in [0, 1]")
+    try:
+        training_images = data.to_float(x)
+    except ValueError as exc:
+        raise ValueError(f"x_initial: {exc}") from None
     seen = set()
     fresh = _unseen(training_images, seen)
     if not fresh.all():
@@ -287,7 +287,7 @@ def _round_entry(substitute, training_images, labels, rho, queries, history, out
                  held_out):
     """The report of round rho after training: set size, queries so far, agreement
     with the oracle's labels (and on held-out inputs), outlier answers."""
-    predictions = training.predict_logits(substitute, training_images).argmax(axis=1)
+    predictions = models.predict_logits(substitute, training_images).argmax(axis=1)
     entry = {"rho": rho, "size": int(len(training_images)), "queries": queries,
              "train_agreement": agreement(predictions, labels),
              "train_seconds": history["wall_seconds"]}
@@ -295,7 +295,7 @@ def _round_entry(substitute, training_images, labels, rho, queries, history, out
         entry["outlier_answers"] = int(np.sum(labels == outlier_class))
     if held_out is not None:
         entry["agreement"] = agreement(
-            training.predict_logits(substitute, held_out[0]).argmax(axis=1), held_out[1])
+            models.predict_logits(substitute, held_out[0]).argmax(axis=1), held_out[1])
     return entry
 
 

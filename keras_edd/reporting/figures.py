@@ -14,7 +14,7 @@ with its legend outside the axes. `note` (a --preset=quick run's mark, see
 keras_edd.reporting.markdown.quick_note) is printed under the title. Each function returns
 False and writes nothing when there is nothing to draw. matplotlib is imported
 inside the functions (Agg backend), so importing this module is cheap. Files are
-written through keras_edd.runs.run_dirs.atomic_write.
+written through keras_edd.files.atomic_write.
 """
 
 import math
@@ -22,7 +22,8 @@ import os
 
 import numpy as np
 
-from keras_edd.runs import run_dirs
+from keras_edd import files
+from keras_edd.evaluation.detection import FALSE_ALARM_TARGETS, SCORES
 
 DPI = 200
 # Bar colours, in stacking order (bottom to top).
@@ -45,7 +46,7 @@ def _pyplot():
 def _save_figure(fig, path, dpi=DPI):
     """Save as the file's extension says (png, pdf)."""
     kind = os.path.splitext(path)[1].lstrip(".")
-    run_dirs.atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, bbox_inches="tight"),
+    files.atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, bbox_inches="tight"),
                       binary=True)
 
 
@@ -285,7 +286,6 @@ def plot_roc(detection, path_png, path_pdf, note=None):
         return False
     plt = _pyplot()
     from matplotlib.lines import Line2D
-    from keras_edd.evaluation.detection import FALSE_ALARM_TARGETS, SCORES
     titles = {"softmax": "softmax(z)_n", "margin": "z_n - max_{i<n} z_i"}
     panels = list(dict.fromkeys((e["target"], _where(e)) for e in entries))
     attacks = list(dict.fromkeys(e["attack"] for e in entries))

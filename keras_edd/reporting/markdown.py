@@ -8,6 +8,8 @@ class, accuracy at a fixed clean false-detection rate, timing and versions. A
 mark for the figures' titles. keras_edd.reporting.results_files writes the file.
 """
 
+from keras_edd.formatting import format_params, num, pct
+
 
 def quick_note(results):
     """The mark of a --preset=quick run, for report.md's banner and the figures' titles;
@@ -31,21 +33,10 @@ def quick_banner(results):
             "to them. Run `--preset=paper` for those.", ""]
 
 
-
-def _pct(value):
-    return "n/a" if value is None else f"{100 * value:.1f} %"
-
-
 def _table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def format_params(params):
-    """'eps=0.2, nb_iter=40': attack settings on one line (report tables, progress lines)."""
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in params.items())
 
 
 def markdown_report(results):
@@ -64,15 +55,15 @@ def markdown_report(results):
         out += ["## Models", "", _table(
             ["role", "defense", "T", "seed", "clean acc.", "clean detected", "reused", "run"],
             [[role, t["defense"], f"{t['temperature']:g}", t["seed"],
-              _pct(t["clean_test_accuracy"]), _pct(t.get("clean_test_detected")),
+              pct(t["clean_test_accuracy"]), pct(t.get("clean_test_detected")),
               "yes" if t["reused"] else "no", t["run_name"]]
              for role, t in results["training"].items()]), ""]
     out += _substitute_markdown(results.get("models", {}))
     out += ["## Clean inputs", "", _table(
         ["model", "role", "outputs", "accuracy (test set)", "detected = false alarms",
          "accuracy (attacked inputs)", "zero-gradient fraction", "logits?", "deterministic?"],
-        [[name, m["role"], m["outputs"], _pct(m["clean_test_set"]["accuracy"]),
-          _pct(m["clean_test_set"]["detected"]), _pct(m["clean_attacked"]["accuracy"]),
+        [[name, m["role"], m["outputs"], pct(m["clean_test_set"]["accuracy"]),
+          pct(m["clean_test_set"]["detected"]), pct(m["clean_attacked"]["accuracy"]),
           f"{m['checks']['zero_gradient_fraction']:.3f}"
           + (f" / adaptive {m['checks']['zero_gradient_fraction_adaptive']:.3f}"
              if "zero_gradient_fraction_adaptive" in m["checks"] else ""),
@@ -94,9 +85,9 @@ def markdown_report(results):
                     [[e["target"], e["source"], e["attack"], e["variant"],
                       format_params(e["params"]),
                       f"{e['filtered']['count']} / {e['num_examples']}",
-                      _pct(e["filtered"]["recovered"]), _pct(e["filtered"]["detected"]),
-                      _pct(e["filtered"]["misclassified"]),
-                      _pct(e["filtered"].get("attack_failed")), f"{e['norms']['mean_l2']:.3f}",
+                      pct(e["filtered"]["recovered"]), pct(e["filtered"]["detected"]),
+                      pct(e["filtered"]["misclassified"]),
+                      pct(e["filtered"].get("attack_failed")), f"{e['norms']['mean_l2']:.3f}",
                       f"{e['attack_seconds']:.1f}"] for e in entries]), ""]
     if results.get("sweeps"):
         out += ["## Budget sweeps (gradient-masking check)", "",
@@ -105,8 +96,8 @@ def markdown_report(results):
                     ["target", "attack", "variant", "budget", "success per budget",
                      "max success", "flag"],
                     [[s["target"], s["attack"], s["variant"], s["parameter"],
-                      ", ".join(f"{p['value']:g}: {_pct(p['success'])}" for p in s["points"]),
-                      _pct(s["max_success"]),
+                      ", ".join(f"{p['value']:g}: {pct(p['success'])}" for p in s["points"]),
+                      pct(s["max_success"]),
                       {True: "**possible masking**", False: "ok", None: "unchecked"}[
                           s["masking_suspected"]]] for s in results["sweeps"]]), ""]
     out += _worst_case_markdown(results.get("worst_case"))
@@ -137,7 +128,7 @@ def _substitute_markdown(models):
                      f"{s['lam']:g}", "constant" if s["tau"] is None else s["tau"],
                      m["oracle_queries"],
                      "n/a" if m["outlier_answers"] is None else m["outlier_answers"],
-                     _pct(m["agreement_attacked"]), _pct(m["agreement_test"]),
+                     pct(m["agreement_attacked"]), pct(m["agreement_test"]),
                      f"{m['training_seconds']:.1f}", "yes" if m["reused"] else "no"])
     if not rows:
         return []
@@ -149,10 +140,6 @@ def _substitute_markdown(models):
             _table(["surrogate", "oracle", "S_0 (test indices)", "rounds", "lambda", "tau",
                     "oracle queries", "outlier answers", "agreement (attacked)",
                     "agreement (test minus S_0)", "training seconds", "reused"], rows), ""]
-
-
-def _num(value, digits=3):
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def threat_model(setting, target, source):
@@ -172,8 +159,8 @@ def _worst_case_markdown(rows):
         table.append([w["target"], threat_model(w["setting"], w["target"], w["source"]),
                       f"{f['count']} / {w['num_examples']}",
                       f"{w['attacks_per_input']['min']}-{w['attacks_per_input']['max']}",
-                      _pct(f["recovered"]), _pct(f["detected"]), _pct(f["misclassified"]),
-                      f"{_pct(common['filtered']['misclassified'])} "
+                      pct(f["recovered"]), pct(f["detected"]), pct(f["misclassified"]),
+                      f"{pct(common['filtered']['misclassified'])} "
                       f"(n={common['filtered']['count']})", ", ".join(w["attacks"])])
     return ["## Worst case per digit (any attack)", "",
             "A digit is misclassified if any attack of the threat model misclassified it "
@@ -195,16 +182,16 @@ def _fixed_fpr_markdown(fixed):
         labels = list(t["thresholds"]) if detector else list(t["thresholds"])[:1]
         for label in labels if detector else ():
             th = t["thresholds"][label]
-            thresholds.append([target, label, _num(th["threshold"], 4) if th["flags"] == "some"
-                               else f"({th['flags']} flagged)", _pct(th["false_detection"]),
-                               _pct(th["clean_accuracy"])])
+            thresholds.append([target, label, num(th["threshold"], 4) if th["flags"] == "some"
+                               else f"({th['flags']} flagged)", pct(th["false_detection"]),
+                               pct(th["clean_accuracy"])])
         for r in t["rows"]:
             if detector:
-                cell = " · ".join(f"{label}: {_pct(r['at'][label]['detection_correct'])} / "
-                                  f"{_pct(r['at'][label]['rejection_error'])}"
+                cell = " · ".join(f"{label}: {pct(r['at'][label]['detection_correct'])} / "
+                                  f"{pct(r['at'][label]['rejection_error'])}"
                                   for label in labels)
             else:
-                cell = f"no detector: {_pct(r['at'][labels[0]]['rejection_error'])}"
+                cell = f"no detector: {pct(r['at'][labels[0]]['rejection_error'])}"
             table.append([target, threat_model(r["setting"], target, r["source"]),
                           r["attack"], r["variant"], r["num_examples"], cell])
     return ["## Accuracy at a fixed clean false-detection rate", "",
@@ -235,8 +222,8 @@ def _detection_markdown(detection):
                e["attack"], e["variant"], e["count"]]
         for score in ("softmax", "margin"):
             d = e[score]
-            row += [_num(d["auroc"]), _pct(d["at_fpr"]["0.01"]["tpr"]),
-                    _pct(d["at_fpr"]["0.05"]["tpr"])]
+            row += [num(d["auroc"]), pct(d["at_fpr"]["0.01"]["tpr"]),
+                    pct(d["at_fpr"]["0.05"]["tpr"])]
         rows.append(row)
     out += [_table(["target", "source", "attack", "variant", "n", "AUROC (softmax)",
                     "TPR @ 1 % FPR", "TPR @ 5 % FPR", "AUROC (margin)", "TPR @ 1 % FPR",
@@ -245,8 +232,8 @@ def _detection_markdown(detection):
     for name, t in detection["targets"].items():
         for score, d in t["scores"].items():
             for label, point in d["at_threshold"].items():
-                rows.append([name, score, label, _num(point["threshold"], 4),
-                             _pct(point["clean_accuracy"]), _pct(point["flagged"])])
+                rows.append([name, score, label, num(point["threshold"], 4),
+                             pct(point["clean_accuracy"]), pct(point["flagged"])])
     out += ["Clean accuracy against the threshold, over all attacked clean inputs (correct = "
             "not flagged and the real-class argmax is the true class; 'fpr a': the threshold "
             "flagging at most a of them; curve in results.json):", "",

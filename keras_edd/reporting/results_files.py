@@ -23,7 +23,7 @@
 The figures (PNG at 200 dpi and PDF) are drawn by keras_edd.reporting.figures. A
 --preset=quick run carries a banner in report.md and a mark in every figure's title: its
 numbers are illustrative. Every file is written to a temporary name in the same folder and renamed
-(keras_edd.runs.run_dirs.atomic_write).
+(keras_edd.files.atomic_write).
 """
 
 import csv
@@ -34,7 +34,7 @@ import numpy as np
 
 from keras_edd.reporting import figures
 from keras_edd.reporting.markdown import markdown_report, quick_note
-from keras_edd.runs import run_dirs
+from keras_edd import files
 
 # The columns added last (distortions of x_adv - x, crafting seconds) are empty on clean rows;
 # the earlier ones keep their order, so readers that index columns still work.
@@ -148,7 +148,7 @@ def write_csv(path, rows):
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-    run_dirs.atomic_write(path, write)
+    files.atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------ TensorBoard
@@ -321,7 +321,7 @@ def write_report(run_dir, results, images=None):
     a --preset=quick run marks them, and report.md, as illustrative (quick_note).
     """
     os.makedirs(run_dir, exist_ok=True)
-    files = ["results.json", "results.csv"]
+    written = ["results.json", "results.csv"]
     write_csv(os.path.join(run_dir, "results.csv"), result_rows(results))
     # Each panel of the rate figures ends with its "any attack" bar (keras_edd.evaluation.worst_case).
     entries = results.get("evaluations", []) + results.get("worst_case", [])
@@ -333,20 +333,20 @@ def write_report(run_dir, results, images=None):
 
     if figures.plot_whitebox([e for e in entries if e["setting"] == "whitebox"],
                              path("whitebox.png"), note=note):
-        files += ["whitebox.png", "whitebox.pdf"]
+        written += ["whitebox.png", "whitebox.pdf"]
     if figures.plot_blackbox([e for e in entries if e["setting"] == "blackbox"],
                              path("blackbox.png"), note=note):
-        files += ["blackbox.png", "blackbox.pdf"]
+        written += ["blackbox.png", "blackbox.pdf"]
     if figures.plot_sweeps(results.get("sweeps", []), path("sweeps.png"), threshold, note=note):
-        files += ["sweeps.png", "sweeps.pdf"]
+        written += ["sweeps.png", "sweeps.pdf"]
     if figures.plot_roc(results.get("detection"), path("roc.png"), path("roc.pdf"), note=note):
-        files += ["roc.png", "roc.pdf"]
-    files += ["report.md", "logs/evaluation"]
-    results["files"] = files
+        written += ["roc.png", "roc.pdf"]
+    written += ["report.md", "logs/evaluation"]
+    results["files"] = written
     text = markdown_report(results)
     write_tensorboard(path(os.path.join("logs", "evaluation")), results, images, text)
-    run_dirs.atomic_write(path("report.md"), lambda f: f.write(text))
-    run_dirs.write_json(path("results.json"), results)
+    files.atomic_write(path("report.md"), lambda f: f.write(text))
+    files.write_json(path("results.json"), results)
     return results
 
 

@@ -17,7 +17,7 @@ from keras_edd import distribute
 from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec, model_label
 from keras_edd.reporting import results_files
-from keras_edd.runs import run_dirs
+from keras_edd.runs import run_dirs, substitute_run
 from keras_edd.runs.run_config import JACOBIAN_SURROGATE
 
 
@@ -101,7 +101,6 @@ def run_blackbox(config):
     surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
     run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
     if config.jacobian_substitute:
-        from keras_edd.runs import substitute_run
         substitute_run.check_test_size(dataset, config.evaluation.num_examples,
                                        config.substitute,
                                        os.path.join(config.output_dir, run_name))

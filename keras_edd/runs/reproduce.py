@@ -13,11 +13,13 @@ import shutil
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import distribute, pretrained
+from keras_edd import distribute, files, pretrained
+from keras_edd.config import DefenseConfig
 from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec
 from keras_edd.runs import run_dirs, substitute_run, train_run
 from keras_edd.runs.eval_run import announce, crafts_dir, finish_run, open_shared_run
+from keras_edd.runs.run_config import RunConfig
 from keras_edd.validation import check_batch_size
 
 # Roles of the models trained by run_reproduce, in training order.
@@ -56,8 +58,6 @@ def reproduce_run_configs(config, dataset_name):
     Surrogates: U = undefended with seed + 1; D = extended distillation
     distilled from U's model with seed + 2.
     """
-    from keras_edd.config import DefenseConfig
-    from keras_edd.runs.run_config import RunConfig
     model_dir = config.resolved_model_dir
     train = config.train
     ext = config.extended
@@ -212,6 +212,8 @@ class _PretrainedInstaller:
                                                   self._fingerprint, teacher=teacher)
         if info is None:
             return self._skip(role, why_not)
+        run_dirs.prepare_run_dir(os.path.dirname(run_dir), os.path.basename(run_dir),
+                                 run_config.to_dict())
         results = pretrained.install_run(self.collection, role, info, run_dir,
                                          run_config.to_dict())
         self.sources[role] = results["pretrained"]["name"]
@@ -258,7 +260,7 @@ def export_pretrained(config, folder, *, command, machine, dataset_note):
             role, run_dir, description=ROLE_DESCRIPTIONS[role], file=f"{role}.keras",
             teacher=TEACHERS.get(role), fingerprint=fingerprint, dataset_note=dataset_note,
             machine=machine)
-        with run_dirs.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
+        with files.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
             shutil.copyfile(path, tmp)
     manifest = {"format": pretrained.MANIFEST_FORMAT, "collection": os.path.basename(folder),
                 "command": command, "machine": machine, "models": cards}

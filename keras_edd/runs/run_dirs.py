@@ -10,86 +10,18 @@ Every file is written to a temporary name and renamed, so a crash or a kill
 never leaves a half-written file under the final name.
 """
 
-import contextlib
 import json
 import os
 import platform
 import sys
 import tempfile
 
+from keras_edd import __version__, config
+from keras_edd.files import jsonable, read_json, write_json
+
 
 class RunDirError(ValueError):
     """A run directory cannot be made or written, or holds a run with other settings."""
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path next to `path` (same suffix); on success rename it to `path`.
-
-    The only way keras_edd writes a file: a crash or a kill never leaves a
-    half-written file under the final name.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write(path, write, *, binary=False):
-    """Call `write(file)` on a temporary file next to `path`, then rename it to `path`."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
-            write(f)
-
-
-def write_json(path, obj):
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
-    def write(f):
-        json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
-        f.write("\n")
-    atomic_write(path, write)
-
-
-def _jsonable(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def save_model(model, path):
-    """Save a Keras model as `.keras`, atomically."""
-    if not path.endswith(".keras"):
-        raise ValueError(f"model path {path!r} must end in .keras")
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-
-
-# Where a run lives, how it reports progress and which preset spelled its settings do not
-# change its results; nor does where it computes (keras_edd.distribute: the evaluation is
-# the same to the bit, training to float rounding), so a run started on one device can be
-# resumed or reused on several, and the other way round.
-_NOT_SETTINGS = ("output_dir", "run_name", "progress", "preset", "distribution", "pretrained")
 
 
 def check_writable_dir(path, what="output folder"):
@@ -142,10 +74,10 @@ def prepare_run_dir(output_dir, run_name, flags):
     check_writable_dir(path, "run directory")
     flags_path = os.path.join(path, "flags.json")
     if os.path.exists(flags_path) and _started(path):
-        previous = _settings(read_json(flags_path))
-        canonical = _settings(json.loads(json.dumps(flags, default=_jsonable)))
+        previous = config.run_identity(read_json(flags_path))
+        canonical = config.run_identity(json.loads(json.dumps(flags, default=jsonable)))
         if previous != canonical:
-            changed = sorted(_diff_keys(previous, canonical))
+            changed = list(config.identity_diff(previous, canonical))
             raise RunDirError(
                 f"run directory {path!r} holds a run with other settings ({', '.join(changed)}); "
                 "pass another --run_name or delete that directory")
@@ -170,26 +102,11 @@ def open_run(output_dir, run_name, flags):
     return path, (read_json(os.path.join(path, "results.json")) if finished else None)
 
 
-def _settings(flags):
-    return {k: v for k, v in flags.items() if k not in _NOT_SETTINGS}
-
-
-def _diff_keys(a, b, prefix=""):
-    keys = set(a) | set(b)
-    for key in keys:
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            yield from _diff_keys(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            yield f"{prefix}{key}"
-
-
 def versions():
     """Versions of everything that can change a number in results.json."""
     import keras
     import numpy
     import tensorflow as tf
-    from keras_edd import __version__
     return {"keras_edd": __version__, "python": sys.version.split()[0], "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
             "cpu_count": os.cpu_count()}

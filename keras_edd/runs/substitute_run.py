@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from keras_edd import data as data_lib
-from keras_edd.defense import training
+from keras_edd import files, models
 from keras_edd.evaluation import substitute
 from keras_edd.models import load_model_spec
 from keras_edd.runs import run_dirs
@@ -81,7 +81,7 @@ def jacobian_surrogate(name, target, dataset, settings, *, seed, num_examples, r
     model_path = os.path.join(folder, MODEL_FILE)
     report_path = os.path.join(folder, REPORT_FILE)
     x_test = data_lib.to_float(dataset.x_test)
-    target_labels = training.predict_logits(target.model, x_test).argmax(axis=1)
+    target_labels = models.predict_logits(target.model, x_test).argmax(axis=1)
     wanted = {**settings.to_dict(), "seed": int(seed), "oracle": target.name,
               "oracle_sha256": target.describe()["sha256"],
               "initial_test_indices": [int(i) for i in indices]}
@@ -100,8 +100,8 @@ def jacobian_surrogate(name, target, dataset, settings, *, seed, num_examples, r
             batch_size=settings.batch_size, seed=seed,
             agreement_data=(x_test[:attacked], target_labels[:attacked]), progress=progress)
         report["settings"] = wanted
-        run_dirs.save_model(model, model_path)
-        run_dirs.write_json(report_path, report)  # last: its presence means J is finished
+        files.save_model(model, model_path)
+        files.write_json(report_path, report)  # last: its presence means J is finished
         reused = False
     else:
         reused = True
@@ -109,7 +109,7 @@ def jacobian_surrogate(name, target, dataset, settings, *, seed, num_examples, r
             print(f"reusing surrogate {name}: {model_path}", flush=True)
     spec = dataclasses.replace(load_model_spec(name, model_path, dataset),
                                only_target=target.name)
-    predictions = training.predict_logits(spec.model, x_test).argmax(axis=1)
+    predictions = models.predict_logits(spec.model, x_test).argmax(axis=1)
     record = describe(report, predictions, target_labels, indices, num_examples,
                       reused=reused, seconds_here=time.perf_counter() - t)
     return spec, record
@@ -120,7 +120,7 @@ def _reusable_report(report_path, model_path, wanted):
     if not (os.path.exists(report_path) and os.path.exists(model_path)):
         return None
     try:
-        report = run_dirs.read_json(report_path)
+        report = files.read_json(report_path)
     except ValueError:
         return None
     return report if report.get("settings") == wanted else None

@@ -15,8 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_edd import config as config_lib
 from keras_edd import data as data_lib
-from keras_edd import distribute, models
+from keras_edd import distribute, files, models
+from keras_edd.attacks import checks
+from keras_edd.defense import adversarial_training as at
 from keras_edd.defense import labeling, training
 from keras_edd.evaluation.metrics import logit_statistics
 from keras_edd.reporting import results_files
@@ -71,8 +74,8 @@ class _Run:
                 distribution=dist)
             # Saved, evaluated and used as a teacher in float32, whatever it trained in.
             model = models.with_precision(model, "float32")
-            run_dirs.save_model(model, final)
-        clean = training.evaluate(model, ds.x_test, ds.y_test, outlier_class=outlier_class)
+            files.save_model(model, final)
+        clean = models.evaluate_clean(model, ds.x_test, ds.y_test, outlier_class=outlier_class)
         entry = {"path": f"{name}.keras", "outputs": num_outputs,
                  "train_temperature": temperature, "penalty_weight": penalty_weight,
                  "clean_accuracy": clean["accuracy"],
@@ -95,7 +98,7 @@ class _Run:
             shape = dist.broadcast_json(list(value.shape) if dist.is_chief else None)
             return dist.broadcast(value if dist.is_chief else np.zeros(shape, np.float32))
         value = np.asarray(compute())
-        run_dirs.atomic_write(path, lambda f: np.save(f, value), binary=True)
+        files.atomic_write(path, lambda f: np.save(f, value), binary=True)
         return value
 
 
@@ -141,7 +144,7 @@ def train_run(config, *, allow_probability_teacher=False):
 
     if defense.teacher_path:
         run.report["teacher"] = {"path": os.path.abspath(defense.teacher_path), "reused": True,
-                                 "clean_accuracy": training.evaluate(
+                                 "clean_accuracy": models.evaluate_clean(
                                      teacher, dataset.x_test, dataset.y_test)["accuracy"],
                                  "outputs_probabilities": bool(run_warnings)}
     deployed = "model" if defense.defense in ("none", "adversarial") else "distilled"
@@ -166,7 +169,7 @@ def train_run(config, *, allow_probability_teacher=False):
     if defense.defense == "extended":
         results["clean_test_detected"] = run.report["distilled"]["clean_detected"]
     _log_hparams(run.path("logs"), config, results)
-    run_dirs.write_json(os.path.join(run_dir, "results.json"), results)
+    files.write_json(os.path.join(run_dir, "results.json"), results)
     return results
 
 
@@ -195,7 +198,6 @@ def _reused_teacher(defense, dataset, allow_probability_teacher):
 def _train_adversarial(run, one_hot):
     """The adversarial-training baseline: the model trained on the adversary's x_adv,
     with its PGD accuracy on held-out test inputs per epoch. Returns results' extras."""
-    from keras_edd.defense import adversarial_training as at
     config, dataset = run.config, run.dataset
     defense = config.defense
     eps = defense.adv_train_eps
@@ -204,7 +206,7 @@ def _train_adversarial(run, one_hot):
         options["steps"] = defense.adv_train_steps
     # The held-out robustness check uses the last test inputs: the evaluation
     # attacks the first ones.
-    held_out = slice(-min(at.DEFAULT_EVAL_EXAMPLES, len(dataset.y_test)), None)
+    held_out = slice(-min(config_lib.PGD_CHECK_EXAMPLES, len(dataset.y_test)), None)
     run.train_stage(
         "model", dataset.num_classes, one_hot, epochs=config.train.epochs,
         lr_schedule=defense.adv_train_schedule, learning_rate=(
@@ -232,7 +234,7 @@ def _train_distillation(run, one_hot, teacher, stages):
     stages["teacher_seconds"] = time.perf_counter() - t
     t = time.perf_counter()
     soft = run.cached_array("distillation_labels", lambda: labeling.distillation_labels(
-        training.predict_logits(teacher, dataset.x_train), temperature))
+        models.predict_logits(teacher, dataset.x_train), temperature))
     stages["labeling_seconds"] = time.perf_counter() - t
     t = time.perf_counter()
     run.train_stage("distilled", n, soft, epochs=config.train.epochs,
@@ -290,14 +292,14 @@ def _shared_model(dist, path, num_outputs, input_shape):
         return model
     model = models.cleverhans_cnn(num_outputs, input_shape)
     dist.broadcast_variables(model.variables)
-    run_dirs.save_model(model, path)
+    files.save_model(model, path)
     return model
 
 
 def _finished_results(dist, run_dir, dataset):
     """results.json of a finished run: the chief's, with (on the other workers) its
     deployed model rebuilt in their private run directory."""
-    results = dist.broadcast_json(run_dirs.read_json(os.path.join(run_dir, "results.json"))
+    results = dist.broadcast_json(files.read_json(os.path.join(run_dir, "results.json"))
                                   if dist.is_chief else None)
     if dist.num_workers > 1:
         deployed = next(entry for entry in results["models"].values()
@@ -320,7 +322,7 @@ def _saved_history(checkpoint_dir):
     path = os.path.join(checkpoint_dir, "history.json")
     if not os.path.exists(path):
         return None
-    history = {key: value for key, value in run_dirs.read_json(path).items() if value}
+    history = {key: value for key, value in files.read_json(path).items() if value}
     history["resumed_from_epoch"] = len(history.get("epoch", []))
     history["wall_seconds"] = 0.0
     history["training_seconds"] = float(sum(history.get("epoch_seconds", [])))
@@ -329,7 +331,6 @@ def _saved_history(checkpoint_dir):
 
 def _outputs_probabilities(model, images):
     """True when the model's outputs on `images` look like softmax probabilities."""
-    from keras_edd.attacks import checks
     return checks.check_logits(model, data_lib.to_float(images), action="ignore")
 
 

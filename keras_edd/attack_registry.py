@@ -9,14 +9,15 @@ A row (`Attack`) names
   max_examples an optional default cap on the inputs it attacks (slow attacks);
   success      how the attack judges its own success (SuccessCriterion), read by
                `attack_succeeded` for the `attack_failed` rate of the reports.
-Everything else is derived: `attack_params` (settings at a budget), `craft`
-(batched calls, a per-batch seed for functions that take `seed`), `shard_align`
+Everything else is derived: `attack_params` (settings at a budget), the batched calls
+(keras_edd.evaluation.crafting.run_attack, a per-batch seed for functions that take
+`seed`), the attack's own success (keras_edd.evaluation.scoring.attack_succeeded), `shard_align`
 (how a multi-worker craft splits the inputs), `budget_of`,
 the flags `--<name>_<field>` of keras_edd.cli.flag_groups and `--num_examples_<name>`,
 and AttackConfig (at the end), the settings of every attack in one config.
 
 A new attack is its file under keras_edd/attacks/ and one row in _ROWS (plus, when it has
-options of its own, their settings dataclass in keras_edd.evaluation.attack_settings),
+options of its own, their settings dataclass in keras_edd.attack_settings),
 e.g. CW with Adam:
     Attack(name="cw_adam", function="keras_edd.attacks.carlini_wagner_l2:carlini_wagner_l2",
            budget="confidence", settings=CwSettings(optimizer="adam"), max_examples=100,
@@ -29,10 +30,10 @@ import importlib
 import inspect
 
 from keras_edd import validation as v
-from keras_edd.evaluation.attack_settings import (ApgdSettings, ApgdTargetedSettings,
-                                                  CwEarlyExit, CwOptimizer, CwSettings,
-                                                  FgsmSettings, JsmaSettings, PgdSettings,
-                                                  Settings, SquareSettings, SuccessCriterion)
+from keras_edd.attack_settings import (CW_LEARNING_RATES, ApgdSettings, ApgdTargetedSettings,
+                                       CwEarlyExit, CwOptimizer, CwSettings, FgsmSettings,
+                                       JsmaSettings, PgdSettings, Settings, SquareSettings,
+                                       SuccessCriterion)
 
 
 def _pgd_at_budget(settings, eps):
@@ -52,9 +53,7 @@ def _cw_resolved(settings):
     """learning_rate=None: the attack's own default for the optimizer."""
     if settings.learning_rate is not None:
         return settings
-    from keras_edd.attacks.carlini_wagner_l2 import DEFAULT_LEARNING_RATES
-    return dataclasses.replace(settings,
-                               learning_rate=DEFAULT_LEARNING_RATES[settings.optimizer])
+    return dataclasses.replace(settings, learning_rate=CW_LEARNING_RATES[settings.optimizer])
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -218,71 +217,6 @@ def shard_align(name, params, batch_size):
     return 1 if get(name).is_per_input(params) else chunk_size(name, batch_size)
 
 
-def craft(model, name, x, params, *, outlier_class=None, batch_size=100, seed=0,
-          on_chunk=None, details=None):
-    """Adversarial examples for float32 inputs x, computed on `model` (y = its prediction).
-
-    Calls of `chunk_size(name, batch_size)` inputs; an attack that takes `seed`
-    gets seed + the chunk's first index, so a prefix of whole chunks is the same
-    craft as the start of a longer one. on_chunk(k) is called after each chunk
-    (or, for an attack that takes `progress`, each time k inputs finish inside a call)
-    of k inputs (progress bars). `details`, a dict, receives the per-input
-    arrays the attack reports besides x_adv (a function taking
-    `return_details` is asked for them; a result with fields, such as JSMA's
-    (x_adv, target, success), gives its other fields), concatenated over chunks:
-    e.g. details["success"]. Returns x_adv as a float32 numpy array shaped like x.
-    """
-    import numpy as np
-    row = get(name)
-    step = chunk_size(name, batch_size)
-    out, parts = [], {}
-    for start in range(0, len(x), step):
-        kwargs = dict(params, outlier_class=outlier_class)
-        if row.takes_seed:
-            kwargs["seed"] = seed + start
-        if row.takes_details:
-            kwargs["return_details"] = True
-        if row.takes_progress and on_chunk is not None:
-            kwargs["progress"] = on_chunk
-        chunk = x[start:start + step]
-        result = row.fn(model, chunk, **kwargs)
-        adv = getattr(result, "x_adv", result)
-        for field, value in getattr(result, "_asdict", dict)().items():
-            if field != "x_adv":
-                parts.setdefault(field, []).append(np.asarray(value))
-        out.append(np.asarray(adv, np.float32))
-        if on_chunk is not None and not row.takes_progress:
-            on_chunk(len(chunk))
-    if details is not None:
-        details.update({field: np.concatenate(values, axis=0) for field, values in parts.items()
-                        if all(np.ndim(v) >= 1 for v in values)})
-    return np.concatenate(out, axis=0)
-
-
-def attack_succeeded(name, params, source_logits, clean_logits, *, outlier_class=None,
-                     details=None):
-    """Per-sample booleans: did attack `name` meet its own success criterion?
-
-    The one place where `attack_failed` (= 1 - this, in the reports) is judged.
-    Args:
-      params: the attack's settings (kappa is params["confidence"] where present).
-      source_logits: [m, k] logits of the model the attack ran on, at x_adv.
-      clean_logits: [m, k] the same model's logits at the clean inputs: y is its own
-        prediction, as the attack used (y=None).
-      outlier_class: what the attack was told (None for a plain run).
-      details: what `craft` collected; REPORTED attacks read details["success"].
-    """
-    import numpy as np
-    row = get(name)
-    if row.success == SuccessCriterion.REPORTED:
-        if not details or "success" not in details:
-            raise ValueError(f"attack {name!r} reports its success, but no details were kept")
-        return np.asarray(details["success"], bool)
-    from keras_edd.attacks import utils
-    labels = utils.predicted_labels(clean_logits, outlier_class)
-    return np.asarray(utils.attack_success(
-        np.asarray(source_logits, np.float32), labels, targeted=False,
-        outlier_class=outlier_class, confidence=float(params.get("confidence", 0.0))))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
