@@ -33,8 +33,7 @@ _DESCRIPTION = flags.DEFINE_string("description", "", "One line: what the model 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    from keras_edd import data, pretrained
-    from keras_edd.runs import run_dirs
+    from keras_edd import data, files, pretrained
 
     role, folder = _ROLE.value, _COLLECTION_DIR.value
     if not role or not role.replace("_", "").isalnum():
@@ -56,7 +55,7 @@ def main(argv):
         role, _RUN_DIR.value, description=_DESCRIPTION.value, file=f"{role}.keras",
         teacher=_TEACHER.value, fingerprint=fingerprint, dataset_note=reference["note"],
         machine=pretrained.machine_description())
-    with run_dirs.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
+    with files.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
         shutil.copyfile(path, tmp)
     models[role] = card
     pretrained.write_manifest(folder, manifest)
