@@ -41,6 +41,10 @@ MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
 DEFAULT_COLLECTION = "paper"
 _NAME = re.compile(r"^(?:([A-Za-z0-9_-]+):)?([A-Za-z0-9_-]+)$")
+# A manifest's `file`: a plain .keras file name inside the collection folder (no folder part,
+# no `..`, nothing absolute), so a manifest can name no file outside its collection.
+_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.keras$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Settings that do not change the experiment (see the module docstring).
 _UNCOMPARED = {"output_dir", "run_name", "progress", "preset", "distribution"}
 _UNCOMPARED_NESTED = {("data", "data_dir"), ("train", "precision"), ("defense", "teacher_path")}
@@ -90,10 +94,31 @@ def read_manifest(collection=DEFAULT_COLLECTION, root=None):
     except (OSError, ValueError) as exc:
         raise PretrainedError(f"pretrained collection {collection!r}: {path} is not valid "
                               f"JSON ({exc})") from None
-    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("models"), dict):
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT \
+            or not isinstance(manifest.get("models"), dict):
         raise PretrainedError(f"pretrained collection {collection!r}: {path} is not a format-"
                               f"{MANIFEST_FORMAT} manifest with a 'models' table")
+    for model, info in manifest["models"].items():
+        check_entry(f"{collection}:{model}", info, path)
     return manifest
+
+
+def check_entry(name, info, path=MANIFEST):
+    """Raise PretrainedError (one line) unless a manifest entry is a table with a plain
+    `.keras` file name inside the collection folder and a sha256 hex digest."""
+    where = f"pretrained model {name}: {path}"
+    if not isinstance(info, dict):
+        raise PretrainedError(f"{where}: its entry is a {type(info).__name__}, not a table "
+                              "with 'file' and 'sha256'")
+    for key in ("file", "sha256"):
+        if key not in info:
+            raise PretrainedError(f"{where}: its entry has no {key!r}")
+    if not isinstance(info["file"], str) or not _FILE.fullmatch(info["file"]):
+        raise PretrainedError(f"{where}: file={info['file']!r} is not allowed; only a plain "
+                              "'<name>.keras' file name inside the collection folder")
+    if not isinstance(info["sha256"], str) or not _SHA256.fullmatch(info["sha256"]):
+        raise PretrainedError(f"{where}: sha256={info['sha256']!r} is not a sha256 digest "
+                              "(64 lowercase hex digits)")
 
 
 def entry(name, root=None):
@@ -192,7 +217,8 @@ def matching_entry(collection, role, settings, fingerprint, *, teacher=None, roo
     info = models.get(role)
     if info is None:
         return None, f"no {role!r} in the {collection!r} collection"
-    if info["dataset"].get("fingerprint") != fingerprint:
+    dataset = info.get("dataset")
+    if not isinstance(dataset, dict) or dataset.get("fingerprint") != fingerprint:
         return None, "other data (the fingerprint of the loaded arrays differs)"
     if info.get("teacher") != teacher:
         return None, f"other teacher ({info.get('teacher')!r}, not {teacher!r})"

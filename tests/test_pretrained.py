@@ -200,3 +200,67 @@ def test_the_shipped_paper_models_match_their_manifest():
             "paper", role, card["training_results"]["settings"],
             card["dataset"]["fingerprint"], teacher=card["teacher"])[1] is None
         assert (card["clean_test_detected"] is None) == (role not in ("extended", "surrogate_D"))
+
+
+def _manifest_with(root, models):
+    folder = root / "toy"
+    with open(folder / "MANIFEST.json", "w") as f:
+        json.dump({"format": 1, "models": models} if models is not None else [1], f)
+
+
+@pytest.mark.parametrize("file", ["../../etc/passwd", "/etc/passwd", "sub/extended.keras",
+                                  "..", "", "extended.keras\n"])
+def test_manifest_file_must_be_a_plain_name_inside_the_collection(collection, file):
+    """`../../etc/passwd` was opened and hashed, and an absolute path outside the collection
+    with a matching sha256 loaded as the model."""
+    root, _ = collection
+    outside = root / "outside.keras"
+    outside.write_bytes((root / "toy" / "extended.keras").read_bytes())
+    file = str(outside) if file == "/etc/passwd" else file
+    _manifest_with(root, {"extended": {"file": file, "sha256": pretrained.sha256(outside)}})
+    with pytest.raises(PretrainedError) as raised:
+        pretrained.model_path("toy:extended", root=str(root))
+    message = str(raised.value)
+    assert f"file={file!r} is not allowed; only a plain '<name>.keras' file name" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("models,fragment", [
+    ({"extended": {"sha256": "0" * 64}}, "toy:extended: .* its entry has no 'file'"),
+    ({"extended": {"file": "extended.keras"}}, "its entry has no 'sha256'"),
+    ({"extended": ["extended.keras"]}, "its entry is a list, not a table"),
+    ({"extended": {"file": 5, "sha256": "0" * 64}}, "file=5 is not allowed"),
+    ({"extended": {"file": "extended.keras", "sha256": None}}, "sha256=None is not a sha256"),
+    (None, "is not a format-1 manifest with a 'models' table"),
+])
+def test_malformed_manifest_entries_are_one_line_errors(collection, models, fragment):
+    root, _ = collection
+    _manifest_with(root, models)
+    for call in (lambda: pretrained.model_path("toy:extended", root=str(root)),
+                 lambda: pretrained.matching_entry("toy", "extended", SETTINGS, "f" * 64,
+                                                   root=str(root))):
+        try:
+            result = call()
+        except PretrainedError as exc:
+            assert "\n" not in str(exc)
+            assert __import__("re").search(fragment, str(exc)), str(exc)
+        else:  # matching_entry reports instead of raising
+            assert result[0] is None and __import__("re").search(fragment, result[1])
+
+
+@pytest.mark.slow
+def test_binary_exits_2_on_a_manifest_naming_a_file_outside(collection, tmp_path):
+    import subprocess
+    import sys
+    root, _ = collection
+    _manifest_with(root, {"extended": {"file": "../../etc/passwd", "sha256": "0" * 64}})
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bin", "eval_whitebox"), "--model=toy:extended",
+         "--dataset=mnist_sample", f"--output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_EDD_PRETRAINED_DIR": str(root)})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("bin/eval_whitebox: error: ") and "'../../etc/passwd'" in last
+    assert not (tmp_path / "out").exists()
