@@ -40,5 +40,7 @@ def test_quick_cw_misclassifies_at_least_90_percent_of_an_undefended_model():
     x_adv = attack_registry.craft(model, "cw", x, params, batch_size=20)
     adversarial = training.predict_logits(model, x_adv).argmax(axis=1)
     correct = clean == y
-    assert correct.sum() >= 15
-    assert np.mean(adversarial[correct] != y[correct]) >= 0.9
+    # 13 of the sample's first 20 official test digits (15+ of the training digits that
+    # were its test split before it held official test digits)
+    assert correct.sum() >= 12, correct.sum()
+    assert np.mean(adversarial[correct] != y[correct]) >= 0.9, adversarial[correct]
