@@ -189,7 +189,19 @@ def _attack_entries(ev, setting, sources, scored_on):
                 for target in scored_on(source):
                     entries.append(ev.entry(setting, source, target, attack, variant,
                                             ev.count(attack, source)))
+                    if entries[-1]["filtered"]["count"]:  # as soon as it is known
+                        ev.log(result_line(entries[-1]))
     return entries
+
+
+def result_line(entry):
+    """One evaluation entry as the line the binaries print: the filtered rates."""
+    f = entry["filtered"]
+    where = entry["target"] if entry["setting"] == "whitebox" else \
+        f"{entry['source']} -> {entry['target']}"
+    return (f"{entry['setting']} {where} {entry['attack']} ({entry['variant']}): recovered "
+            f"{f['recovered']:.3f}, detected {f['detected']:.3f}, misclassified "
+            f"{f['misclassified']:.3f} (n={f['count']})")
 
 
 def _sweeps(ev, targets):
