@@ -71,6 +71,7 @@ def run_whitebox(config):
     t_start = time.perf_counter()
     dist = distribute.start(config.distribution)
     dataset = data_lib.load_data(config.data)
+    config.evaluation.attack.check_input_shape(dataset.input_shape)
     spec = load_model_spec("target", config.model_path, dataset)
     run_name = config.run_name or f"whitebox-{model_label(config.model_path)}"
     run_dir, done = open_shared_run(dist, config.output_dir, run_name, config.to_dict())
@@ -97,6 +98,7 @@ def run_blackbox(config):
     t_start = time.perf_counter()
     dist = distribute.start(config.distribution)
     dataset = data_lib.load_data(config.data)
+    config.evaluation.attack.check_input_shape(dataset.input_shape)
     target = load_model_spec("target", config.target_path, dataset)
     surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
     run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"

@@ -109,6 +109,7 @@ def run_reproduce(config):
             model_dir=dist.private_dir(config.resolved_model_dir), progress=False)
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
+    config.evaluation.attack.check_input_shape(dataset.input_shape)
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
     run_dirs.check_writable_dir(config.resolved_model_dir, "model_dir")
