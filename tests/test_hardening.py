@@ -267,3 +267,48 @@ def test_extended_run_killed_in_distilled_stage_resumes_to_the_same_results(tmp_
     assert after_kill["models"]["distilled"]["history"]["resumed_from_epoch"] > 0
     assert after_kill["models"]["teacher"]["history"]["epoch"] == [1, 2]
     assert _comparable(after_kill) == _comparable(uninterrupted)
+
+
+# ------------------------------------------------------------- things in a run's way
+
+
+@pytest.mark.parametrize("name,kind,fragment", [
+    ("checkpoints", "file", "'checkpoints' is a file where the run keeps a folder"),
+    ("logs", "file", "'logs' is a file where the run keeps a folder"),
+    ("results.json", "folder", "'results.json' is a folder where the run writes a file"),
+    ("model.keras", "folder", "'model.keras' is a folder where the run writes a file"),
+])
+def test_a_file_or_folder_in_the_way_is_refused_before_anything_runs(tmp_path, name, kind,
+                                                                      fragment):
+    """They surfaced as NotADirectoryError / FailedPreconditionError tracebacks, or as
+    IsADirectoryError once training had finished."""
+    from keras_edd.runs import run_dirs
+    path = tmp_path / "run"
+    path.mkdir()
+    (path / name).mkdir() if kind == "folder" else (path / name).write_text("mine")
+    with pytest.raises(run_dirs.RunDirError) as raised:
+        run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    assert str(raised.value) == f"run directory {str(path)!r}: {fragment}; move it away"
+    assert sorted(os.listdir(path)) == [name]
+
+
+@pytest.mark.slow
+def test_train_with_checkpoints_a_file_exits_2_writing_nothing(tmp_path):
+    run = tmp_path / "out" / "run"
+    run.mkdir(parents=True)
+    (run / "checkpoints").write_text("mine")
+    result = train("--dataset=mnist_sample", "--train_limit=64", "--test_limit=20",
+                   "--epochs=1", "--defense=none", "--batch_size=32", "--run_name=run",
+                   f"--output_dir={tmp_path / 'out'}", "--noprogress")
+    assert_one_line_error(result, str(run), "'checkpoints' is a file")
+    assert sorted(os.listdir(run)) == ["checkpoints"]
+
+
+@pytest.mark.slow
+def test_l2_eps_past_the_box_diameter_exits_2_before_writing(tmp_path, logits_model):
+    result = binary("eval_whitebox", f"--model={logits_model}", "--dataset=mnist_sample",
+                    "--attacks=apgd_ce", "--apgd_ce_norm=l2", "--apgd_ce_eps=30",
+                    f"--output_dir={tmp_path / 'out'}", "--noprogress")
+    assert_one_line_error(result, "apgd_ce_eps=30.0: allowed range for norm='l2' is [0, 28], "
+                          "the diameter of the input box", program="bin/eval_whitebox")
+    assert not (tmp_path / "out").exists()

@@ -127,6 +127,28 @@ def check_writable_dir(path, what="output folder"):
     return path
 
 
+# What a run directory holds (see the module docstring): these names must be folders, and
+# a name with one of these suffixes must be a file.
+RUN_FOLDERS = ("checkpoints", "logs", "attacks", "substitutes")
+RUN_FILE_SUFFIXES = (".json", ".keras", ".csv", ".md", ".png", ".pdf", ".npz")
+
+
+def check_nothing_in_the_way(path):
+    """Raise RunDirError (one line) when a file sits where a run keeps a folder
+    (`checkpoints`, `logs`, ...) or a folder where it writes a file (`results.json`,
+    `*.keras`, ...): found before any training, not as a traceback after it."""
+    if not os.path.isdir(path):
+        return
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if name in RUN_FOLDERS and not os.path.isdir(full):
+            raise RunDirError(f"run directory {path!r}: {name!r} is a file where the run keeps "
+                              "a folder; move it away")
+        if name.endswith(RUN_FILE_SUFFIXES) and os.path.isdir(full):
+            raise RunDirError(f"run directory {path!r}: {name!r} is a folder where the run "
+                              "writes a file; move it away")
+
+
 def prepare_run_dir(output_dir, run_name, flags):
     """Create (or reopen) a run directory and record its flags.
 
@@ -140,6 +162,7 @@ def prepare_run_dir(output_dir, run_name, flags):
     """
     path = os.path.join(output_dir, run_name)
     check_writable_dir(path, "run directory")
+    check_nothing_in_the_way(path)
     flags_path = os.path.join(path, "flags.json")
     if os.path.exists(flags_path) and _started(path):
         previous = _settings(read_json(flags_path))
