@@ -312,3 +312,49 @@ def test_l2_eps_past_the_box_diameter_exits_2_before_writing(tmp_path, logits_mo
     assert_one_line_error(result, "apgd_ce_eps=30.0: allowed range for norm='l2' is [0, 28], "
                           "the diameter of the input box", program="bin/eval_whitebox")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------ concurrent runs and leftovers
+
+
+def test_a_run_directory_is_locked_by_the_process_working_in_it(tmp_path):
+    """Two runs with the same run directory started together both trained and crafted
+    everything. The second is refused, naming the holder; kill -9 releases the lock."""
+    from keras_edd.runs import run_dirs
+    script = ("import sys, time\nfrom keras_edd.runs import run_dirs\n"
+              f"run_dirs.prepare_run_dir({str(tmp_path)!r}, 'run', {{'alpha': 0.5}})\n"
+              "print('holding', flush=True)\ntime.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        with pytest.raises(run_dirs.RunDirError) as raised:
+            run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+        assert str(raised.value).startswith(
+            f"run directory {str(tmp_path / 'run')!r} is in use by process {holder.pid}, ")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        path, finished = run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+        assert path == str(tmp_path / "run") and not finished
+        assert os.listdir(path) == ["flags.json"]  # the lock leaves no file behind
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_temporary_files_of_a_killed_run_are_removed_when_it_is_reopened(tmp_path):
+    """kill -9 while a report was written left a 0-byte .tmp-*.pdf for good (and a
+    checkpoint's ckpt-N_temp/ folder, which can keep a full disk full)."""
+    from keras_edd.runs import run_dirs
+    path, _ = run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    run_dirs.unlock_run_dir(path)  # as if the process that wrote these had been killed
+    leftovers = [".tmp-abc123.pdf", "attacks/.tmp-x.npz", "substitutes/J/.tmp-y.keras",
+                 "checkpoints/teacher/ckpt-1_temp/part-0"]
+    kept = ["report.md", "attacks/fgsm.npz", "checkpoints/teacher/ckpt-1.index", "notes.tmp-x"]
+    for name in leftovers + kept:
+        os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+        open(os.path.join(path, name), "w").close()
+    run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    found = sorted(os.path.relpath(os.path.join(d, f), path)
+                   for d, _, files in os.walk(path) for f in files)
+    assert found == sorted(kept + ["flags.json"])
+    assert not os.path.exists(os.path.join(path, "checkpoints", "teacher", "ckpt-1_temp"))
