@@ -267,6 +267,16 @@ def test_extended_run_killed_in_distilled_stage_resumes_to_the_same_results(tmp_
     assert after_kill["models"]["distilled"]["history"]["resumed_from_epoch"] > 0
     assert after_kill["models"]["teacher"]["history"]["epoch"] == [1, 2]
     assert _comparable(after_kill) == _comparable(uninterrupted)
+    # TensorBoard: no step logged twice (the sigma histograms were, after every resume)
+    import glob
+
+    import tensorflow as tf
+    for folder in ("teacher", "labeling", "distilled"):
+        steps = [(value.tag, event.step)
+                 for path in glob.glob(str(killed / run_name / "logs" / folder / "events.*"))
+                 for event in tf.compat.v1.train.summary_iterator(path)
+                 for value in event.summary.value]
+        assert steps and len(steps) == len(set(steps)), (folder, sorted(steps))
 
 
 # ------------------------------------------------------------- things in a run's way
