@@ -22,6 +22,10 @@ output folders, the precision and the distribution are not compared: they
 change where a run reads and writes and its arithmetic, not the experiment. The
 model is then installed as a finished run directory (`install_run`), so the
 rest of the pipeline, and a later rerun, see an ordinary finished training run.
+A collection also names the digits its models were trained on
+(`training_digits.npy`, an 8-byte digest per training image, recorded in the
+manifest's `training_digits`), so the evaluation binaries refuse to score one
+of its models on test digits it was trained on (`check_not_trained_on`).
 This module is light: it imports Keras only to load a model.
 """
 
@@ -175,6 +179,75 @@ def data_fingerprint(dataset):
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+TRAINING_DIGITS = "training_digits.npy"
+
+
+def digit_digests(images):
+    """Per image, the first 8 bytes of the sha256 of its uint8 pixels, as uint64: a compact
+    name for each digit (the 32,699 digits of MNIST-22.7k give no two alike)."""
+    import numpy as np
+    return np.array([int.from_bytes(hashlib.sha256(np.ascontiguousarray(x).tobytes())
+                                    .digest()[:8], "little") for x in images], np.uint64)
+
+
+def write_training_digits(folder, dataset):
+    """Write the digests of `dataset`'s training images into the collection `folder`;
+    returns the manifest's `training_digits` record."""
+    import numpy as np
+    digests = digit_digests(dataset.x_train)
+    path = os.path.join(folder, TRAINING_DIGITS)
+    run_dirs.atomic_write(path, lambda f: np.save(f, digests), binary=True)
+    return {"file": TRAINING_DIGITS, "sha256": sha256(path), "count": int(len(digests)),
+            "dataset_fingerprint": data_fingerprint(dataset)}
+
+
+def _trained_digits(model_file, root=None):
+    """(`collection:model`, digests of its training digits) for a model file that is one
+    of a collection's (by sha256) whose manifest names its training digits, else None."""
+    import numpy as np
+    folder = pretrained_dir(root)
+    if not os.path.isdir(folder) or not os.path.isfile(model_file):
+        return None
+    digest = sha256(model_file)
+    for collection in sorted(os.listdir(folder)):
+        if not os.path.isfile(os.path.join(folder, collection, MANIFEST)):
+            continue
+        try:
+            manifest = read_manifest(collection, root)
+        except PretrainedError:
+            continue
+        record = manifest.get("training_digits")
+        for model, info in manifest["models"].items():
+            if info["sha256"] != digest or not isinstance(record, dict):
+                continue
+            fingerprint = (info.get("dataset") or {}).get("fingerprint")
+            path = os.path.join(folder, collection, TRAINING_DIGITS)
+            if record.get("dataset_fingerprint") != fingerprint or not os.path.isfile(path) \
+                    or sha256(path) != record.get("sha256"):
+                continue
+            return f"{collection}:{model}", np.load(path)
+    return None
+
+
+def check_not_trained_on(model_file, dataset, *, root=None):
+    """Refuse (PretrainedError, one line) to score a collection's model on a dataset whose
+    test split holds digits the model was trained on: robustness measured there is not
+    robustness on unseen inputs. Models outside the collections pass unchecked."""
+    import numpy as np
+    found = _trained_digits(model_file, root)
+    if found is None:
+        return
+    name, trained = found
+    overlap = int(np.isin(digit_digests(dataset.x_test), trained).sum())
+    if overlap:
+        raise PretrainedError(
+            f"{overlap} of the {len(dataset.y_test)} test digits of dataset {dataset.name!r} "
+            f"({dataset.source}) are training digits of {name} (its collection's "
+            f"{TRAINING_DIGITS}): scoring it there measures nothing about unseen digits; "
+            "evaluate on MNIST's official test digits, e.g. --data_dir=../shared/data/mnist "
+            "or --dataset=mnist_sample")
 
 
 def comparable_settings(settings, teacher=None):

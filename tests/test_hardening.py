@@ -368,3 +368,25 @@ def test_temporary_files_of_a_killed_run_are_removed_when_it_is_reopened(tmp_pat
                    for d, _, files in os.walk(path) for f in files)
     assert found == sorted(kept + ["flags.json"])
     assert not os.path.exists(os.path.join(path, "checkpoints", "teacher", "ckpt-1_temp"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isfile(os.path.join(REPO, "saved_models", "paper",
+                                                    "MANIFEST.json")),
+                    reason="no shipped paper collection")
+def test_eval_refuses_a_paper_model_on_its_training_digits(tmp_path):
+    from keras_edd import data
+    sample = data.load_sample()
+    folder = str(tmp_path / "idx")
+    os.makedirs(folder)
+    for split, x, y in (("train", sample.x_train[:40], sample.y_train[:40]),
+                        ("t10k", sample.x_train[:20], sample.y_train[:20])):
+        write_idx(os.path.join(folder, f"{split}-images-idx3-ubyte.gz"), x[..., 0])
+        write_idx(os.path.join(folder, f"{split}-labels-idx1-ubyte.gz"), y)
+    result = binary("eval_whitebox", "--model=paper:extended", f"--data_dir={folder}",
+                    "--attacks=fgsm", "--num_examples=4", "--check_examples=4", "--nosweeps",
+                    "--noprogress", f"--output_dir={tmp_path / 'out'}")
+    assert_one_line_error(result, "20 of the 20 test digits", "training digits of "
+                          "paper:extended", "--data_dir=../shared/data/mnist",
+                          program="bin/eval_whitebox")
+    assert not (tmp_path / "out").exists()

@@ -264,3 +264,51 @@ def test_binary_exits_2_on_a_manifest_naming_a_file_outside(collection, tmp_path
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("bin/eval_whitebox: error: ") and "'../../etc/passwd'" in last
     assert not (tmp_path / "out").exists()
+
+
+def _digits_dataset(x_train, x_test):
+    from keras_edd import data
+    return data.Dataset("mnist", "test", x_train, np.arange(len(x_train)) % 10, x_test,
+                        np.arange(len(x_test)) % 10, tuple("0123456789"))
+
+
+def test_a_model_is_not_scored_on_its_own_training_digits(collection):
+    """bin/eval_whitebox --model=paper:extended scored the model on the bundled sample,
+    whose test digits were all training digits of it. A collection names its models'
+    training digits; scoring a model on test digits it was trained on is refused."""
+    root, _ = collection
+    rng = np.random.default_rng(0)
+    trained_on = _digits_dataset(rng.integers(0, 256, (30, 28, 28, 1), np.uint8),
+                                 rng.integers(0, 256, (5, 28, 28, 1), np.uint8))
+    folder = root / "toy"
+    manifest = pretrained.read_manifest("toy", str(root))
+    manifest["models"]["extended"]["dataset"]["fingerprint"] = \
+        pretrained.data_fingerprint(trained_on)
+    manifest["training_digits"] = pretrained.write_training_digits(str(folder), trained_on)
+    pretrained.write_manifest(str(folder), manifest)
+    model_file = str(folder / "extended.keras")
+    pretrained.check_not_trained_on(model_file, trained_on, root=str(root))  # its test split
+    leaky = _digits_dataset(trained_on.x_train, np.concatenate(
+        [trained_on.x_test, trained_on.x_train[:3]]))
+    with pytest.raises(PretrainedError, match=r"^3 of the 8 test digits of dataset 'mnist' "
+                                              r"\(test\) are training digits of toy:extended "
+                                              r".*--data_dir=../shared/data/mnist"):
+        pretrained.check_not_trained_on(model_file, leaky, root=str(root))
+    other = root / "other.keras"  # not a collection's model: not checked
+    other.write_bytes(b"not a model")
+    pretrained.check_not_trained_on(str(other), leaky, root=str(root))
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(PAPER, "MANIFEST.json")),
+                    reason="no shipped paper collection")
+def test_the_paper_models_refuse_training_digits_and_take_the_sample():
+    """The bundled sample's training digits are MNIST-22.7k training digits; its test
+    digits are official test digits the paper models never saw."""
+    from keras_edd import data
+    sample = data.load_sample()
+    pretrained.check_not_trained_on(pretrained.model_path("paper:extended"), sample)
+    training_as_test = _digits_dataset(sample.x_test, sample.x_train[:50])
+    with pytest.raises(PretrainedError, match="^50 of the 50 test digits .* training digits "
+                                              "of paper:"):
+        pretrained.check_not_trained_on(pretrained.model_path("paper:extended"),
+                                        training_as_test)

@@ -262,6 +262,7 @@ def export_pretrained(config, folder, *, command, machine, dataset_note):
         with run_dirs.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
             shutil.copyfile(path, tmp)
     manifest = {"format": pretrained.MANIFEST_FORMAT, "collection": os.path.basename(folder),
-                "command": command, "machine": machine, "models": cards}
+                "command": command, "machine": machine, "models": cards,
+                "training_digits": pretrained.write_training_digits(folder, dataset)}
     pretrained.write_manifest(folder, manifest)
     return manifest
