@@ -39,8 +39,8 @@ def check_eps(name, value, norm, *, width=1.0, size=None):
     """Check a perturbation radius: one range per norm, stated the same way.
 
     linf: [0, width] (the width of the input box, clip_max - clip_min); l2: [0, the
-    box's diameter] = width * sqrt(size) for inputs of `size` values (28 for MNIST),
-    or [0, inf] while the input size is not known yet. An L2 radius <= 1 is allowed
+    box's diameter] = width * sqrt(size) for inputs of `size` values (28 for MNIST);
+    while the input size is not known yet (flags), only the lower end. An L2 radius <= 1 is allowed
     but warned about: it reads like an L_inf budget (an L2 one on MNIST is ~1.5-3).
     """
     if norm == "linf":
