@@ -232,9 +232,13 @@ def prepare_run_dir(output_dir, run_name, flags):
     path = os.path.join(output_dir, run_name)
     check_writable_dir(path, "run directory")
     check_nothing_in_the_way(path)
-    if os.path.isdir(path):
-        lock_run_dir(path)
-        remove_leftovers(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"run directory {path!r}: cannot create it ({exc.strerror or exc})") \
+            from None
+    lock_run_dir(path)  # before flags.json is read or written: one process per run
+    remove_leftovers(path)
     flags_path = os.path.join(path, "flags.json")
     if os.path.exists(flags_path) and _started(path):
         previous = _settings(read_json(flags_path))
@@ -250,7 +254,6 @@ def prepare_run_dir(output_dir, run_name, flags):
     except OSError as exc:
         raise RunDirError(f"run directory {path!r}: cannot write flags.json "
                           f"({exc.strerror or exc})") from None
-    lock_run_dir(path)
     return path, False
 
 
