@@ -189,19 +189,21 @@ def _attack_entries(ev, setting, sources, scored_on):
                 for target in scored_on(source):
                     entries.append(ev.entry(setting, source, target, attack, variant,
                                             ev.count(attack, source)))
-                    if entries[-1]["filtered"]["count"]:  # as soon as it is known
-                        ev.log(result_line(entries[-1]))
+                    ev.log(result_line(entries[-1]))  # as soon as it is known
     return entries
 
 
 def result_line(entry):
-    """One evaluation entry as the line the binaries print: the filtered rates."""
+    """One evaluation entry as the line the binaries print: the filtered rates (n/a when
+    no attacked input was classified correctly when clean)."""
     f = entry["filtered"]
     where = entry["target"] if entry["setting"] == "whitebox" else \
         f"{entry['source']} -> {entry['target']}"
+    rate = {k: "n/a" if f[k] is None else f"{f[k]:.3f}"
+            for k in ("recovered", "detected", "misclassified")}
     return (f"{entry['setting']} {where} {entry['attack']} ({entry['variant']}): recovered "
-            f"{f['recovered']:.3f}, detected {f['detected']:.3f}, misclassified "
-            f"{f['misclassified']:.3f} (n={f['count']})")
+            f"{rate['recovered']}, detected {rate['detected']}, misclassified "
+            f"{rate['misclassified']} (n={f['count']})")
 
 
 def _sweeps(ev, targets):
