@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import importlib
 import inspect
+import math
 
 from keras_edd import validation as v
 from keras_edd.attack_settings import (CW_LEARNING_RATES, ApgdSettings, ApgdTargetedSettings,
@@ -251,6 +252,14 @@ class AttackConfig:
         v.check_int("attack_batch_size", self.batch_size, low=1)
         v.check_int("attack_seed", self.seed, low=0)
         return self
+
+    def check_input_shape(self, input_shape):
+        """Once the data is known: every L2 radius within the diameter of the [0, 1] input
+        box, sqrt(number of input values) (28 for MNIST). Raises a one-line ValueError."""
+        size = math.prod(input_shape)
+        for name, settings in self.settings.items():
+            if getattr(settings, "norm", None) == "l2" and hasattr(settings, "eps"):
+                v.check_eps(f"{name}_eps", settings.eps, "l2", size=size)
 
     def to_dict(self):
         out = {}

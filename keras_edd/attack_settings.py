@@ -204,10 +204,8 @@ class ApgdSettings(Settings):
 
     def validate(self, prefix):
         name = self.named(prefix)
-        v.check_real(name("eps"), self.eps, low=0.0)
         v.check_choice(name("norm"), self.norm, choices(ApgdNorm))
-        if self.norm == ApgdNorm.LINF:
-            v.check_real(name("eps"), self.eps, low=0.0, high=1.0)
+        v.check_eps(name("eps"), self.eps, ApgdNorm(self.norm).value)
         v.check_int(name("nb_iter"), self.nb_iter, low=1)
         v.check_int(name("nb_restarts"), self.nb_restarts, low=1)
         v.check_int(name("nb_targets"), self.nb_targets, low=1)

@@ -9,7 +9,8 @@ Sources are tried in this order (`load_dataset`):
   2. TensorFlow Datasets, when the dataset is already in the local tfds folder or
      the network answers within a few seconds (tfds itself retries for minutes);
   3. for MNIST, `mnist_sample`: 5,000 real MNIST digits bundled with the package
-     (4,000 train / 1,000 test; both drawn from MNIST's official training set).
+     (4,000 official training digits / 1,000 official test digits, named by their
+     official indices; see tools/make_mnist_sample.py).
 A folder that was named explicitly is never silently skipped: if it is unusable
 the error says why, and `mnist_sample` (always the bundled sample) refuses one.
 When nothing loads, `DataError` lists every source tried.
@@ -176,7 +177,9 @@ def load_idx_folder(name, data_dir):
 
 
 def load_sample():
-    """The bundled 5,000-digit MNIST sample (see tools/make_mnist_sample.py)."""
+    """The bundled 5,000-digit MNIST sample (see tools/make_mnist_sample.py): its test
+    split is 1,000 of MNIST's official test digits, none of them a training digit of a
+    model trained on MNIST's training set."""
     with np.load(SAMPLE_PATH) as arrays:
         parts = {k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     return Dataset("mnist_sample", "bundled:mnist_sample", parts["x_train"][..., None],

@@ -15,3 +15,16 @@ def format_params(params):
     """'eps=0.2, nb_iter=40': attack settings on one line (report tables, progress lines)."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in params.items())
+
+
+def result_line(entry):
+    """One evaluation entry as the line the binaries print: the filtered rates (n/a when
+    no attacked input was classified correctly when clean)."""
+    f = entry["filtered"]
+    where = entry["target"] if entry["setting"] == "whitebox" else \
+        f"{entry['source']} -> {entry['target']}"
+    rate = {k: "n/a" if f[k] is None else f"{f[k]:.3f}"
+            for k in ("recovered", "detected", "misclassified")}
+    return (f"{entry['setting']} {where} {entry['attack']} ({entry['variant']}): recovered "
+            f"{rate['recovered']}, detected {rate['detected']}, misclassified "
+            f"{rate['misclassified']} (n={f['count']})")

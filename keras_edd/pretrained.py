@@ -22,6 +22,10 @@ output folders, the precision and the distribution are not compared: they
 change where a run reads and writes and its arithmetic, not the experiment. The
 model is then installed as a finished run directory (`install_run`), so the
 rest of the pipeline, and a later rerun, see an ordinary finished training run.
+A collection also names the digits its models were trained on
+(`training_digits.npy`, an 8-byte digest per training image, recorded in the
+manifest's `training_digits`), so the evaluation binaries refuse to score one
+of its models on test digits it was trained on (`check_not_trained_on`).
 This module is light: it imports Keras only to load a model.
 """
 
@@ -46,6 +50,10 @@ _NAME = re.compile(r"^(?:([A-Za-z0-9_-]+):)?([A-Za-z0-9_-]+)$")
 # its data lives (its arrays' fingerprint is compared instead), the precision it was trained
 # in (the shipped model is float32) and its teacher's path (named by role instead).
 _NOT_COMPARED = (("data", "data_dir"), ("train", "precision"), ("defense", "teacher_path"))
+# A manifest's `file`: a plain .keras file name inside the collection folder (no folder part,
+# no `..`, nothing absolute), so a manifest can name no file outside its collection.
+_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.keras$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # The defense settings each defense reads (the others are recorded but unused: e.g. alpha
 # of an adversarially trained model); adv_train_* are saved only when not the default.
 _DEFENSE_READS = {"none": (), "adversarial": ("adv_train_attack", "adv_train_eps",
@@ -92,10 +100,31 @@ def read_manifest(collection=DEFAULT_COLLECTION, root=None):
     except (OSError, ValueError) as exc:
         raise PretrainedError(f"pretrained collection {collection!r}: {path} is not valid "
                               f"JSON ({exc})") from None
-    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("models"), dict):
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT \
+            or not isinstance(manifest.get("models"), dict):
         raise PretrainedError(f"pretrained collection {collection!r}: {path} is not a format-"
                               f"{MANIFEST_FORMAT} manifest with a 'models' table")
+    for model, info in manifest["models"].items():
+        check_entry(f"{collection}:{model}", info, path)
     return manifest
+
+
+def check_entry(name, info, path=MANIFEST):
+    """Raise PretrainedError (one line) unless a manifest entry is a table with a plain
+    `.keras` file name inside the collection folder and a sha256 hex digest."""
+    where = f"pretrained model {name}: {path}"
+    if not isinstance(info, dict):
+        raise PretrainedError(f"{where}: its entry is a {type(info).__name__}, not a table "
+                              "with 'file' and 'sha256'")
+    for key in ("file", "sha256"):
+        if key not in info:
+            raise PretrainedError(f"{where}: its entry has no {key!r}")
+    if not isinstance(info["file"], str) or not _FILE.fullmatch(info["file"]):
+        raise PretrainedError(f"{where}: file={info['file']!r} is not allowed; only a plain "
+                              "'<name>.keras' file name inside the collection folder")
+    if not isinstance(info["sha256"], str) or not _SHA256.fullmatch(info["sha256"]):
+        raise PretrainedError(f"{where}: sha256={info['sha256']!r} is not a sha256 digest "
+                              "(64 lowercase hex digits)")
 
 
 def entry(name, root=None):
@@ -145,6 +174,75 @@ def data_fingerprint(dataset):
     return digest.hexdigest()
 
 
+TRAINING_DIGITS = "training_digits.npy"
+
+
+def digit_digests(images):
+    """Per image, the first 8 bytes of the sha256 of its uint8 pixels, as uint64: a compact
+    name for each digit (the 32,699 digits of MNIST-22.7k give no two alike)."""
+    import numpy as np
+    return np.array([int.from_bytes(hashlib.sha256(np.ascontiguousarray(x).tobytes())
+                                    .digest()[:8], "little") for x in images], np.uint64)
+
+
+def write_training_digits(folder, dataset):
+    """Write the digests of `dataset`'s training images into the collection `folder`;
+    returns the manifest's `training_digits` record."""
+    import numpy as np
+    digests = digit_digests(dataset.x_train)
+    path = os.path.join(folder, TRAINING_DIGITS)
+    files.atomic_write(path, lambda f: np.save(f, digests), binary=True)
+    return {"file": TRAINING_DIGITS, "sha256": files.sha256(path), "count": int(len(digests)),
+            "dataset_fingerprint": data_fingerprint(dataset)}
+
+
+def _trained_digits(model_file, root=None):
+    """(`collection:model`, digests of its training digits) for a model file that is one
+    of a collection's (by sha256) whose manifest names its training digits, else None."""
+    import numpy as np
+    folder = pretrained_dir(root)
+    if not os.path.isdir(folder) or not os.path.isfile(model_file):
+        return None
+    digest = files.sha256(model_file)
+    for collection in sorted(os.listdir(folder)):
+        if not os.path.isfile(os.path.join(folder, collection, MANIFEST)):
+            continue
+        try:
+            manifest = read_manifest(collection, root)
+        except PretrainedError:
+            continue
+        record = manifest.get("training_digits")
+        for model, info in manifest["models"].items():
+            if info["sha256"] != digest or not isinstance(record, dict):
+                continue
+            fingerprint = (info.get("dataset") or {}).get("fingerprint")
+            path = os.path.join(folder, collection, TRAINING_DIGITS)
+            if record.get("dataset_fingerprint") != fingerprint or not os.path.isfile(path) \
+                    or files.sha256(path) != record.get("sha256"):
+                continue
+            return f"{collection}:{model}", np.load(path)
+    return None
+
+
+def check_not_trained_on(model_file, dataset, *, root=None):
+    """Refuse (PretrainedError, one line) to score a collection's model on a dataset whose
+    test split holds digits the model was trained on: robustness measured there is not
+    robustness on unseen inputs. Models outside the collections pass unchecked."""
+    import numpy as np
+    found = _trained_digits(model_file, root)
+    if found is None:
+        return
+    name, trained = found
+    overlap = int(np.isin(digit_digests(dataset.x_test), trained).sum())
+    if overlap:
+        raise PretrainedError(
+            f"{overlap} of the {len(dataset.y_test)} test digits of dataset {dataset.name!r} "
+            f"({dataset.source}) are training digits of {name} (its collection's "
+            f"{TRAINING_DIGITS}): scoring it there measures nothing about unseen digits; "
+            "evaluate on MNIST's official test digits, e.g. --data_dir=../shared/data/mnist "
+            "or --dataset=mnist_sample")
+
+
 def comparable_settings(settings, teacher=None):
     """A training run's settings (RunConfig.to_dict()) as compared for reuse: without
     the uncompared keys and the defense settings its defense does not read, the
@@ -173,7 +271,8 @@ def matching_entry(collection, role, settings, fingerprint, *, teacher=None, roo
     info = models.get(role)
     if info is None:
         return None, f"no {role!r} in the {collection!r} collection"
-    if info["dataset"].get("fingerprint") != fingerprint:
+    dataset = info.get("dataset")
+    if not isinstance(dataset, dict) or dataset.get("fingerprint") != fingerprint:
         return None, "other data (the fingerprint of the loaded arrays differs)"
     if info.get("teacher") != teacher:
         return None, f"other teacher ({info.get('teacher')!r}, not {teacher!r})"

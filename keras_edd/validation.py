@@ -6,6 +6,7 @@ the value (converted where useful), so a check reads as an assignment.
 
 import math
 import numbers
+import warnings
 
 
 def require(condition, message):
@@ -31,6 +32,34 @@ def check_real(name, value, *, low=-math.inf, high=math.inf,
         left = "[" if low_inclusive else "("
         right = "]" if high_inclusive else ")"
         raise ValueError(f"{name}={value!r}: allowed range is {left}{low}, {high}{right}")
+    return float(value)
+
+
+def check_eps(name, value, norm, *, width=1.0, size=None):
+    """Check a perturbation radius: one range per norm, stated the same way.
+
+    linf: [0, width] (the width of the input box, clip_max - clip_min); l2: [0, the
+    box's diameter] = width * sqrt(size) for inputs of `size` values (28 for MNIST);
+    while the input size is not known yet (flags), only the lower end. An L2 radius <= 1 is allowed
+    but warned about: it reads like an L_inf budget (an L2 one on MNIST is ~1.5-3).
+    """
+    if norm == "linf":
+        high = width
+    else:
+        high = math.inf if size is None else width * math.sqrt(size)
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)):
+        raise ValueError(f"{name}={value!r}: expected a finite real number")
+    if not 0.0 <= value <= high:
+        upper = f"{high:g}" if norm == "linf" or size is not None else \
+            "the diameter of the input box (28 for MNIST)"
+        what = ", the diameter of the input box" if norm != "linf" and size is not None else ""
+        raise ValueError(f"{name}={value!r}: allowed range for norm={norm!r} is "
+                         f"[0, {upper}]{what}")
+    if norm == "l2" and size is None and 0.0 < value <= 1.0:
+        warnings.warn(f"{name}={value!r} with norm='l2' looks like an L_inf budget; an L2 "
+                      "radius on MNIST is typically 1.5 to 3 (the diameter of its box is 28)",
+                      UserWarning, stacklevel=2)
     return float(value)
 
 

@@ -306,3 +306,37 @@ def test_at_least_as_strong_as_pgd_on_a_trained_model():
     assert broken(result.x_adv) == result.success.sum()
     assert result.success.sum() >= max(pgd_counts)
     assert result.success.sum() > pgd_counts[1]
+
+
+# ------------------------------------------------------------------ the budget's range
+
+
+@pytest.mark.parametrize("eps", [-0.1, 1e9])
+def test_linf_eps_states_one_range(eps):
+    """--apgd_ce_eps=-0.1 said [0, inf] and 1e9 said [0, 1]: one range per norm."""
+    from keras_edd.attack_settings import ApgdSettings
+    with pytest.raises(ValueError, match=rf"^apgd_ce_eps={eps!r}: allowed range for "
+                                         r"norm='linf' is \[0, 1\]$"):
+        ApgdSettings(eps=eps).validate("apgd_ce_")
+
+
+def test_l2_eps_is_refused_past_the_box_diameter_and_warned_below_1(linear):
+    from keras_edd.attack_registry import AttackConfig
+    from keras_edd.attack_settings import ApgdSettings, ApgdTargetedSettings
+    with pytest.raises(ValueError, match=r"^apgd_ce_eps=-0.1: allowed range for norm='l2' is "
+                                         r"\[0, the diameter of the input box"):
+        ApgdSettings(eps=-0.1, norm="l2").validate("apgd_ce_")
+    config = AttackConfig(settings={"apgd_t": ApgdTargetedSettings(eps=28.5, norm="l2")})
+    config.validate()
+    with pytest.raises(ValueError, match=r"^apgd_t_eps=28.5: allowed range for norm='l2' is "
+                                         r"\[0, 28\], the diameter of the input box$"):
+        config.check_input_shape((28, 28, 1))
+    config.check_input_shape((32, 32, 3))  # diameter 55.4
+    with pytest.warns(UserWarning, match="apgd_ce_eps=0.5 with norm='l2' looks like an L_inf"):
+        ApgdSettings(eps=0.5, norm="l2").validate("apgd_ce_")
+    x = inputs(2)  # 12 values in [0, 1]: diameter sqrt(12) = 3.46
+    with pytest.raises(ValueError, match=r"^eps=3.5: allowed range for norm='l2' is \[0, 3.4641"):
+        apgd(linear, x, eps=3.5, norm="l2", nb_iter=1, seed=0)
+    with pytest.raises(ValueError, match=r"^eps=0.7: allowed range for norm='linf' is \[0, 0.6\]"):
+        apgd(linear, np.clip(x, 0.2, 0.8), eps=0.7, nb_iter=1, seed=0, clip_min=0.2,
+             clip_max=0.8)

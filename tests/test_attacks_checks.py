@@ -177,3 +177,25 @@ def test_check_warnings_use_the_checks_threshold():
     found = checks.check_warnings("f", loud)
     assert len(found) == 3 and all(line.startswith("f: ") for line in found)
     assert "zero_gradient_fraction_adaptive" in found[2] and "gradient masking" in found[2]
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("label,message", [
+    pytest.param(np.array([0.0, 1.7, 1.0, 2.0, 0.0]), r"^y holds float64 values that are not "
+                 r"whole numbers \(e.g. \[0.0, 1.7, 1.0\]\): expected integer labels in \[0, 2\]",
+                 id="fractional"),
+    pytest.param(np.eye(4)[[0, 1, 2, 0, 1]], r"^y has shape \(5, 4\): one-hot rows must have "
+                 r"exactly the model's 3 columns", id="one-hot-too-wide"),
+    pytest.param(np.eye(2)[[0, 1, 1, 0, 1]], r"^y has shape \(5, 2\)", id="one-hot-too-narrow"),
+])
+def test_fractional_or_wrong_width_labels_raise(attack, label, message):
+    """Float labels were truncated silently and a width-11 one-hot was accepted on a
+    10-logit model: labels are integers in range or one-hot rows of the model's width."""
+    with pytest.raises(ValueError, match=message):
+        ATTACKS[attack](logits_model, X, label)
+
+
+def test_whole_float_labels_are_integer_labels():
+    from keras_edd.attacks import utils
+    labels = utils.prepare_labels(np.array([0.0, 2.0, 1.0]), 3, 3)
+    np.testing.assert_array_equal(labels.numpy(), [0, 2, 1])

@@ -293,3 +293,35 @@ def test_to_float_is_the_one_uint8_rule():
 def test_to_float_refuses_what_is_not_an_image(images, message):
     with pytest.raises(ValueError, match=message):
         data.to_float(images)
+
+
+def test_sample_test_digits_are_named_official_test_digits():
+    """The sample's test split was 1,000 official *training* digits, on which the shipped
+    paper: models were trained: scoring them on it reported robustness on training digits.
+    Its digits are now named official test digits, outside the paper evaluation's attacked
+    digits (the first 1,000) and surrogate J's S_0 (the last 150)."""
+    with np.load(data.SAMPLE_PATH) as arrays:
+        test, train, labels = arrays["test_indices"], arrays["train_indices"], arrays["y_test"]
+    assert len(test) == len(labels) == 1000 and len(set(test.tolist())) == 1000
+    assert test.min() >= 1000 and test.max() < 10000 - 150
+    assert np.bincount(labels).tolist() == [100] * 10
+    assert len(train) == 4000 and len(set(train.tolist())) == 4000
+    sample = data.load_sample()
+    assert sample.x_test.shape == (1000, 28, 28, 1) and sample.x_train.shape == (4000, 28, 28, 1)
+
+
+def test_sample_is_rebuilt_from_the_official_files(shared_mnist):
+    """Every sample digit is the official digit its index names; no test digit is one of
+    MNIST-22.7k's training digits (the paper: models' training set)."""
+    from conftest import load_tool
+    official = data.load_idx_folder("mnist", shared_mnist)
+    with np.load(data.SAMPLE_PATH) as arrays:
+        parts = {k: arrays[k] for k in arrays.files}
+    train, test = load_tool("make_mnist_sample").sample_indices(official.y_train, official.y_test)
+    np.testing.assert_array_equal(train, parts["train_indices"])
+    np.testing.assert_array_equal(test, parts["test_indices"])
+    np.testing.assert_array_equal(official.x_test[test, ..., 0], parts["x_test"])
+    np.testing.assert_array_equal(official.y_test[test], parts["y_test"])
+    np.testing.assert_array_equal(official.x_train[train, ..., 0], parts["x_train"])
+    training_digits = {x.tobytes() for x in official.x_train}
+    assert not any(x.tobytes() in training_digits for x in parts["x_test"])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import keras_linear
 
-from keras_edd import attack_registry, data, files, models
+from keras_edd import attack_registry, data, files, formatting, models
 from keras_edd.attack_registry import AttackConfig
 from keras_edd.config import EvalConfig
 from keras_edd.defense import training
@@ -688,3 +688,45 @@ def test_configs_take_keyword_arguments_only():
     from keras_edd.config import DefenseConfig
     with pytest.raises(TypeError):
         DefenseConfig("extended", 0.9, 4.0)  # alpha and T are both floats: no silent swap
+
+
+def test_each_attack_line_is_printed_when_it_finishes(small_data, capsys, monkeypatch):
+    """The per-attack result lines were printed only at the end of a run: a user tailing
+    the log saw nothing for minutes. Each is printed (flushed) once its entry is scored,
+    before the next attack is crafted."""
+    spec = models.ModelSpec("m", keras_linear(10, (28, 28, 1), seed=0), "m.keras", 10, None)
+    spec.describe = lambda: {"path": "m.keras", "outputs": 10, "outlier_class": None}
+    seen_before_craft = []
+    real_craft = crafting.run_attack
+
+    def spy(model, attack, *args, **kwargs):
+        seen_before_craft.append((attack, capsys.readouterr().out))
+        return real_craft(model, attack, *args, **kwargs)
+
+    monkeypatch.setattr(crafting, "run_attack", spy)
+    config = EvalConfig(attacks=("fgsm", "pgd"), num_examples=4, sweeps=False,
+                        check_examples=4, image_examples=0)
+    results, _ = engine.evaluate_models(small_data, [spec], [], config, progress=True)
+    fgsm = next(e for e in results["evaluations"] if e["attack"] == "fgsm")
+    assert [a for a, _ in seen_before_craft] == ["fgsm", "pgd"]
+    assert formatting.result_line(fgsm) in seen_before_craft[1][1]
+    assert formatting.result_line(fgsm).startswith("whitebox m fgsm (plain): recovered ")
+
+
+def test_binaries_print_line_by_line_into_a_pipe(tmp_path):
+    """stdout was block-buffered when redirected: run_main makes it line-buffered."""
+    import os
+    import subprocess
+    import sys
+    script = ("import time\nfrom keras_edd.cli import program\n"
+              "program.run_main('x', lambda argv: (print('first line'), time.sleep(60)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        import select
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready and process.stdout.readline() == "first line\n"
+    finally:
+        process.kill()
+        process.wait()

@@ -265,3 +265,126 @@ def test_extended_run_killed_in_distilled_stage_resumes_to_the_same_results(tmp_
     assert after_kill["models"]["distilled"]["history"]["resumed_from_epoch"] > 0
     assert after_kill["models"]["teacher"]["history"]["epoch"] == [1, 2]
     assert _comparable(after_kill) == _comparable(uninterrupted)
+    # TensorBoard: no step logged twice (the sigma histograms were, after every resume)
+    import glob
+
+    import tensorflow as tf
+    for folder in ("teacher", "labeling", "distilled"):
+        steps = [(value.tag, event.step)
+                 for path in glob.glob(str(killed / run_name / "logs" / folder / "events.*"))
+                 for event in tf.compat.v1.train.summary_iterator(path)
+                 for value in event.summary.value]
+        assert steps and len(steps) == len(set(steps)), (folder, sorted(steps))
+
+
+# ------------------------------------------------------------- things in a run's way
+
+
+@pytest.mark.parametrize("name,kind,fragment", [
+    ("checkpoints", "file", "'checkpoints' is a file where the run keeps a folder"),
+    ("logs", "file", "'logs' is a file where the run keeps a folder"),
+    ("results.json", "folder", "'results.json' is a folder where the run writes a file"),
+    ("model.keras", "folder", "'model.keras' is a folder where the run writes a file"),
+])
+def test_a_file_or_folder_in_the_way_is_refused_before_anything_runs(tmp_path, name, kind,
+                                                                      fragment):
+    """They surfaced as NotADirectoryError / FailedPreconditionError tracebacks, or as
+    IsADirectoryError once training had finished."""
+    from keras_edd.runs import run_dirs
+    path = tmp_path / "run"
+    path.mkdir()
+    (path / name).mkdir() if kind == "folder" else (path / name).write_text("mine")
+    with pytest.raises(run_dirs.RunDirError) as raised:
+        run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    assert str(raised.value) == f"run directory {str(path)!r}: {fragment}; move it away"
+    assert sorted(os.listdir(path)) == [name]
+
+
+@pytest.mark.slow
+def test_train_with_checkpoints_a_file_exits_2_writing_nothing(tmp_path):
+    run = tmp_path / "out" / "run"
+    run.mkdir(parents=True)
+    (run / "checkpoints").write_text("mine")
+    result = train("--dataset=mnist_sample", "--train_limit=64", "--test_limit=20",
+                   "--epochs=1", "--defense=none", "--batch_size=32", "--run_name=run",
+                   f"--output_dir={tmp_path / 'out'}", "--noprogress")
+    assert_one_line_error(result, str(run), "'checkpoints' is a file")
+    assert sorted(os.listdir(run)) == ["checkpoints"]
+
+
+@pytest.mark.slow
+def test_l2_eps_past_the_box_diameter_exits_2_before_writing(tmp_path, logits_model):
+    result = binary("eval_whitebox", f"--model={logits_model}", "--dataset=mnist_sample",
+                    "--attacks=apgd_ce", "--apgd_ce_norm=l2", "--apgd_ce_eps=30",
+                    f"--output_dir={tmp_path / 'out'}", "--noprogress")
+    assert_one_line_error(result, "apgd_ce_eps=30.0: allowed range for norm='l2' is [0, 28], "
+                          "the diameter of the input box", program="bin/eval_whitebox")
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------ concurrent runs and leftovers
+
+
+def test_a_run_directory_is_locked_by_the_process_working_in_it(tmp_path):
+    """Two runs with the same run directory started together both trained and crafted
+    everything. The second is refused, naming the holder; kill -9 releases the lock."""
+    from keras_edd.runs import run_dirs
+    script = ("import sys, time\nfrom keras_edd.runs import run_dirs\n"
+              f"run_dirs.prepare_run_dir({str(tmp_path)!r}, 'run', {{'alpha': 0.5}})\n"
+              "print('holding', flush=True)\ntime.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        with pytest.raises(run_dirs.RunDirError) as raised:
+            run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+        assert str(raised.value).startswith(
+            f"run directory {str(tmp_path / 'run')!r} is in use by process {holder.pid}, ")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        path, finished = run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+        assert path == str(tmp_path / "run") and not finished
+        assert os.listdir(path) == ["flags.json"]  # the lock leaves no file behind
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_temporary_files_of_a_killed_run_are_removed_when_it_is_reopened(tmp_path):
+    """kill -9 while a report was written left a 0-byte .tmp-*.pdf for good (and a
+    checkpoint's ckpt-N_temp/ folder, which can keep a full disk full)."""
+    from keras_edd.runs import run_dirs
+    path, _ = run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    run_dirs.unlock_run_dir(path)  # as if the process that wrote these had been killed
+    leftovers = [".tmp-abc123.pdf", "attacks/.tmp-x.npz", "substitutes/J/.tmp-y.keras",
+                 "checkpoints/teacher/ckpt-1_temp/part-0"]
+    kept = ["report.md", "attacks/fgsm.npz", "checkpoints/teacher/ckpt-1.index", "notes.tmp-x"]
+    for name in leftovers + kept:
+        os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+        open(os.path.join(path, name), "w").close()
+    run_dirs.prepare_run_dir(str(tmp_path), "run", {"alpha": 0.5})
+    found = sorted(os.path.relpath(os.path.join(d, f), path)
+                   for d, _, files in os.walk(path) for f in files)
+    assert found == sorted(kept + ["flags.json"])
+    assert not os.path.exists(os.path.join(path, "checkpoints", "teacher", "ckpt-1_temp"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isfile(os.path.join(REPO, "saved_models", "paper",
+                                                    "MANIFEST.json")),
+                    reason="no shipped paper collection")
+def test_eval_refuses_a_paper_model_on_its_training_digits(tmp_path):
+    from keras_edd import data
+    sample = data.load_sample()
+    folder = str(tmp_path / "idx")
+    os.makedirs(folder)
+    for split, x, y in (("train", sample.x_train[:40], sample.y_train[:40]),
+                        ("t10k", sample.x_train[:20], sample.y_train[:20])):
+        write_idx(os.path.join(folder, f"{split}-images-idx3-ubyte.gz"), x[..., 0])
+        write_idx(os.path.join(folder, f"{split}-labels-idx1-ubyte.gz"), y)
+    result = binary("eval_whitebox", "--model=paper:extended", f"--data_dir={folder}",
+                    "--attacks=fgsm", "--num_examples=4", "--check_examples=4", "--nosweeps",
+                    "--noprogress", f"--output_dir={tmp_path / 'out'}")
+    assert_one_line_error(result, "20 of the 20 test digits", "training digits of "
+                          "paper:extended", "--data_dir=../shared/data/mnist",
+                          program="bin/eval_whitebox")
+    assert not (tmp_path / "out").exists()

@@ -41,8 +41,10 @@ def test_quick_cw_misclassifies_at_least_90_percent_of_an_undefended_model():
     x_adv = crafting.run_attack(model, "cw", x, params, batch_size=20)
     adversarial = models.predict_logits(model, x_adv).argmax(axis=1)
     correct = clean == y
-    assert correct.sum() >= 15
-    assert np.mean(adversarial[correct] != y[correct]) >= 0.9
+    # 13 of the sample's first 20 official test digits (15+ of the training digits that
+    # were its test split before it held official test digits)
+    assert correct.sum() >= 12, correct.sum()
+    assert np.mean(adversarial[correct] != y[correct]) >= 0.9, adversarial[correct]
 
 
 def test_every_preset_key_is_a_flag_and_its_value_parses():

@@ -215,3 +215,115 @@ def test_the_shipped_paper_models_match_their_manifest():
             "paper", name, card["training_results"]["settings"],
             card["dataset"]["fingerprint"], teacher=card["teacher"])[1] is None
         assert (card["clean_test_detected"] is None) == (role not in ("extended", "surrogate_D"))
+
+
+def _manifest_with(root, models):
+    folder = root / "toy"
+    with open(folder / "MANIFEST.json", "w") as f:
+        json.dump({"format": 1, "models": models} if models is not None else [1], f)
+
+
+@pytest.mark.parametrize("file", ["../../etc/passwd", "/etc/passwd", "sub/extended.keras",
+                                  "..", "", "extended.keras\n"])
+def test_manifest_file_must_be_a_plain_name_inside_the_collection(collection, file):
+    """`../../etc/passwd` was opened and hashed, and an absolute path outside the collection
+    with a matching sha256 loaded as the model."""
+    root, _ = collection
+    outside = root / "outside.keras"
+    outside.write_bytes((root / "toy" / "extended.keras").read_bytes())
+    file = str(outside) if file == "/etc/passwd" else file
+    _manifest_with(root, {"extended": {"file": file, "sha256": files.sha256(outside)}})
+    with pytest.raises(PretrainedError) as raised:
+        pretrained.model_path("toy:extended", root=str(root))
+    message = str(raised.value)
+    assert f"file={file!r} is not allowed; only a plain '<name>.keras' file name" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("models,fragment", [
+    ({"extended": {"sha256": "0" * 64}}, "toy:extended: .* its entry has no 'file'"),
+    ({"extended": {"file": "extended.keras"}}, "its entry has no 'sha256'"),
+    ({"extended": ["extended.keras"]}, "its entry is a list, not a table"),
+    ({"extended": {"file": 5, "sha256": "0" * 64}}, "file=5 is not allowed"),
+    ({"extended": {"file": "extended.keras", "sha256": None}}, "sha256=None is not a sha256"),
+    (None, "is not a format-1 manifest with a 'models' table"),
+])
+def test_malformed_manifest_entries_are_one_line_errors(collection, models, fragment):
+    root, _ = collection
+    _manifest_with(root, models)
+    for call in (lambda: pretrained.model_path("toy:extended", root=str(root)),
+                 lambda: pretrained.matching_entry("toy", "extended", SETTINGS, "f" * 64,
+                                                   root=str(root))):
+        try:
+            result = call()
+        except PretrainedError as exc:
+            assert "\n" not in str(exc)
+            assert __import__("re").search(fragment, str(exc)), str(exc)
+        else:  # matching_entry reports instead of raising
+            assert result[0] is None and __import__("re").search(fragment, result[1])
+
+
+@pytest.mark.slow
+def test_binary_exits_2_on_a_manifest_naming_a_file_outside(collection, tmp_path):
+    import subprocess
+    import sys
+    root, _ = collection
+    _manifest_with(root, {"extended": {"file": "../../etc/passwd", "sha256": "0" * 64}})
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bin", "eval_whitebox"), "--model=toy:extended",
+         "--dataset=mnist_sample", f"--output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_EDD_PRETRAINED_DIR": str(root)})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("bin/eval_whitebox: error: ") and "'../../etc/passwd'" in last
+    assert not (tmp_path / "out").exists()
+
+
+def _digits_dataset(x_train, x_test):
+    from keras_edd import data
+    return data.Dataset("mnist", "test", x_train, np.arange(len(x_train)) % 10, x_test,
+                        np.arange(len(x_test)) % 10, tuple("0123456789"))
+
+
+def test_a_model_is_not_scored_on_its_own_training_digits(collection):
+    """bin/eval_whitebox --model=paper:extended scored the model on the bundled sample,
+    whose test digits were all training digits of it. A collection names its models'
+    training digits; scoring a model on test digits it was trained on is refused."""
+    root, _ = collection
+    rng = np.random.default_rng(0)
+    trained_on = _digits_dataset(rng.integers(0, 256, (30, 28, 28, 1), np.uint8),
+                                 rng.integers(0, 256, (5, 28, 28, 1), np.uint8))
+    folder = root / "toy"
+    manifest = pretrained.read_manifest("toy", str(root))
+    manifest["models"]["extended"]["dataset"]["fingerprint"] = \
+        pretrained.data_fingerprint(trained_on)
+    manifest["training_digits"] = pretrained.write_training_digits(str(folder), trained_on)
+    pretrained.write_manifest(str(folder), manifest)
+    model_file = str(folder / "extended.keras")
+    pretrained.check_not_trained_on(model_file, trained_on, root=str(root))  # its test split
+    leaky = _digits_dataset(trained_on.x_train, np.concatenate(
+        [trained_on.x_test, trained_on.x_train[:3]]))
+    with pytest.raises(PretrainedError, match=r"^3 of the 8 test digits of dataset 'mnist' "
+                                              r"\(test\) are training digits of toy:extended "
+                                              r".*--data_dir=../shared/data/mnist"):
+        pretrained.check_not_trained_on(model_file, leaky, root=str(root))
+    other = root / "other.keras"  # not a collection's model: not checked
+    other.write_bytes(b"not a model")
+    pretrained.check_not_trained_on(str(other), leaky, root=str(root))
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(PAPER, "MANIFEST.json")),
+                    reason="no shipped paper collection")
+def test_the_paper_models_refuse_training_digits_and_take_the_sample():
+    """The bundled sample's training digits are MNIST-22.7k training digits; its test
+    digits are official test digits the paper models never saw."""
+    from keras_edd import data
+    sample = data.load_sample()
+    pretrained.check_not_trained_on(pretrained.model_path("paper:extended"), sample)
+    training_as_test = _digits_dataset(sample.x_test, sample.x_train[:50])
+    with pytest.raises(PretrainedError, match="^50 of the 50 test digits .* training digits "
+                                              "of paper:"):
+        pretrained.check_not_trained_on(pretrained.model_path("paper:extended"),
+                                        training_as_test)

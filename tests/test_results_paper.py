@@ -68,5 +68,7 @@ def test_models_are_the_shipped_ones():
     from keras_edd import pretrained
     results = _results()
     manifest = pretrained.read_manifest("paper")
-    for role, card in manifest["models"].items():
-        assert results["models"][role]["sha256"] == card["sha256"], role
+    trained_here = [role for role in results["models"] if not role.startswith("J_")]
+    assert trained_here and set(trained_here) <= set(manifest["models"])
+    for role in trained_here:  # the collection also holds f and f^d at other seeds
+        assert results["models"][role]["sha256"] == manifest["models"][role]["sha256"], role

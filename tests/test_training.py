@@ -162,3 +162,50 @@ def test_bfloat16_trained_model_loads_and_runs_in_float32(tmp_path):
     clear = top2[:, -1] - top2[:, -2] > 0.1 * spread
     assert clear.sum() >= 8
     np.testing.assert_array_equal(bf16_logits[clear].argmax(1), fp32_logits[clear].argmax(1))
+
+
+def _logged_steps(log_dir):
+    """(tag, step) of every summary in the event files of log_dir, with repeats."""
+    import glob
+    import os
+
+    import tensorflow as tf
+    found = []
+    for path in glob.glob(os.path.join(str(log_dir), "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            found += [(value.tag, event.step) for value in event.summary.value]
+    return found
+
+
+def test_disk_full_at_a_checkpoint_is_one_line_leaves_no_temp_and_no_repeated_steps(
+        tmp_path, monkeypatch):
+    """A full disk during a checkpoint gave a multi-line ResourceExhaustedError, left a
+    ckpt-N_temp/ folder that kept the disk full, and the resumed run logged the epoch
+    to TensorBoard a second time."""
+    import os
+
+    import tensorflow as tf
+    real_save = tf.train.CheckpointManager.save
+
+    def full_disk(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number == 2:
+            os.makedirs(os.path.join(self.directory, "ckpt-2_temp"))
+            raise tf.errors.ResourceExhaustedError(None, None, "ckpt-2_temp/part-00000; No "
+                                                   "space left on device\n\tdetails")
+        return real_save(self, checkpoint_number=checkpoint_number, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+    folder = str(tmp_path / "run" / "ckpt")
+    with pytest.raises(ValueError) as raised:
+        _tiny_run(tmp_path, 3)
+    assert str(raised.value) == (
+        f"checkpoint folder {folder!r}: cannot write the checkpoint of epoch 2 "
+        "(ckpt-2_temp/part-00000; No space left on device); make room and rerun the same "
+        "command to resume")
+    assert not os.path.exists(os.path.join(folder, "ckpt-2_temp"))
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    _, history = _tiny_run(tmp_path, 3)  # room made: resumed from epoch 1
+    assert history["resumed_from_epoch"] == 1
+    steps = _logged_steps(tmp_path / "run" / "logs")
+    assert sorted(set(steps)) == sorted(steps)
+    assert sorted(step for tag, step in steps if tag == "train/loss") == [1, 2, 3]

@@ -6,13 +6,18 @@
 Every number in the README's paper-settings section comes from this script run on the
 results.json of the command given there, so a reader can regenerate the tables;
 `python tools/readme_tables.py results/paper/results.json README.md` rewrites the
-README's generated blocks (between their markers) in place. Reads the
+README's generated blocks (between their markers) in place: the tables are computed
+first and the README replaced atomically, only from a run with the paper preset on
+MNIST unless `--force_other_settings` says otherwise. Reads the
 JSON only (no TensorFlow). Rates are the filtered ones (inputs the target classifies
 correctly when clean), in percent.
 """
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 
 FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd")
 OTHER_ATTACKS = ("cw_adam", "square", "apgd_ce", "apgd_t")
@@ -266,15 +271,71 @@ def update_readme(text, results, source="results/paper/results.json"):
     return text
 
 
-def main(path, readme=None):
-    results = json.load(open(path))
+README_RUN = {"preset": "paper", "dataset": "mnist"}  # what the README's tables show
+FORCE_FLAG = "--force_other_settings"
+
+
+def fail(message):
+    """Exit 1 with one line naming the tool."""
+    raise SystemExit(f"tools/readme_tables.py: error: {message}")
+
+
+def read_results(path):
+    """The results dict of a bin/reproduce results.json; one-line exit when unusable."""
+    if not os.path.exists(path):
+        fail(f"{path!r}: no such file (a run directory holds results.json only once the "
+             "run has finished)")
+    if os.path.isdir(path):
+        fail(f"{path!r} is a folder; give its results.json")
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as exc:
+        fail(f"{path!r}: not valid JSON ({exc})")
+    if not isinstance(results, dict) or results.get("kind", "reproduce") != "reproduce" \
+            or not all(k in results for k in ("evaluations", "models", "num_examples")):
+        fail(f"{path!r} is not the results.json of a bin/reproduce run (it lacks "
+             "'evaluations', 'models' or 'num_examples')")
+    return results
+
+
+def rendered(path, results, compute):
+    """compute(results), with a one-line exit when results.json lacks what a table reads."""
+    try:
+        return compute(results)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        fail(f"{path!r}: cannot build the tables ({type(exc).__name__}: {exc}); is it a "
+             "complete bin/reproduce results.json?")
+
+
+def main(path, readme=None, force_other_settings=False):
+    results = read_results(path)
     if readme:  # rewrite the generated blocks of that README in place
-        with open(readme) as f:
-            text = f.read()
-        with open(readme, "w") as f:
-            f.write(update_readme(text, results, path))
+        settings = results.get("settings") if isinstance(results.get("settings"), dict) else {}
+        dataset = results.get("dataset") if isinstance(results.get("dataset"), dict) else {}
+        run = {"preset": settings.get("preset"), "dataset": dataset.get("name")}
+        if run != README_RUN and not force_other_settings:
+            fail(f"{path!r} is a run with preset {run['preset']!r} on dataset "
+                 f"{run['dataset']!r}; the README's tables show preset 'paper' on 'mnist': "
+                 f"pass {FORCE_FLAG} to write them anyway")
+        try:
+            with open(readme) as f:
+                text = f.read()
+        except OSError as exc:
+            fail(f"{readme!r}: cannot read ({exc.strerror or exc})")
+        updated = rendered(path, results, lambda r: update_readme(text, r, path))
+        folder = os.path.dirname(os.path.abspath(readme))
+        fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".md", dir=folder)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(updated)
+            shutil.copymode(readme, temporary)
+            os.replace(temporary, readme)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
         return
-    sections = [
+    sections = rendered(path, results, lambda results: [
         ("Models", models_table(results)),
         ("Figure 1: recovered / detected / misclassified (%)", counts_line(results) + "\n\n"
          + rate_table(results, FIGURE_1_ATTACKS)),
@@ -290,13 +351,14 @@ def main(path, readme=None):
         ("Surrogate J, scored on its oracle", substitute_table(results)),
         ("Warnings", "\n".join(f"- {w}" for w in results["warnings"]) or "none"),
         ("Stage seconds", stage_table(results)),
-    ]
+    ])
     for title, body in sections:
         print(f"#### {title}\n\n{body}\n")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python tools/readme_tables.py RUN_DIR/results.json [README.md]\n"
-                 "  with README.md: rewrite its generated tables in place")
-    main(*sys.argv[1:])
+    args = [a for a in sys.argv[1:] if a != FORCE_FLAG]
+    if len(args) not in (1, 2):
+        sys.exit("usage: python tools/readme_tables.py RUN_DIR/results.json [README.md] "
+                 f"[{FORCE_FLAG}]\n  with README.md: rewrite its generated tables in place")
+    main(*args, force_other_settings=FORCE_FLAG in sys.argv[1:])

@@ -69,6 +69,7 @@ import tensorflow as tf
 
 from keras_edd.attacks import utils
 from keras_edd.attacks.apgd_step_size import checkpoint_update, checkpoint_windows
+from keras_edd.validation import check_eps
 
 LOSSES = ("ce", "dlr", "dlr_targeted")
 NORMS = ("linf", "l2")
@@ -281,7 +282,6 @@ def apgd(model_fn, x, *, eps, y=None, norm="linf", loss="ce", nb_iter=100, nb_re
       x_adv, a float32 tensor shaped like x: per input the first successful
       iterate found, else the highest-loss point of all runs.
     """
-    eps = utils.check_real("eps", eps, low=0.0)
     utils.check_choice("norm", norm, NORMS)
     utils.check_choice("loss", loss, LOSSES)
     nb_iter = utils.check_int("nb_iter", nb_iter, low=0)
@@ -294,6 +294,8 @@ def apgd(model_fn, x, *, eps, y=None, norm="linf", loss="ce", nb_iter=100, nb_re
         seed = utils.check_int("seed", seed, low=0, high=2**31 - 1)
     model_fn = utils.as_model_fn(model_fn)
     x = utils.prepare_inputs(x, clip_min, clip_max)
+    eps = check_eps("eps", eps, norm, width=clip_max - clip_min,
+                    size=int(np.prod(x.shape[1:])))
     if eps == 0.0 and not return_details:
         return x
     labels, outlier_class, num_classes = utils.resolve_labels(model_fn, x, y, False,

@@ -106,10 +106,22 @@ def check_outlier_class(outlier_class, num_classes):
 
 
 def prepare_labels(labels, batch_size, num_classes, name="y"):
-    """Integer labels of shape [batch] from integer or one-hot labels."""
+    """Integer labels of shape [batch] from integer or one-hot labels.
+
+    Refuses what would be misread silently: fractional labels (astype would truncate
+    1.7 to 1) and one-hot rows of another width than the model's `num_classes`.
+    """
     labels = np.asarray(labels)
     if labels.ndim == 2:
+        if labels.shape[1] != num_classes:
+            raise ValueError(f"{name} has shape {labels.shape}: one-hot rows must have exactly "
+                             f"the model's {num_classes} columns")
         labels = labels.argmax(axis=1)
+    whole = labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels))
+    if labels.dtype.kind not in "iu" and not whole:
+        raise ValueError(f"{name} holds {labels.dtype} values that are not whole numbers "
+                         f"(e.g. {labels.ravel()[:3].tolist()}): expected integer labels in "
+                         f"[0, {num_classes - 1}] or [{batch_size}, {num_classes}] one-hot rows")
     if labels.ndim != 1 or labels.shape[0] != batch_size:
         raise ValueError(f"{name} has shape {labels.shape}: expected [{batch_size}] "
                          f"integer labels or [{batch_size}, {num_classes}] one-hot")

@@ -8,6 +8,8 @@ import sys
 
 from absl import flags
 
+from keras_edd import formatting
+
 
 def check_no_arguments(argv):
     if len(argv) > 1:
@@ -34,6 +36,8 @@ def run_main(program, main):
     `main(argv)` gets the arguments left after the flags, as with app.run.
     """
     from absl import app
+    # Line by line also when redirected to a file, so `tail -f` shows each line as printed.
+    sys.stdout.reconfigure(line_buffering=True)
     try:
         app.run(lambda argv: _main_quietly(main, argv), flags_parser=parse_flags)
     except ValueError as exc:
@@ -101,13 +105,9 @@ def print_summary(results):
     if worker:
         print(f"worker {worker}: done (the chief, worker 0, writes the report)")
         return
-    for e in results["evaluations"]:
-        f = e["filtered"]
-        if f["count"]:
-            where = e["target"] if e["setting"] == "whitebox" else f"{e['source']} -> {e['target']}"
-            print(f"{e['setting']} {where} {e['attack']} ({e['variant']}): recovered "
-                  f"{f['recovered']:.3f}, detected {f['detected']:.3f}, misclassified "
-                  f"{f['misclassified']:.3f} (n={f['count']})")
+    for e in results["evaluations"]:  # a recap: each was also printed when it finished
+        if e["filtered"]["count"]:
+            print(formatting.result_line(e))
     for warning in results.get("warnings", []):
         print(f"warning: {warning}")
     print(f"report: {results['run_dir']}/report.md")

@@ -29,7 +29,9 @@ by its caller, keras_edd.runs.train_run).
 """
 
 import contextlib
+import glob
 import os
+import shutil
 import time
 
 import keras
@@ -172,9 +174,9 @@ def fit(model, images, targets, *, epochs, batch_size=128, optimizer="adam", lea
         values.update(_evaluate_epoch(model, eval_data, outlier_class, pgd_eval))
         values["epoch_seconds"] = time.perf_counter() - t_epoch
         _record_epoch(history, epoch + 1, values, best)
-        if writer:
-            _write_epoch_summaries(writer, epoch + 1, values, opt, steps * batch_size)
         _checkpoint(epoch + 1, epoch_var, manager, history_path, history)
+        if writer:  # after the checkpoint: a resumed run never logs an epoch twice
+            _write_epoch_summaries(writer, epoch + 1, values, opt, steps * batch_size)
         if log_epochs:
             _log_epoch(description, epoch + 1, epochs, values)
     return _finished_history(history, start_epoch, t_start, best)
@@ -286,8 +288,18 @@ def _checkpoint(epoch, epoch_var, manager, history_path, history):
     """
     epoch_var.assign(epoch)
     if manager:
-        files.write_json(history_path, history)
-        manager.save(checkpoint_number=epoch)
+        try:
+            files.write_json(history_path, history)
+            manager.save(checkpoint_number=epoch)
+        except (OSError, tf.errors.OpError) as exc:  # e.g. ResourceExhaustedError: disk full
+            folder = manager.directory
+            for leftover in glob.glob(os.path.join(glob.escape(folder), f"ckpt-{epoch}_temp*")):
+                shutil.rmtree(leftover, ignore_errors=True)
+            reason = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
+            raise ValueError(
+                f"checkpoint folder {folder!r}: cannot write the checkpoint of epoch {epoch} "
+                f"({reason.splitlines()[0] if reason else type(exc).__name__}); make room and "
+                "rerun the same command to resume") from None
 
 
 def _record_epoch(history, epoch, values, best):

@@ -49,6 +49,7 @@ import time
 
 from keras_edd import config as config_lib
 from keras_edd import data as data_lib
+from keras_edd import formatting
 from keras_edd.attacks import checks
 from keras_edd.evaluation import detection, worst_case
 from keras_edd.evaluation.metrics import FILTER_STATEMENT, clean_rates
@@ -175,6 +176,7 @@ def _attack_entries(ev, setting, sources, scored_on):
                 for target in scored_on(source):
                     entries.append(ev.entry(setting, source, target, attack, variant,
                                             ev.count(attack, source)))
+                    ev.log(formatting.result_line(entries[-1]))  # as soon as it is known
     return entries
 
 

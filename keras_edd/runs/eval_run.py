@@ -13,7 +13,7 @@ import os
 import time
 
 from keras_edd import data as data_lib
-from keras_edd import distribute
+from keras_edd import distribute, pretrained
 from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec, model_label
 from keras_edd.reporting import results_files
@@ -71,7 +71,9 @@ def run_whitebox(config):
     t_start = time.perf_counter()
     dist = distribute.start(config.distribution)
     dataset = data_lib.load_data(config.data)
+    config.evaluation.attack.check_input_shape(dataset.input_shape)
     spec = load_model_spec("target", config.model_path, dataset)
+    pretrained.check_not_trained_on(pretrained.resolve_model(config.model_path), dataset)
     run_name = config.run_name or f"whitebox-{model_label(config.model_path)}"
     run_dir, done = open_shared_run(dist, config.output_dir, run_name, config.to_dict())
     if done:
@@ -97,7 +99,9 @@ def run_blackbox(config):
     t_start = time.perf_counter()
     dist = distribute.start(config.distribution)
     dataset = data_lib.load_data(config.data)
+    config.evaluation.attack.check_input_shape(dataset.input_shape)
     target = load_model_spec("target", config.target_path, dataset)
+    pretrained.check_not_trained_on(pretrained.resolve_model(config.target_path), dataset)
     surrogates = [load_model_spec(name, path, dataset) for name, path in config.surrogates]
     run_name = config.run_name or f"blackbox-{model_label(config.target_path)}"
     if config.jacobian_substitute:

@@ -109,6 +109,7 @@ def run_reproduce(config):
             model_dir=dist.private_dir(config.resolved_model_dir), progress=False)
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
+    config.evaluation.attack.check_input_shape(dataset.input_shape)
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
     run_dirs.check_writable_dir(config.resolved_model_dir, "model_dir")
@@ -263,6 +264,7 @@ def export_pretrained(config, folder, *, command, machine, dataset_note):
         with files.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
             shutil.copyfile(path, tmp)
     manifest = {"format": pretrained.MANIFEST_FORMAT, "collection": os.path.basename(folder),
-                "command": command, "machine": machine, "models": cards}
+                "command": command, "machine": machine, "models": cards,
+                "training_digits": pretrained.write_training_digits(folder, dataset)}
     pretrained.write_manifest(folder, manifest)
     return manifest

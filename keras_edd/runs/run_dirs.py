@@ -7,12 +7,21 @@ Layout of `<output_dir>/<run_name>/`:
   logs/           TensorBoard event files, one subfolder per model
   *.keras         the final models
 Every file is written to a temporary name and renamed, so a crash or a kill
-never leaves a half-written file under the final name.
+never leaves a half-written file under the final name; the temporary files a
+killed process left behind are removed when the run directory is next opened.
+The process working in a run directory holds an flock on it (`lock_run_dir`)
+until it exits, so a second process started on the same run is refused, naming
+the holder, instead of training and crafting everything a second time; the
+operating system releases the lock when the holder dies, even by kill -9.
 """
 
+import contextlib
+import fcntl
+import glob
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 
@@ -59,6 +68,89 @@ def check_writable_dir(path, what="output folder"):
     return path
 
 
+# What a run directory holds (see the module docstring): these names must be folders, and
+# a name with one of these suffixes must be a file.
+RUN_FOLDERS = ("checkpoints", "logs", "attacks", "substitutes")
+RUN_FILE_SUFFIXES = (".json", ".keras", ".csv", ".md", ".png", ".pdf", ".npz")
+
+
+def check_nothing_in_the_way(path):
+    """Raise RunDirError (one line) when a file sits where a run keeps a folder
+    (`checkpoints`, `logs`, ...) or a folder where it writes a file (`results.json`,
+    `*.keras`, ...): found before any training, not as a traceback after it."""
+    if not os.path.isdir(path):
+        return
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if name in RUN_FOLDERS and not os.path.isdir(full):
+            raise RunDirError(f"run directory {path!r}: {name!r} is a file where the run keeps "
+                              "a folder; move it away")
+        if name.endswith(RUN_FILE_SUFFIXES) and os.path.isdir(full):
+            raise RunDirError(f"run directory {path!r}: {name!r} is a folder where the run "
+                              "writes a file; move it away")
+
+
+_LOCKED = {}  # real path of a run directory -> the open descriptor holding its flock
+
+
+def _lock_holder(fd):
+    """'process PID' of the process holding an flock on the folder open as `fd` (from
+    /proc/locks, Linux), else 'another process'."""
+    inode = os.fstat(fd).st_ino
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if "FLOCK" in parts and len(parts) > 5 and parts[5].endswith(f":{inode}"):
+                    return f"process {parts[4]}"
+    except OSError:
+        pass
+    return "another process"
+
+
+def lock_run_dir(path):
+    """Take the run directory `path` (an existing folder) for this process, for as long as
+    it lives: an exclusive flock on the folder itself, so no lock file is left behind
+    and the OS releases it when the process ends, however it ends. Reentrant within a
+    process. Raises RunDirError naming the holder when another process has it."""
+    key = os.path.realpath(path)
+    if key in _LOCKED:
+        return
+    fd = os.open(key, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise RunDirError(f"run directory {path!r} is in use by {holder}, which is working on "
+                          "the same run; wait for it to end (its lock goes with it) or pass "
+                          "another --run_name / --output_dir") from None
+    _LOCKED[key] = fd
+
+
+def unlock_run_dir(path):
+    """Release this process's lock on the run directory `path` (no-op if not held), e.g.
+    in a notebook that is done with a run and wants another process to take it."""
+    fd = _LOCKED.pop(os.path.realpath(path), None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+def remove_leftovers(path):
+    """Remove what a killed process left in the run directory `path` (locked by this
+    process): temporary `.tmp-*` files of atomic writes, in the folder and its attacks/
+    and substitutes/, and TensorFlow's half-written `ckpt-*_temp` checkpoint folders."""
+    patterns = (".tmp-*", "attacks/.tmp-*", "substitutes/*/.tmp-*", "checkpoints/*/ckpt-*_temp",
+                "checkpoints/ckpt-*_temp")
+    for pattern in patterns:
+        for leftover in glob.glob(os.path.join(glob.escape(path), pattern)):
+            if os.path.isdir(leftover) and not os.path.islink(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(leftover)
+
+
 def prepare_run_dir(output_dir, run_name, flags):
     """Create (or reopen) a run directory and record its flags.
 
@@ -72,6 +164,14 @@ def prepare_run_dir(output_dir, run_name, flags):
     """
     path = os.path.join(output_dir, run_name)
     check_writable_dir(path, "run directory")
+    check_nothing_in_the_way(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"run directory {path!r}: cannot create it ({exc.strerror or exc})") \
+            from None
+    lock_run_dir(path)  # before flags.json is read or written: one process per run
+    remove_leftovers(path)
     flags_path = os.path.join(path, "flags.json")
     if os.path.exists(flags_path) and _started(path):
         previous = config.run_identity(read_json(flags_path))

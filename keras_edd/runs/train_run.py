@@ -7,6 +7,7 @@ loads the data before it writes anything, then works in a run directory
 it stopped.
 """
 
+import glob
 import os
 import time
 import warnings
@@ -255,6 +256,9 @@ def _train_extended(run, one_hot, teacher, stages):
         teacher = run.train_stage("teacher", n, one_hot, epochs=defense.teacher_epochs)
     stages["teacher_seconds"] = time.perf_counter() - t
     t = time.perf_counter()
+    label_logs = run.path("logs", "labeling")
+    logged = bool(glob.glob(os.path.join(glob.escape(label_logs), "events.out.tfevents.*")))
+    labeled = os.path.exists(run.path("labels", "sigma_test.npy"))
     sigma_train = run.cached_array("sigma_train", lambda: labeling.mc_uncertainty(
         teacher, dataset.x_train, passes=defense.mc_passes, seed=config.train.seed,
         precision=config.train.precision, progress=config.progress and dist.is_chief,
@@ -273,8 +277,9 @@ def _train_extended(run, one_hot, teacher, stages):
                        "train": labeling.sigma_statistics(sigma_train),
                        "test": labeling.sigma_statistics(sigma_test)},
              "outlier_mass_fraction": float(targets[:, n].mean())}
-    _log_labels(run.path("logs", "labeling"), sigma_train, sigma_test, sigma_max,
-                extra["outlier_mass_fraction"])
+    if not (labeled and logged):  # a resumed run logs the histograms once, not twice
+        _log_labels(label_logs, sigma_train, sigma_test, sigma_max,
+                    extra["outlier_mass_fraction"])
     t = time.perf_counter()
     run.train_stage("distilled", n + 1, targets, epochs=config.train.epochs,
                     temperature=defense.resolved_temperature,
