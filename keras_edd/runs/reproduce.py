@@ -247,11 +247,18 @@ class _PretrainedInstaller:
 
 def export_pretrained(config, folder, *, command, machine, dataset_note):
     """Write the deployed models of `config`'s finished training runs, and their
-    MANIFEST.json, into the pretrained collection `folder` (see keras_edd.pretrained)."""
+    MANIFEST.json, into the pretrained collection `folder` (see keras_edd.pretrained).
+    Entries of other roles already in the manifest (models added with
+    tools/add_pretrained.py, e.g. other training seeds) are kept when their data is the same."""
     dataset = data_lib.load_data(config.data)
     fingerprint = pretrained.data_fingerprint(dataset)
     run_configs = reproduce_run_configs(config, dataset.name)
     cards = {}
+    try:
+        kept = pretrained.read_manifest(os.path.basename(folder),
+                                        root=os.path.dirname(os.path.abspath(folder)))["models"]
+    except pretrained.PretrainedError:
+        kept = {}
     for role in REPRODUCE_MODELS:
         run_dir = os.path.join(config.resolved_model_dir,
                                run_configs[role].resolved_run_name(dataset.name))
@@ -264,7 +271,10 @@ def export_pretrained(config, folder, *, command, machine, dataset_note):
         with files.atomic_path(os.path.join(folder, f"{role}.keras")) as tmp:
             shutil.copyfile(path, tmp)
     manifest = {"format": pretrained.MANIFEST_FORMAT, "collection": os.path.basename(folder),
-                "command": command, "machine": machine, "models": cards,
+                "command": command, "machine": machine,
+                "models": {**cards, **{role: card for role, card in kept.items()
+                                       if role not in cards and card.get("dataset", {}).get(
+                                           "fingerprint") == fingerprint}},
                 "training_digits": pretrained.write_training_digits(folder, dataset)}
     pretrained.write_manifest(folder, manifest)
     return manifest
