@@ -300,7 +300,8 @@ def fab(model_fn, x, *, eps, y=None, norm="linf", targeted=False, nb_targets=Non
         training=False).
       x: batch of inputs in [clip_min, clip_max].
       eps: budget >= 0 of the fixed-eps evaluation (see the module docstring);
-        the attack minimises the norm whatever eps is. eps = 0 returns x.
+        the attack minimises the norm whatever eps is. eps = 0 returns x at once
+        (with return_details the attack still runs, for the minimal norms).
       y: labels to move away from (untargeted, FAB-T) or targets t (targeted),
         integer [batch] or one-hot; None = the model's own prediction on x
         (untargeted only).
