@@ -16,6 +16,7 @@ UntargetedResult(x_adv, target, success). Bad arguments raise ValueError naming 
   fgsm               one L_inf sign-gradient step (cleverhans v1)
   pgd                L_inf PGD with random restarts (Madry et al.)
   apgd               Auto-PGD, L_inf/L2, CE/DLR/targeted DLR, adaptive step (Croce & Hein)
+  fab                FAB / FAB-T, minimal L_inf/L2 perturbations, fast adaptive boundary
   jsma               targeted pairwise JSMA, theta and Gamma (Papernot et al. 2016)
   jsma_untargeted    JSMA with random or all targets t != y
   carlini_wagner_l2  CW-L2 with kappa, binary search over c, Adam or AdaDelta
@@ -33,6 +34,7 @@ from keras_edd.attacks.checks import (
     run_all_checks,
     zero_gradient_fraction,
 )
+from keras_edd.attacks.fab import fab
 from keras_edd.attacks.fgsm import fgsm
 from keras_edd.attacks.jsma import UntargetedResult, all_targets, jsma, jsma_untargeted
 from keras_edd.attacks.pgd import pgd
@@ -48,6 +50,7 @@ __all__ = [
     "check_gradient_masking",
     "check_logits",
     "checks",
+    "fab",
     "fgsm",
     "jsma",
     "jsma_untargeted",
