@@ -136,6 +136,23 @@ def test_l2_standard_records_that_square_is_linf_only():
         keras_edd.evaluate(model, x, y, eps=0.4, norm="l2", attacks=["square"], progress=False)
 
 
+def test_square_is_left_out_on_inputs_that_are_not_images():
+    weights = np.random.default_rng(5).normal(size=(16, 4)).astype(np.float32)
+
+    def flat_model(x):  # a callable on [n, 16] vectors, not a Keras model
+        import tensorflow as tf
+        return tf.reshape(x, [-1, 16]) @ weights
+
+    x = np.random.default_rng(6).uniform(0.3, 0.7, size=(6, 16)).astype(np.float32)
+    y = (x @ weights).argmax(axis=1)
+    with pytest.warns(RuntimeWarning, match="square needs images"):
+        result = keras_edd.evaluate(flat_model, x, y, eps=0.05, progress=False)
+    assert "square" in dict(result.attacks_skipped) and result.attacks[:2] == ("apgd_ce",
+                                                                                "apgd_t")
+    with pytest.raises(ValueError, match="^attacks: square needs images"):
+        keras_edd.evaluate(flat_model, x, y, eps=0.05, attacks=["square"], progress=False)
+
+
 # --------------------------------------------------------------------------- inputs
 
 

@@ -91,6 +91,7 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
     x = inputs.to_unit_float(x)
     model, description = inputs.resolve_model(model)
     x = inputs.fit_to_model(model, x)
+    rows, skipped = suite.drop_unfit(rows, skipped, x.shape, named=attacks != "standard")
 
     from keras_edd.attacks import utils
     model_fn = utils.as_model_fn(model)
@@ -213,7 +214,8 @@ def _run_suite(model_fn, x, y, clean_correct, rows, *, eps, norm, outlier_class,
         for position in range(0, len(todo), batch_size):
             batch = todo[position:position + batch_size]
             points = np.asarray(row.run(model_fn, x[batch], y[batch], eps=eps, norm=norm,
-                                        outlier_class=outlier_class, seed=seed + position),
+                                        outlier_class=outlier_class,
+                                        seed=(seed + position) % 2**31),
                                 np.float32).reshape(x[batch].shape)
             inside = ((_norms(points - x[batch], norm) <= limit)
                       & (points.reshape(len(batch), -1).min(axis=1) >= -1e-6)

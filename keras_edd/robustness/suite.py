@@ -168,3 +168,16 @@ def resolve(attacks, norm: str, eps: float) -> tuple[tuple[SuiteAttack, ...], tu
             raise ValueError(f"attacks: {reason}")
         rows.append(_scaled(row, eps))
     return tuple(rows), ()
+
+
+def drop_unfit(rows, skipped, shape, *, named: bool):
+    """Square needs images [n, H, W(, C)] with H, W >= 2: on other inputs it is left out
+    of the standard list (with the reason) and raises when named."""
+    fits = len(shape) in (3, 4) and shape[1] >= 2 and shape[2] >= 2
+    if fits or "square" not in (row.name for row in rows):
+        return rows, skipped
+    reason = f"square needs images [n, H, W] or [n, H, W, C] with H, W >= 2, not {shape}"
+    if named:
+        raise ValueError(f"attacks: {reason}")
+    return (tuple(row for row in rows if row.name != "square"),
+            skipped + (("square", reason),))
