@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import keras_edd
-from keras_edd.robustness import Rate, suite, threshold_for, wilson_interval
+from keras_edd.robustness import Rate, suite, wilson_interval
 
 SHAPE = (4, 4, 1)
 
@@ -290,7 +290,6 @@ def test_thresholds_match_the_hand_computation():
         assert row.robust_accuracy_rejection_error == Rate(accepted_right, 10)
     # The model's own rule (argmax of all 11... here 5 logits): digits 0,1,2,3,5,8.
     assert result.clean_accuracy == Rate(6, 10) and result.robust_accuracy == Rate(6, 10)
-    assert threshold_for(np.arange(10.0), 0.1) == 8.0
 
 
 def test_threshold_attacks_aim_at_the_detector():

@@ -6,13 +6,12 @@
   result          RobustnessResult, ThresholdResult: summary(), to_dict()
   rates           Rate (k of n) and its 95 % Wilson interval
 
-It sits above keras_edd.attacks and keras_edd.evaluation.attack_registry (whose
-attack names it uses) and imports TensorFlow only when evaluate() runs.
+It sits above keras_edd.attacks and keras_edd.evaluation (the attack registry's
+names; detection's outlier score and false-alarm threshold) and imports TensorFlow only when evaluate() runs.
 """
 
-from keras_edd.robustness.evaluate_model import evaluate, outlier_scores, threshold_for
+from keras_edd.robustness.evaluate_model import evaluate
 from keras_edd.robustness.rates import Rate, wilson_interval
 from keras_edd.robustness.result import RobustnessResult, ThresholdResult
 
-__all__ = ["Rate", "RobustnessResult", "ThresholdResult", "evaluate", "outlier_scores",
-           "threshold_for", "wilson_interval"]
+__all__ = ["Rate", "RobustnessResult", "ThresholdResult", "evaluate", "wilson_interval"]

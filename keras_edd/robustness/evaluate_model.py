@@ -16,8 +16,6 @@ inputs per false-detection rate (Tramer et al. 2020, "On adaptive attacks to
 adversarial example defenses"; Stutz et al. 2020, CCAT): see ThresholdResult.
 """
 
-import math
-import numbers
 import time
 import warnings
 
@@ -249,27 +247,12 @@ class _ShiftedOutlier:
         return self.model_fn(x) - self.shift
 
 
-def outlier_scores(logits, outlier_class: int) -> np.ndarray:
-    """s(x) = Z_out - max_{i real} Z_i per row of logits."""
-    logits = np.asarray(logits, np.float64)
-    real = np.delete(logits, outlier_class, axis=1)
-    return logits[:, outlier_class] - real.max(axis=1)
-
-
-def threshold_for(scores, rate: float) -> float:
-    """tau such that floor(rate * n) clean scores lie above it: the (floor(rate n) + 1)-th
-    largest score (fewer lie above it when scores tie there)."""
-    if not (isinstance(rate, numbers.Real) and 0.0 < rate < 1.0):
-        raise ValueError(f"false_detection={rate!r}: allowed range is (0, 1)")
-    ordered = np.sort(np.asarray(scores, np.float64))[::-1]
-    return float(ordered[math.floor(rate * len(ordered) + 1e-9)])
-
-
 def _threshold(model_fn, x, y, clean_logits, rate, rows, *, eps, norm, outlier_class, seed,
                batch_size, bar, issued):
+    from keras_edd.evaluation import detection
     n = len(x)
-    scores = outlier_scores(clean_logits, outlier_class)
-    tau = threshold_for(scores, rate)
+    scores = detection.outlier_scores(clean_logits, outlier_class)["margin"]
+    tau = detection.false_alarm_threshold(scores, rate)  # the (floor(f n) + 1)-th largest
     shifted = _ShiftedOutlier(model_fn, outlier_class, tau, clean_logits.shape[1])
     real_prediction = np.where(np.arange(clean_logits.shape[1]) == outlier_class, -np.inf,
                                clean_logits).argmax(axis=1)
