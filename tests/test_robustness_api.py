@@ -127,13 +127,15 @@ def test_standard_list_runs_in_order_and_records_fab_t_missing():
     assert result.to_dict()["attacks_skipped"][0]["attack"] == "fab_t"
 
 
-def test_l2_standard_records_that_square_is_linf_only():
+def test_l2_standard_runs_l2_square_and_linf_only_attacks_raise():
     model, x, y, _ = linear_problem("l2", 0.4, n=6)
-    with pytest.warns(RuntimeWarning, match="square supports norm linf only"):
-        result = keras_edd.evaluate(model, x, y, eps=0.4, norm="l2", progress=False)
-    assert "square" in dict(result.attacks_skipped) and "square" not in result.attacks
-    with pytest.raises(ValueError, match="square supports norm linf only"):
-        keras_edd.evaluate(model, x, y, eps=0.4, norm="l2", attacks=["square"], progress=False)
+    result = quiet_evaluate(model, x, y, eps=0.4, norm="l2")
+    assert result.attacks[0] == "apgd_ce" and result.attacks[-1] == "square"
+    assert "square" not in dict(result.attacks_skipped)
+    broken = result.clean_correct & ~result.robust
+    assert np.all(result.perturbation_norm[broken] <= 0.4 + 1e-5)
+    with pytest.raises(ValueError, match="^attacks: pgd supports norm linf only, not 'l2'"):
+        keras_edd.evaluate(model, x, y, eps=0.4, norm="l2", attacks=["pgd"], progress=False)
 
 
 def test_square_is_left_out_on_inputs_that_are_not_images():
@@ -335,8 +337,8 @@ def test_points_outside_the_ball_count_as_failures(monkeypatch):
 
     fake_attack_module(monkeypatch, "keras_edd_fake_attack", too_far)
     monkeypatch.setitem(suite.ATTACKS, "fab", suite.SuiteAttack(
-        name="fab", module="keras_edd_fake_attack", function="fab", norms=("linf",),
-        settings={}, norm_keyword=False))
+        name="fab", functions={"linf": "keras_edd_fake_attack:fab"}, settings={},
+        norm_keyword=False))
     weights = np.zeros((16, 4), np.float32)
     weights[:, 1] = 1.0  # brighter images move to class 1
     model = dense_model(weights, bias=[0.5, 0, 0, 0])

@@ -10,10 +10,11 @@ label, not at the model's prediction). The standard list is AutoAttack's
   apgd_ce  APGD on cross-entropy, 100 iterations, 1 restart
   apgd_t   APGD on targeted DLR, 9 target classes, 100 iterations, 1 restart each
   fab_t    targeted FAB, 9 target classes, 100 iterations, 1 restart
-  square   Square Attack, 5,000 queries, p_init 0.8 (L_inf only in keras_edd today)
+  square   Square Attack, 5,000 queries, p_init 0.8 (square.py for L_inf,
+           square_l2.py for L2)
 
 A row whose module is missing (fab_t until keras_edd.attacks.fab exists) or that
-lacks the norm (square for L2) is left out of "standard" with the reason
+lacks the norm (fgsm, pgd: L_inf only) is left out of "standard" with the reason
 recorded in the result and a warning; named explicitly, it raises.
 
 Names are the attack registry's (keras_edd.evaluation.attack_registry) where the
@@ -34,34 +35,40 @@ STANDARD = ("apgd_ce", "apgd_t", "fab_t", "square")
 class SuiteAttack:
     """One attack of `evaluate`: run(model_fn, x, y, *, eps, norm, outlier_class, seed) -> x_adv.
 
-    settings: the keyword settings passed to the attack function (recorded in results).
-    module: the module the function lives in; the row is unavailable when it is missing.
+    functions: norm -> "module:function" of the attack at that norm (the norms it
+      supports); the row is unavailable when the module is missing.
+    settings: the keyword settings passed to the function (recorded in results).
+    norm_keyword: the function takes `norm=` (one function for both norms).
     """
     name: str
-    module: str
-    function: str
-    norms: tuple[str, ...]
+    functions: dict
     settings: dict
     norm_keyword: bool = True
     takes_seed: bool = True
 
+    @property
+    def norms(self) -> tuple[str, ...]:
+        return tuple(self.functions)
+
     def unavailable(self, norm: str) -> str | None:
         """Why this attack cannot run at `norm` in this installation, or None."""
+        if norm not in self.functions:
+            return (f"{self.name} supports norm {' and '.join(self.norms)} only, not "
+                    f"{norm!r} (no {norm.upper()} version in keras_edd yet)")
+        module = self.functions[norm].split(":")[0]
         try:
-            missing = importlib.util.find_spec(self.module) is None
+            missing = importlib.util.find_spec(module) is None
         except (ImportError, ValueError):  # a parent package missing, or no spec
             missing = True
         if missing:
-            return (f"{self.name} needs {self.module}, which is not in this installation "
+            return (f"{self.name} needs {module}, which is not in this installation "
                     "(not yet merged)")
-        if norm not in self.norms:
-            return (f"{self.name} supports norm {' and '.join(self.norms)} only, not "
-                    f"{norm!r} (no {norm.upper()} version in keras_edd yet)")
         return None
 
     def run(self, model_fn: Callable, x, y, *, eps: float, norm: str,
             outlier_class: int | None, seed: int):
-        function = getattr(importlib.import_module(self.module), self.function)
+        module, name = self.functions[norm].split(":")
+        function = getattr(importlib.import_module(module), name)
         kwargs = dict(self.settings, eps=eps, y=y, outlier_class=outlier_class)
         if self.norm_keyword:
             kwargs["norm"] = norm
@@ -74,8 +81,8 @@ def _apgd(name, loss, nb_targets=9):
     settings = {"loss": loss, "nb_iter": 100, "nb_restarts": 1}
     if loss == "dlr_targeted":
         settings["nb_targets"] = nb_targets
-    return SuiteAttack(name=name, module="keras_edd.attacks.apgd", function="apgd",
-                       norms=NORMS, settings=settings)
+    return SuiteAttack(name=name, functions=dict.fromkeys(NORMS, "keras_edd.attacks.apgd:apgd"),
+                       settings=settings)
 
 
 def _fab(name, targeted):
@@ -84,8 +91,8 @@ def _fab(name, targeted):
     settings = {"targeted": targeted, "n_iter": 100, "n_restarts": 1}
     if targeted:
         settings["n_target_classes"] = 9
-    return SuiteAttack(name=name, module="keras_edd.attacks.fab", function="fab",
-                       norms=NORMS, settings=settings)
+    return SuiteAttack(name=name, functions=dict.fromkeys(NORMS, "keras_edd.attacks.fab:fab"),
+                       settings=settings)
 
 
 _ROWS = (
@@ -94,9 +101,9 @@ _ROWS = (
     _apgd("apgd_dlr", "dlr"),
     _fab("fab_t", targeted=True),
     _fab("fab", targeted=False),
-    SuiteAttack(name="square", module="keras_edd.attacks.square", function="square",
-                norms=("linf",), settings={"max_queries": 5000, "p_init": 0.8},
-                norm_keyword=False),
+    SuiteAttack(name="square", functions={"linf": "keras_edd.attacks.square:square",
+                                          "l2": "keras_edd.attacks.square_l2:square_l2"},
+                settings={"max_queries": 5000, "p_init": 0.8}, norm_keyword=False),
 )
 ATTACKS = {row.name: row for row in _ROWS}
 
@@ -109,9 +116,8 @@ def _registry_row(name):
         return None
     params = attack_registry.attack_params(name, attack_registry.AttackConfig())
     params.pop("eps")
-    module, function = row.function.split(":")
-    return SuiteAttack(name=name, module=module, function=function, norms=("linf",),
-                       settings=params, norm_keyword=False, takes_seed=row.takes_seed)
+    return SuiteAttack(name=name, functions={"linf": row.function}, settings=params,
+                       norm_keyword=False, takes_seed=row.takes_seed)
 
 
 def _scaled(row, eps):
