@@ -89,7 +89,8 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
     x = inputs.to_unit_float(x)
     model, description = inputs.resolve_model(model)
     x = inputs.fit_to_model(model, x)
-    rows, skipped = suite.drop_unfit(rows, skipped, x.shape, named=attacks != "standard")
+    standard = isinstance(attacks, str) and attacks == "standard"
+    rows, skipped = suite.drop_unfit(rows, skipped, x.shape, named=not standard)
 
     from keras_edd.attacks import utils
     model_fn = utils.as_model_fn(model)
