@@ -18,3 +18,24 @@ if _importlib_util.find_spec("tensorflow") is None:  # pragma: no cover - enviro
     raise ImportError(
         "keras_edd needs TensorFlow >= 2.16: install it with "
         "`pip install 'keras_edd[cpu]'` (CPU) or `pip install 'keras_edd[gpu]'` (CUDA)")
+
+# The public API, loaded on first use so that `import keras_edd` stays light.
+_LAZY = {
+    "evaluate": ("keras_edd.robustness", "evaluate"),
+    "RobustnessResult": ("keras_edd.robustness", "RobustnessResult"),
+    "Rate": ("keras_edd.robustness", "Rate"),
+    "load_pretrained": ("keras_edd.models", "load_pretrained"),
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'keras_edd' has no attribute {name!r}")
+    import importlib
+    module, attribute = _LAZY[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

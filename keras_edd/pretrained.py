@@ -40,8 +40,12 @@ import shutil
 from keras_edd import config, files
 
 PRETRAINED_DIR_ENV = "KERAS_EDD_PRETRAINED_DIR"
-DEFAULT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "saved_models")
+# A wheel carries the shipped collections inside the package (setup.py); a clone has them
+# beside the package.
+_PACKAGED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved_models")
+DEFAULT_DIR = (_PACKAGED_DIR if os.path.isdir(_PACKAGED_DIR) else
+               os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "saved_models"))
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
 DEFAULT_COLLECTION = "paper"
@@ -70,7 +74,7 @@ class PretrainedError(ValueError):
 
 def pretrained_dir(root=None):
     """The folder of the collections: `root`, else $KERAS_EDD_PRETRAINED_DIR, else
-    saved_models/ beside the package."""
+    saved_models/ inside the package (a wheel) or beside it (a clone)."""
     return root or os.environ.get(PRETRAINED_DIR_ENV) or DEFAULT_DIR
 
 
@@ -93,8 +97,10 @@ def read_manifest(collection=DEFAULT_COLLECTION, root=None):
     path = os.path.join(pretrained_dir(root), collection, MANIFEST)
     if not os.path.isfile(path):
         raise PretrainedError(f"pretrained collection {collection!r}: no {path}; the "
-                              f"collections ship in the repository's saved_models/ (or set "
-                              f"${PRETRAINED_DIR_ENV})")
+                              f"collections ship in the repository's saved_models/ and in "
+                              f"wheels built from a clone (pip install <clone>); otherwise set "
+                              f"${PRETRAINED_DIR_ENV} to a folder holding "
+                              f"{collection}/{MANIFEST}")
     try:
         manifest = files.read_json(path)
     except (OSError, ValueError) as exc:

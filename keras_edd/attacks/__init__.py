@@ -21,6 +21,7 @@ UntargetedResult(x_adv, target, success). Bad arguments raise ValueError naming 
   jsma_untargeted    JSMA with random or all targets t != y
   carlini_wagner_l2  CW-L2 with kappa, binary search over c, Adam or AdaDelta
   square             L_inf Square Attack, score-based, no gradients (Andriushchenko et al.)
+  square_l2          the L2 Square Attack, same interface
   checks             logits / gradient-masking / stochasticity sanity checks
 """
 
@@ -39,6 +40,7 @@ from keras_edd.attacks.fgsm import fgsm
 from keras_edd.attacks.jsma import UntargetedResult, all_targets, jsma, jsma_untargeted
 from keras_edd.attacks.pgd import pgd
 from keras_edd.attacks.square import square
+from keras_edd.attacks.square_l2 import square_l2
 from keras_edd.attacks.utils import perturbation_norms, random_targets
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "random_targets",
     "run_all_checks",
     "square",
+    "square_l2",
     "utils",
     "zero_gradient_fraction",
 ]

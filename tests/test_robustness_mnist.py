@@ -1,0 +1,46 @@
+"""keras_edd.evaluate end to end: the shipped undefended model on official MNIST test digits.
+
+Slow, and skipped without ../shared/data/mnist (never the bundled training sample: the
+paper models were trained on those digits).
+"""
+
+import numpy as np
+import pytest
+
+import keras_edd
+
+EPS = 0.1
+N = 50
+
+
+@pytest.mark.slow
+def test_standard_evaluation_of_the_undefended_model(shared_mnist):
+    from keras_edd import pretrained
+    from keras_edd.data import load_idx_folder
+    try:
+        pretrained.model_path("paper:undefended")
+    except pretrained.PretrainedError as exc:
+        pytest.skip(f"shipped collection unavailable: {exc}")
+    mnist = load_idx_folder("mnist", shared_mnist)
+    x, y = mnist.x_test[:N], mnist.y_test[:N]
+    model = keras_edd.load_pretrained("paper:undefended")
+    with pytest.warns(RuntimeWarning) as caught:
+        standard = keras_edd.evaluate(model, x, y, eps=EPS, progress=False)
+    alone = keras_edd.evaluate(model, x, y, eps=EPS, attacks=["apgd_ce"], progress=False)
+    if "fab_t" in dict(standard.attacks_skipped):
+        assert any("fab_t" in str(w.message) for w in caught)
+    assert standard.clean_accuracy.k >= N - 3  # 98.65 % on the whole test set
+    # The ensemble is at least as strong as its first attack, which it runs identically.
+    assert standard.robust_accuracy.k <= alone.robust_accuracy.k
+    assert standard.robust_accuracy_by_attack["apgd_ce"] == alone.robust_accuracy
+    ks = [rate.k for rate in standard.robust_accuracy_by_attack.values()]
+    assert ks == sorted(ks, reverse=True) and ks[-1] == standard.robust_accuracy.k
+    assert standard.robust.sum() == standard.robust_accuracy.k
+    assert not standard.robust[~standard.clean_correct].any()
+    broken = standard.clean_correct & ~standard.robust
+    assert broken.any() and np.all(standard.perturbation_norm[broken] <= EPS + 1e-5)
+    predicted = np.asarray(model(standard.x_adv[broken], training=False)).argmax(axis=1)
+    assert np.all(predicted != y[broken])
+    assert sum(standard.norm_violations.values()) == 0
+    low, high = standard.robust_accuracy.interval
+    assert low <= standard.robust_accuracy.value <= high
