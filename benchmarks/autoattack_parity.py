@@ -15,9 +15,12 @@ not robust). Prints one JSON document.
 Needs PyTorch and pyautoattack beside keras_edd (`pip install -e ".[cpu,parity]"`, best
 in a venv of its own; docs/benchmarks.md). A 1,000-digit run of paper:adversarial
 takes hours on 2 CPU cores: both sides run in chunks of --chunk_size digits, each
-finished chunk is kept under --work_dir (one result file per chunk and side; the
-reference's own `state_path` file inside a chunk), and a rerun with the same flags
-reuses them, so a cut-off run resumes. --sides=reference runs the reference alone.
+finished chunk is kept under --work_dir (one result file per chunk and side), and a
+rerun with the same flags reuses them, so a cut-off run resumes. Inside a reference
+chunk the robust mask is also saved after each attack (read from the package's
+`state_path` file), and a rerun goes on with the attacks left: pyautoattack 0.2.0
+cannot restore its own state file (see make_reference_chunk). --sides=reference runs
+the reference alone; --max_chunks bounds the new chunks per invocation.
 
 The model: a shipped paper model (`keras_edd.models.load_pretrained("paper:NAME")`,
 the cleverhans-v1 CNN, float32) ported layer by layer to an equivalent torch module
@@ -299,6 +302,19 @@ def merge_chunks(results, num_digits):
             "threads": results[-1].get("threads")}
 
 
+def chunk_summary(results):
+    """Chunks done, and while some are missing the numbers over the finished ones."""
+    done = [r for r in results if r is not None]
+    out = {"done": len(done), "total": len(results),
+           "reused": sum(bool(r.get("reused")) for r in done),
+           "resumed": sum(bool(r.get("resumed")) for r in done)}
+    if done and len(done) < len(results):
+        digits = sum(r["stop"] - r["start"] for r in done)
+        partial = merge_chunks(done, digits)
+        out["partial"] = {k: v for k, v in partial.items() if k != "robust"}
+    return out
+
+
 def fill_cumulative(counts, final_count):
     """Cumulative robust counts after each attack; attacks skipped (nothing robust
     left) or not reported keep the previous count."""
@@ -313,32 +329,43 @@ def fill_cumulative(counts, final_count):
 # ------------------------------------------------------------------ the reference side
 
 class _ReferenceLog(logging.Handler):
-    """Follows pyautoattack's log; at the end of each attack, reads the state file (the
-    package writes its robust flags after every batch) and saves the count and time in
-    `progress_path`, so a resumed chunk still knows the attacks finished before."""
+    """Follows pyautoattack's log. At the end of each attack it reads the package's
+    state file (written after every batch) and saves in `progress` the chunk's robust
+    mask, the count and the seconds, so a cut-off chunk resumes after that attack."""
 
     _DONE = re.compile(r"robust accuracy after ([A-Z-]+):")
 
-    def __init__(self, state_path, progress_path, progress):
+    def __init__(self, state_path, progress_path, progress, subset, log):
         super().__init__(logging.DEBUG)
         self.state_path, self.progress_path, self.progress = state_path, progress_path, progress
+        self.subset, self.log = subset, log
         self.begin = self.mark = time.perf_counter()
         self.seconds_before = progress.get("seconds_before", 0.0)
+
+    def chunk_mask(self):
+        """The chunk's robust mask: the package's flags on `subset`, False elsewhere."""
+        state = _read_json(self.state_path) or {}
+        mask = [False] * len(self.progress["robust"])
+        for index, flag in zip(self.subset, state.get("_robust_flags") or []):
+            mask[index] = bool(flag)
+        return mask
 
     def emit(self, record):
         match = self._DONE.match(record.getMessage())
         if not match:
             return
         attack = match.group(1).lower()
-        state = _read_json(self.state_path) or {}
-        flags_ = state.get("_robust_flags") or []
         now = time.perf_counter()
-        self.progress["attacks"][attack] = {"robust_count": int(sum(bool(f) for f in flags_)),
+        self.progress["robust"] = self.chunk_mask()
+        count = sum(self.progress["robust"])
+        self.progress["attacks"][attack] = {"robust_count": count,
                                             "seconds": round(now - self.mark, 2)}
         self.mark = now
         # Wall time so far, kept even if the process is killed before the chunk ends.
         self.progress["seconds_before"] = round(self.seconds_before + now - self.begin, 2)
         _write_json(self.progress_path, self.progress)
+        self.log(f"  reference {attack}: {count} robust, "
+                 f"{self.progress['attacks'][attack]['seconds']:.1f} s")
 
 
 def reference_settings(n_iter, square_queries):
@@ -346,63 +373,77 @@ def reference_settings(n_iter, square_queries):
             "standard": n_iter == 100 and square_queries == 5000}
 
 
-def make_reference_chunk(torch_model, *, norm, eps, seed, batch_size, n_iter, square_queries):
-    """A run_chunk function for run_chunks: pyautoattack's standard evaluation."""
+def make_reference_chunk(torch_model, *, norm, eps, seed, batch_size, n_iter, square_queries,
+                         log=print):
+    """A run_chunk function for run_chunks: pyautoattack's standard evaluation.
+
+    Resuming: pyautoattack 0.2.0 cannot restore its own state file (to_disk writes the
+    set of attacks as the text "{'apgd-ce', ...}", which from_disk compares with a set
+    and refuses; past that, a restored run ends on an unbound `y_adv`), so a chunk
+    resumes here per attack instead: progress.json keeps the robust mask after each
+    finished attack, and a rerun hands the package only the still-robust digits and
+    the attacks not yet run (each run with a fresh `state_path` file, which this
+    script reads for the flags). An attack cut off midway is run again whole on those
+    digits (same seed, other batches).
+    """
     from pathlib import Path
 
     import numpy as np
     import torch
     from pyautoattack import AutoAttack
 
+    logger = logging.getLogger("auto-attack")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # its per-batch messages are read by _ReferenceLog only
+
     def run_chunk(x, y, folder):
-        attack = AutoAttack(torch_model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps,
-                            version="standard", seed=seed, device="cpu")
-        if n_iter != 100:
-            attack.apgd.n_iter = attack.apgd_targeted.n_iter = attack.fab.n_iter = n_iter
-        attack.square.n_queries = square_queries
-        state_path = Path(folder) / "state.json"
-        progress_path = os.path.join(folder, "progress.json")
-        progress = _read_json(progress_path) if state_path.exists() else None
-        progress = progress or {"attacks": {}, "seconds_before": 0.0}
-        resumed = state_path.exists()
-        if resumed:
-            # The package saves the list of finished attacks at most once a minute;
-            # make it match the attacks this script saw finish so none is run twice.
-            state = _read_json(state_path)
-            if state is None or state.get("_robust_flags") is None:
-                state_path.unlink()  # cut off before the clean pass was saved
-                progress, resumed = {"attacks": {}, "seconds_before": 0.0}, False
-            else:
-                done = sorted(set(state["_run_attacks"]) | set(progress["attacks"]))
-                if done != sorted(state["_run_attacks"]):
-                    state["_run_attacks"] = done
-                    _write_json(str(state_path), state)
-        logger = logging.getLogger("auto-attack")
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = False
-        handler = _ReferenceLog(str(state_path), progress_path, progress)
-        logger.addHandler(handler)
         x_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         y_t = torch.from_numpy(y.astype(np.int64))
-        try:
-            attack.run_standard_evaluation(x_t, y_t, batch_size=batch_size,
-                                           state_path=state_path)
-        finally:
-            logger.removeHandler(handler)
-        progress["seconds_before"] = round(handler.seconds_before
-                                           + time.perf_counter() - handler.begin, 2)
-        _write_json(progress_path, progress)
-        state = _read_json(str(state_path))
-        robust = [bool(f) for f in state["_robust_flags"]]
         with torch.no_grad():
             clean = (torch_model(x_t).argmax(1) == y_t).numpy()
+        progress_path = os.path.join(folder, "progress.json")
+        progress = _read_json(progress_path)
+        resumed = bool(progress and progress.get("attacks") and "robust" in progress
+                       and len(progress["robust"]) == len(x))
+        if not resumed:
+            progress = {"attacks": {}, "seconds_before": 0.0, "runs": 0,
+                        "robust": [bool(c) for c in clean]}
+        remaining = [a for a in ATTACKS if a not in progress["attacks"]]
+        subset = [i for i, r in enumerate(progress["robust"]) if r]
+        if remaining and subset:
+            attack = AutoAttack(torch_model, norm={"linf": "Linf", "l2": "L2"}[norm],
+                                eps=eps, version="standard", seed=seed, device="cpu")
+            if n_iter != 100:
+                attack.apgd.n_iter = attack.apgd_targeted.n_iter = attack.fab.n_iter = n_iter
+            attack.square.n_queries = square_queries
+            attack.attacks_to_run = remaining  # the standard order, less those done
+            progress["runs"] += 1
+            state_path = Path(folder) / f"state_{progress['runs']}.json"
+            if state_path.exists():
+                state_path.unlink()
+            handler = _ReferenceLog(str(state_path), progress_path, progress, subset, log)
+            logger.addHandler(handler)
+            try:
+                attack.run_standard_evaluation(x_t[subset], y_t[subset],
+                                               batch_size=batch_size, state_path=state_path)
+            finally:
+                logger.removeHandler(handler)
+            # Attacks skipped because no digit was left robust, and the final flags.
+            progress["robust"] = handler.chunk_mask()
+            for name in remaining:
+                progress["attacks"].setdefault(name, {"robust_count": sum(progress["robust"]),
+                                                      "seconds": 0.0})
+            progress["seconds_before"] = round(handler.seconds_before
+                                               + time.perf_counter() - handler.begin, 2)
+            _write_json(progress_path, progress)
+        robust = [bool(r) for r in progress["robust"]]
         counts = {a: v["robust_count"] for a, v in progress["attacks"].items()}
         return {"robust": robust, "robust_count": int(sum(robust)),
                 "clean_count": int(clean.sum()),
                 "cumulative_robust_count": fill_cumulative(counts, int(sum(robust))),
                 "attack_seconds": {a: v["seconds"] for a, v in progress["attacks"].items()},
                 "seconds": progress["seconds_before"], "resumed": resumed,
-                "threads": torch.get_num_threads()}
+                "package_runs": progress["runs"], "threads": torch.get_num_threads()}
 
     return run_chunk
 
@@ -582,11 +623,13 @@ def run(cases, *, data_dir, dataset="mnist", num_digits=1000, chunk_size=100, ba
                 log(f"{key}: torch port max abs logit difference {error:.2e}")
                 chunk = make_reference_chunk(
                     torch_model, norm=norm, eps=eps, seed=seed, batch_size=batch_size,
-                    n_iter=reference_n_iter, square_queries=reference_square_queries)
+                    n_iter=reference_n_iter, square_queries=reference_square_queries,
+                    log=log)
                 results = run_chunks("reference", chunk, x, y, folder=folder,
                                      chunk_size=chunk_size, max_chunks=max_chunks, log=log,
                                      settings=dict(base, **ref_settings))
                 merged["reference"] = merge_chunks(results, len(x))
+                case_out["reference_chunks"] = chunk_summary(results)
             except SideUnavailable as exc:
                 out["errors"]["reference"] = str(exc)
                 log(f"reference side: {exc}")
@@ -598,12 +641,20 @@ def run(cases, *, data_dir, dataset="mnist", num_digits=1000, chunk_size=100, ba
                                      chunk_size=chunk_size, max_chunks=max_chunks, log=log,
                                      settings=base)
                 merged["ours"] = merge_chunks(results, len(x))
+                case_out["ours_chunks"] = chunk_summary(results)
             except SideUnavailable as exc:
                 out["errors"]["ours"] = str(exc)
                 log(f"our side: {exc}")
         case_out.update(compare(key, merged["ours"], merged["reference"],
                                 tolerance_points=tolerance_points,
                                 standard_budget=ref_settings["standard"]))
+        if not case_out["targets"]["judged"] and (merged["ours"] is None
+                                                  or merged["reference"] is None):
+            case_out["targets"]["why"] = "; ".join(
+                {"ours": "our", "reference": "reference"}[side] + " side " + (out["errors"].get(side) or
+                                   ("not requested (--sides)" if side not in sides
+                                    else "has chunks left for a rerun"))
+                for side in ("reference", "ours") if merged[side] is None)
         out["cases"][key] = case_out
     out["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     out["targets_met"] = {key: case["targets"].get("met") for key, case in out["cases"].items()

@@ -2,6 +2,7 @@
 the chunked resume and the flags (no torch needed)."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -60,6 +61,45 @@ def test_torch_port_mismatch_is_refused(parity):
         parity.checked_port(models.cleverhans_cnn(10, name="other"), x, -1.0)
 
 
+def test_reference_chunk_runs_and_resumes(parity, tmp_path):
+    """pyautoattack's standard evaluation on 3 digits with a tiny budget; a call on a
+    finished chunk folder runs nothing, on a cut-off one only the attacks left."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("pyautoattack")
+    import keras
+
+    from keras_edd import models
+    keras.utils.set_random_seed(3)
+    torch_model = parity.port_to_torch(models.cleverhans_cnn(10))
+    x = np.random.default_rng(2).uniform(0, 1, (3, 28, 28, 1)).astype(np.float32)
+    with torch.no_grad():
+        y = torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).argmax(1).numpy()
+    messages = []
+    run_chunk = parity.make_reference_chunk(torch_model, norm="linf", eps=1e-3, seed=0,
+                                            batch_size=3, n_iter=3, square_queries=3,
+                                            log=messages.append)
+    first = run_chunk(x, y, str(tmp_path))
+    assert first["clean_count"] == 3 and not first["resumed"]
+    counts = list(first["cumulative_robust_count"].values())
+    assert counts == sorted(counts, reverse=True) and counts[-1] == first["robust_count"]
+    assert len(messages) == 4 and set(first["attack_seconds"]) == set(parity.ATTACKS)
+    messages.clear()
+    second = run_chunk(x, y, str(tmp_path))  # everything done: nothing runs
+    assert second["resumed"] and not messages and second["package_runs"] == 1
+    assert second["robust"] == first["robust"]
+    assert second["cumulative_robust_count"] == first["cumulative_robust_count"]
+    # Cut off after APGD-T: the rerun runs FAB-T and Square only.
+    progress_path = tmp_path / "progress.json"
+    progress = json.loads(progress_path.read_text())
+    for name in ("fab-t", "square"):
+        del progress["attacks"][name]
+    progress_path.write_text(json.dumps(progress))
+    third = run_chunk(x, y, str(tmp_path))
+    assert third["resumed"] and third["package_runs"] == 2
+    assert [m.split(":")[0].split()[-1] for m in messages] == ["fab-t", "square"]
+    assert set(third["attack_seconds"]) == set(parity.ATTACKS)
+
+
 def test_tf_same_padding_puts_the_extra_pixel_after(parity):
     assert parity.tf_same_padding(28, 8, 2) == (3, 3)
     assert parity.tf_same_padding(35, 8, 2) == (3, 4)
@@ -85,6 +125,9 @@ def test_chunks_are_saved_and_reused(parity, tmp_path):
     first = parity.run_chunks("reference", run_chunk, x, y, max_chunks=2, **kwargs)
     assert calls == [2, 2] and first[2] is None
     assert parity.merge_chunks(first, 5) is None
+    summary = parity.chunk_summary(first)
+    assert summary["done"] == 2 and summary["total"] == 3
+    assert summary["partial"]["digits"] == 4 and summary["partial"]["robust_accuracy"] == 0.5
     second = parity.run_chunks("reference", run_chunk, x, y, **kwargs)
     assert calls == [2, 2, 1] and [r["reused"] for r in second] == [True, True, False]
     merged = parity.merge_chunks(second, 5)
