@@ -651,9 +651,9 @@ def run(cases, *, data_dir, dataset="mnist", num_digits=1000, chunk_size=100, ba
         if not case_out["targets"]["judged"] and (merged["ours"] is None
                                                   or merged["reference"] is None):
             case_out["targets"]["why"] = "; ".join(
-                {"ours": "our", "reference": "reference"}[side] + " side " + (out["errors"].get(side) or
-                                   ("not requested (--sides)" if side not in sides
-                                    else "has chunks left for a rerun"))
+                {"ours": "our", "reference": "reference"}[side] + " side "
+                + (out["errors"].get(side) or ("not requested (--sides)" if side not in sides
+                                               else "has chunks left for a rerun"))
                 for side in ("reference", "ours") if merged[side] is None)
         out["cases"][key] = case_out
     out["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
