@@ -161,6 +161,9 @@ def test_compare_judges_the_targets(parity):
     assert slow["targets"]["twice_as_fast"] is False and not slow["targets"]["met"]
     assert not parity.compare("x", ours, ref, tolerance_points=0.5,
                               standard_budget=False)["targets"]["met"]
+    without_fab = parity.compare("x", dict(ours, attacks_skipped=["fab_t"]), ref,
+                                 tolerance_points=0.5, standard_budget=True)["targets"]
+    assert not without_fab["met"] and without_fab["ours_attacks_skipped"] == ["fab_t"]
     assert not parity.compare("x", None, ref, tolerance_points=0.5,
                               standard_budget=True)["targets"]["judged"]
 
@@ -189,12 +192,13 @@ def test_our_side_reads_the_evaluate_result(parity, monkeypatch):
         return types.SimpleNamespace(
             clean_accuracy=Rate(4), robust=np.array([True, False, False, True, False]),
             robust_accuracy_by_attack={"apgd_ce": Rate(3), "APGD-T": 0.4, "square": Rate(2)},
-            attacks_skipped=())
+            attacks_skipped=(("fab_t", "not installed"),))
 
     monkeypatch.setattr(keras_edd, "evaluate", fake_evaluate, raising=False)
     run_chunk = parity.make_our_chunk(None, norm="linf", eps=0.1, seed=0, batch_size=5)
     result = run_chunk(np.zeros((5, 28, 28, 1), np.float32), np.zeros(5, np.int64), None)
     assert result["clean_count"] == 4 and result["robust_count"] == 2
+    assert result["attacks_skipped"] == ["fab_t"]
     assert result["cumulative_robust_count"] == {"apgd-ce": 3, "apgd-t": 2, "fab-t": 2,
                                                  "square": 2}
 
