@@ -32,7 +32,8 @@ import math
 
 from keras_edd import validation as v
 from keras_edd.attack_settings import (CW_LEARNING_RATES, ApgdSettings, ApgdTargetedSettings,
-                                       CwEarlyExit, CwOptimizer, CwSettings, FgsmSettings,
+                                       CwEarlyExit, CwOptimizer, CwSettings, FabSettings,
+                                       FgsmSettings,
                                        JsmaSettings, PgdSettings, Settings, SquareSettings,
                                        SuccessCriterion)
 
@@ -167,6 +168,10 @@ _ROWS = (
            settings=ApgdTargetedSettings(), masking_reference=True),
     Attack(name="apgd_dlr", function="keras_edd.attacks.apgd:apgd", budget="eps",
            settings=ApgdSettings(loss="dlr"), masking_reference=True, by_default=False),
+    # AutoAttack's third attack, minimum-norm FAB-T; on request (keras_edd.evaluate runs
+    # it in the standard list).
+    Attack(name="fab_t", function="keras_edd.attacks.fab:fab", budget="eps",
+           settings=FabSettings(), masking_reference=True, by_default=False),
 )
 ATTACKS = {row.name: row for row in _ROWS}
 NAMES = tuple(ATTACKS)

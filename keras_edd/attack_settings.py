@@ -213,6 +213,29 @@ class ApgdSettings(Settings):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class FabSettings(Settings):
+    """FAB-T (Croce & Hein 2020), AutoAttack's minimum-norm attack: FAB towards each of the
+    `nb_targets` best real classes != y on the clean input, still aiming at any class != y
+    (with the outlier class, a real one); an input counts when the smallest point found is
+    within eps (keras_edd.attacks.fab)."""
+    FLAG_NAMES: ClassVar[dict] = {"nb_restarts": "restarts"}
+    eps: float = _help("FAB-T radius (L_inf: the FGSM/PGD budget 0.2; L2: e.g. 2.0).", 0.2)
+    norm: str = _help(f"FAB-T norm, one of {', '.join(choices(ApgdNorm))}.", ApgdNorm.LINF.value)
+    nb_iter: int = _help("FAB-T iterations per target and start (AutoAttack: 100).", 100)
+    nb_restarts: int = _help("FAB-T starts per target (AutoAttack: 1).", 1)
+    nb_targets: int = _help("FAB-T target classes per input (AutoAttack: 9).", 9)
+
+    def validate(self, prefix):
+        name = self.named(prefix)
+        v.check_choice(name("norm"), self.norm, choices(ApgdNorm))
+        v.check_eps(name("eps"), self.eps, ApgdNorm(self.norm).value)
+        v.check_int(name("nb_iter"), self.nb_iter, low=1)
+        v.check_int(name("nb_restarts"), self.nb_restarts, low=1)
+        v.check_int(name("nb_targets"), self.nb_targets, low=1)
+        return self
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ApgdTargetedSettings(ApgdSettings):
     """APGD-T: APGD on the targeted DLR loss, one run per target class."""
     nb_targets: int = _help("APGD-T target classes per input, the best real classes != y on "

@@ -131,7 +131,7 @@ def test_registry_settings_are_the_functions_keywords():
             assert field in keywords or accepts_any, (name, field)
         assert row.budget in fields, name
     assert [row.takes_seed for row in attack_registry.ATTACKS.values()] == [
-        False, True, True, False, False, True, True, True, True]
+        False, True, True, False, False, True, True, True, True, True]
 
 
 def test_cw_adam_and_square_rows():
@@ -248,7 +248,7 @@ def test_apgd_is_a_reference_for_the_masking_flags():
         "distillation: gradient masking: apgd_ce (plain) fails where the stronger gradient "
         "attack apgd_t succeeds (20.0% of 1000 vs 100.0%, threshold 95%)"]
     assert {n for n, row in attack_registry.ATTACKS.items() if row.flags_masking} == {
-        "square", "apgd_ce", "apgd_t", "apgd_dlr"}
+        "square", "apgd_ce", "apgd_t", "apgd_dlr", "fab_t"}
 
 
 def test_apgd_rows():

@@ -24,6 +24,7 @@ LAYERS = (
     ("attacks", ("keras_edd.attacks",)),
     ("defense", ("keras_edd.defense",)),
     ("evaluation", ("keras_edd.evaluation",)),
+    ("robustness", ("keras_edd.robustness",)),
     ("reporting", ("keras_edd.reporting",)),
     ("runs", ("keras_edd.runs",)),
     ("cli", ("keras_edd.cli",)),

@@ -20,8 +20,13 @@ import time
 import warnings
 
 import numpy as np
+import tensorflow as tf
 
+from keras_edd import data
+from keras_edd import progress as progress_bars
 from keras_edd import validation as v
+from keras_edd.attacks import checks, utils
+from keras_edd.evaluation import detection
 from keras_edd.robustness import inputs, suite
 from keras_edd.robustness.rates import Rate
 from keras_edd.robustness.result import RobustnessResult, ThresholdResult
@@ -79,20 +84,19 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
     """
     started = time.perf_counter()
     norm = v.check_choice("norm", norm, suite.NORMS)
-    eps = inputs.check_eps(eps, norm)
     batch_size = v.check_int("batch_size", batch_size, low=1)
     seed = v.check_int("seed", seed, low=0, high=2**31 - 1)
     false_detection = inputs.check_false_detection(false_detection)
     if not isinstance(progress, bool):
         raise ValueError(f"progress={progress!r}: expected True or False")
     rows, skipped = suite.resolve(attacks, norm, eps)
-    x = inputs.to_unit_float(x)
+    x = data.to_float(x)
     model, description = inputs.resolve_model(model)
     x = inputs.fit_to_model(model, x)
+    eps = v.check_eps("eps", eps, norm, size=int(np.prod(x.shape[1:])))
     standard = isinstance(attacks, str) and attacks == "standard"
     rows, skipped = suite.drop_unfit(rows, skipped, x.shape, named=not standard)
 
-    from keras_edd.attacks import utils
     model_fn = utils.as_model_fn(model)
     clean_logits = _logits(model_fn, x, batch_size)
     if clean_logits.ndim != 2 or clean_logits.shape[1] < 2:
@@ -106,10 +110,9 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
     for _, reason in skipped:
         _warn(issued, f"standard attack not run: {reason}; robust accuracy is an upper bound "
                       "of AutoAttack's without it")
-    checks = _sanity_checks(model_fn, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], outlier_class,
+    sanity = _sanity_checks(model_fn, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], outlier_class,
                             issued)
     suites = 1 + 2 * len(false_detection) * (outlier_class is not None)
-    from keras_edd import progress as progress_bars
     bar = progress_bars.bar(total=suites * len(rows) * len(x), desc="evaluate",
                             progress=progress, unit="digit")
     try:
@@ -139,7 +142,7 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
                                    for row, k in zip(rows, run["robust_after"])},
         clean_correct=clean_correct, robust=run["robust"], broken_by=broken_by,
         x_adv=run["x_adv"], perturbation_norm=_norms(run["x_adv"] - x, norm),
-        norm_violations=run["violations"], thresholds=thresholds, checks=checks,
+        norm_violations=run["violations"], thresholds=thresholds, checks=sanity,
         warnings=tuple(issued), seed=seed, seconds=time.perf_counter() - started)
 
 
@@ -149,7 +152,6 @@ def _warn(issued, message):
 
 
 def _logits(model_fn, x, batch_size):
-    import tensorflow as tf
     return np.concatenate([np.asarray(model_fn(tf.constant(x[start:start + batch_size])),
                                       np.float32)
                            for start in range(0, len(x), batch_size)], axis=0)
@@ -176,7 +178,6 @@ def _attacker_wins(logits, y, outlier_class):
 
 def _sanity_checks(model_fn, x, y, outlier_class, issued):
     """AutoAttack's checks, first: logits not probabilities, gradients, determinism."""
-    from keras_edd.attacks import checks
     measured = {
         "probabilities": bool(checks.check_logits(model_fn, x, action="ignore")),
         "zero_gradient_fraction": float(checks.zero_gradient_fraction(
@@ -240,7 +241,6 @@ class _ShiftedOutlier:
     """Logits with Z_out lowered by tau: the outlier class wins iff s(x) > tau."""
 
     def __init__(self, model_fn, outlier_class, tau, num_logits):
-        import tensorflow as tf
         self.model_fn = model_fn
         self.shift = tf.constant(tau * np.eye(num_logits, dtype=np.float32)[outlier_class])
 
@@ -250,7 +250,6 @@ class _ShiftedOutlier:
 
 def _threshold(model_fn, x, y, clean_logits, rate, rows, *, eps, norm, outlier_class, seed,
                batch_size, bar, issued):
-    from keras_edd.evaluation import detection
     n = len(x)
     scores = detection.outlier_scores(clean_logits, outlier_class)["margin"]
     tau = detection.false_alarm_threshold(scores, rate)  # the (floor(f n) + 1)-th largest

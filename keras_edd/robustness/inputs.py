@@ -14,27 +14,8 @@ import os
 
 import numpy as np
 
+from keras_edd import models, pretrained
 from keras_edd import validation as v
-
-
-def to_unit_float(x) -> np.ndarray:
-    """Images as float32 in [0, 1] by the module's rule (uint8 / 255, floats as given)."""
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255.0)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"x has dtype {x.dtype}: expected uint8 pixel values 0-255 or "
-                         "floats in [0, 1]")
-    x = x.astype(np.float32)
-    if x.size:
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"x contains {int(np.sum(~np.isfinite(x)))} non-finite value(s): "
-                             "expected floats in [0, 1]")
-        low, high = float(x.min()), float(x.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"x spans [{low:g}, {high:g}]: float images must lie in [0, 1] "
-                             "(pass 0-255 pixel values as uint8)")
-    return x
 
 
 def resolve_model(model):
@@ -44,7 +25,6 @@ def resolve_model(model):
     `.keras` file, or a pretrained name `<collection>:<model>` (e.g. "paper:extended").
     """
     if isinstance(model, (str, os.PathLike)):
-        from keras_edd import models, pretrained
         text = os.fspath(model)
         if pretrained.is_pretrained_name(text) and not os.path.exists(text):
             return models.load_pretrained(text), text
@@ -116,17 +96,6 @@ def check_outlier_class(outlier_class, num_logits: int) -> int | None:
     v.require(num_logits >= 3, f"outlier_class={outlier_class}: the model has {num_logits} "
               "logits; an outlier class needs at least 2 real classes besides it")
     return int(outlier_class)
-
-
-def check_eps(eps, norm: str, clip_min: float = 0.0, clip_max: float = 1.0) -> float:
-    """eps >= 0; for L_inf at most the width of the box [clip_min, clip_max]."""
-    high = clip_max - clip_min if norm == "linf" else float("inf")
-    if (isinstance(eps, bool) or not isinstance(eps, numbers.Real)
-            or not np.isfinite(eps) or not 0.0 <= eps <= high):
-        allowed = f"[0, {high:g}]" if norm == "linf" else "[0, inf)"
-        raise ValueError(f"eps={eps!r}: allowed range for norm={norm!r} is {allowed} "
-                         "(inputs lie in [0, 1])")
-    return float(eps)
 
 
 def check_false_detection(rates) -> tuple[float, ...]:

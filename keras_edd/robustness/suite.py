@@ -17,7 +17,7 @@ A row whose module is missing (fab_t until keras_edd.attacks.fab exists) or that
 lacks the norm (fgsm, pgd: L_inf only) is left out of "standard" with the reason
 recorded in the result and a warning; named explicitly, it raises.
 
-Names are the attack registry's (keras_edd.evaluation.attack_registry) where the
+Names are the attack registry's (keras_edd.attack_registry) where the
 registry has the attack; any other registry attack under an L_inf eps budget
 (fgsm, pgd) runs with the registry's default settings at the given eps.
 """
@@ -26,6 +26,8 @@ import dataclasses
 import importlib
 import importlib.util
 from collections.abc import Callable
+
+from keras_edd import attack_registry
 
 NORMS = ("linf", "l2")
 STANDARD = ("apgd_ce", "apgd_t", "fab_t", "square")
@@ -86,11 +88,11 @@ def _apgd(name, loss, nb_targets=9):
 
 
 def _fab(name, targeted):
-    # Expected: fab(model_fn, x, *, eps, y, norm, targeted, n_target_classes, n_iter,
-    # n_restarts, ..., outlier_class, seed) -> adversarial points (x where it failed).
-    settings = {"targeted": targeted, "n_iter": 100, "n_restarts": 1}
+    # keras_edd.attacks.fab: FAB-T is FAB over the 9 best-ranked other classes
+    # (nb_targets), still aiming at any class != y, as in AutoAttack's standard version.
+    settings = {"nb_iter": 100, "nb_restarts": 1}
     if targeted:
-        settings["n_target_classes"] = 9
+        settings["nb_targets"] = 9
     return SuiteAttack(name=name, functions=dict.fromkeys(NORMS, "keras_edd.attacks.fab:fab"),
                        settings=settings)
 
@@ -110,7 +112,6 @@ ATTACKS = {row.name: row for row in _ROWS}
 
 def _registry_row(name):
     """A SuiteAttack for a registry attack under an L_inf eps budget (fgsm, pgd), else None."""
-    from keras_edd.evaluation import attack_registry
     row = attack_registry.ATTACKS.get(name)
     if row is None or row.budget != "eps":
         return None
@@ -124,7 +125,6 @@ def _scaled(row, eps):
     """PGD's step size scales with eps as in the registry (eps_iter / eps fixed)."""
     if row.name != "pgd":
         return row
-    from keras_edd.evaluation import attack_registry
     params = attack_registry.attack_params("pgd", attack_registry.AttackConfig(), budget=eps)
     params.pop("eps")
     return dataclasses.replace(row, settings=params)
@@ -132,7 +132,6 @@ def _scaled(row, eps):
 
 def known_names() -> tuple[str, ...]:
     """Every name `attacks` accepts (besides "standard")."""
-    from keras_edd.evaluation import attack_registry
     extra = [name for name in attack_registry.NAMES
              if name not in ATTACKS and _registry_row(name) is not None]
     return tuple(ATTACKS) + tuple(extra)
