@@ -24,6 +24,13 @@ def test_readme_snippet_is_short():
     assert "keras_edd.evaluate(" in snippet and len(snippet.strip().splitlines()) <= 10
 
 
+def test_the_readme_shows_the_snippet_that_runs_here():
+    """The README's snippet is docs/api.md's first block, which the test below executes."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme_blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert python_blocks()[0] in readme_blocks
+
+
 @pytest.mark.slow
 def test_every_python_block_of_docs_api_runs(monkeypatch):
     blocks = python_blocks()
