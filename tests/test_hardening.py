@@ -388,3 +388,32 @@ def test_eval_refuses_a_paper_model_on_its_training_digits(tmp_path):
                           "paper:extended", "--data_dir=../shared/data/mnist",
                           program="bin/eval_whitebox")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_copied_output_folder_reopens_with_the_teacher_it_holds(tmp_path):
+    """flags.json held a teacher's absolute path, so a finished output folder copied
+    elsewhere was refused ("other settings (defense.teacher_path)"). A teacher inside the
+    output folder is recorded relative to it; one outside stays absolute."""
+    import shutil
+    from keras_edd.runs import run_dirs
+
+    def flags(root, teacher="teacher-run/model.keras"):
+        return {"defense": {"defense": "extended", "teacher_path": str(root / teacher)},
+                "train": {"epochs": 3}}
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    path, finished = run_dirs.prepare_run_dir(str(old), "student", flags(old))
+    assert not finished
+    (old / "student" / "results.json").write_text("{}")
+    run_dirs.unlock_run_dir(path)
+    saved = json.loads((old / "student" / "flags.json").read_text())
+    assert saved["defense"]["teacher_path"] == "<output_dir>/teacher-run/model.keras"
+    shutil.copytree(old, new)
+    path, finished = run_dirs.prepare_run_dir(str(new), "student", flags(new))
+    assert finished and path == str(new / "student")
+    run_dirs.unlock_run_dir(path)
+    with pytest.raises(run_dirs.RunDirError, match=r"other settings \(defense.teacher_path\)"):
+        run_dirs.prepare_run_dir(str(new), "student", flags(new, "other-run/model.keras"))
+    outside = str(tmp_path / "elsewhere" / "model.keras")
+    assert run_dirs.portable_flags({"defense": {"teacher_path": outside}}, str(new)) == {
+        "defense": {"teacher_path": outside}}

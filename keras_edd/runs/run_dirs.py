@@ -173,9 +173,10 @@ def prepare_run_dir(output_dir, run_name, flags):
     lock_run_dir(path)  # before flags.json is read or written: one process per run
     remove_leftovers(path)
     flags_path = os.path.join(path, "flags.json")
+    flags = portable_flags(json.loads(json.dumps(flags, default=jsonable)), output_dir)
     if os.path.exists(flags_path) and _started(path):
         previous = config.run_identity(read_json(flags_path))
-        canonical = config.run_identity(json.loads(json.dumps(flags, default=jsonable)))
+        canonical = config.run_identity(flags)
         if previous != canonical:
             changed = list(config.identity_diff(previous, canonical))
             raise RunDirError(
@@ -188,6 +189,28 @@ def prepare_run_dir(output_dir, run_name, flags):
         raise RunDirError(f"run directory {path!r}: cannot write flags.json "
                           f"({exc.strerror or exc})") from None
     return path, False
+
+
+# How flags.json writes a teacher model that lies inside the output folder: relative to it,
+# so a finished output folder copied or moved elsewhere reopens with the same settings.
+OUTPUT_DIR_MARK = "<output_dir>"
+
+
+def portable_flags(flags, output_dir):
+    """`flags` with every `teacher_path` inside `output_dir` written as
+    "<output_dir>/<path relative to it>"; other values unchanged (a new dict)."""
+    root = os.path.abspath(output_dir)
+
+    def walk(value, key=None):
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items()}
+        if key == "teacher_path" and isinstance(value, str):
+            absolute = os.path.abspath(value)
+            if os.path.commonpath([absolute, root]) == root:
+                return "/".join([OUTPUT_DIR_MARK, *os.path.relpath(absolute, root).split(os.sep)])
+        return value
+
+    return walk(flags)
 
 
 def _started(path):
