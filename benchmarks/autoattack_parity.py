@@ -204,14 +204,6 @@ def checked_port(model, x_nhwc, tolerance):
 
 # ------------------------------------------------------------------ chunks and resume
 
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _code_version():
     """keras_edd's git commit (our chunks are redone when the code changes), else its
     version; uncommitted changes are not seen: use a new --work_dir then."""
@@ -611,7 +603,7 @@ def run(cases, *, data_dir, dataset="mnist", num_digits=1000, chunk_size=100, ba
     """Runs the cases and returns the result dictionary."""
     import numpy as np
 
-    from keras_edd import data, models, pretrained
+    from keras_edd import data, files, models, pretrained
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     loaded = data.load_dataset(dataset, data_dir=data_dir, allow_download=False)
     x_all = data.to_float(loaded.x_test)
@@ -631,7 +623,7 @@ def run(cases, *, data_dir, dataset="mnist", num_digits=1000, chunk_size=100, ba
             loaded_models[model_name] = models.load_pretrained(f"paper:{model_name}")
         model = loaded_models[model_name]
         folder = os.path.join(work_dir, key.replace(":", "_"))
-        base = {"model": model_name, "model_sha256": _file_sha256(
+        base = {"model": model_name, "model_sha256": files.sha256(
                     pretrained.model_path(f"paper:{model_name}")),
                 "norm": norm, "eps": eps, "seed": seed, "batch_size": batch_size,
                 "chunk_size": chunk_size}

@@ -186,8 +186,22 @@ class ApgdNorm(enum.StrEnum):
     L2 = "l2"
 
 
+class _RadiusSettings:
+    """validate() of the settings with a radius per norm, iterations, starts and targets
+    (APGD and FAB-T): one range per norm (keras_edd.validation.check_eps)."""
+
+    def validate(self, prefix):
+        name = self.named(prefix)
+        v.check_choice(name("norm"), self.norm, choices(ApgdNorm))
+        v.check_eps(name("eps"), self.eps, ApgdNorm(self.norm).value)
+        v.check_int(name("nb_iter"), self.nb_iter, low=1)
+        v.check_int(name("nb_restarts"), self.nb_restarts, low=1)
+        v.check_int(name("nb_targets"), self.nb_targets, low=1)
+        return self
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ApgdSettings(Settings):
+class ApgdSettings(_RadiusSettings, Settings):
     """APGD (Croce & Hein 2020), AutoAttack's gradient attack: no step size to tune.
 
     The loss is fixed per registry row (apgd_ce: cross-entropy; apgd_t: targeted DLR
@@ -202,18 +216,9 @@ class ApgdSettings(Settings):
     nb_targets: int = _fixed(9)  # used by the targeted loss only
     loss: str = _fixed("ce")
 
-    def validate(self, prefix):
-        name = self.named(prefix)
-        v.check_choice(name("norm"), self.norm, choices(ApgdNorm))
-        v.check_eps(name("eps"), self.eps, ApgdNorm(self.norm).value)
-        v.check_int(name("nb_iter"), self.nb_iter, low=1)
-        v.check_int(name("nb_restarts"), self.nb_restarts, low=1)
-        v.check_int(name("nb_targets"), self.nb_targets, low=1)
-        return self
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class FabSettings(Settings):
+class FabSettings(_RadiusSettings, Settings):
     """FAB-T (Croce & Hein 2020), AutoAttack's minimum-norm attack: FAB towards each of the
     `nb_targets` best real classes != y on the clean input, still aiming at any class != y
     (with the outlier class, a real one); an input counts when the smallest point found is
@@ -224,15 +229,6 @@ class FabSettings(Settings):
     nb_iter: int = _help("FAB-T iterations per target and start (AutoAttack: 100).", 100)
     nb_restarts: int = _help("FAB-T starts per target (AutoAttack: 1).", 1)
     nb_targets: int = _help("FAB-T target classes per input (AutoAttack: 9).", 9)
-
-    def validate(self, prefix):
-        name = self.named(prefix)
-        v.check_choice(name("norm"), self.norm, choices(ApgdNorm))
-        v.check_eps(name("eps"), self.eps, ApgdNorm(self.norm).value)
-        v.check_int(name("nb_iter"), self.nb_iter, low=1)
-        v.check_int(name("nb_restarts"), self.nb_restarts, low=1)
-        v.check_int(name("nb_targets"), self.nb_targets, low=1)
-        return self
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

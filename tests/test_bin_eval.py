@@ -187,8 +187,8 @@ def test_bad_model_file_named_in_one_line_error(tmp_path, wrong_models, which, f
 # ---------------------------------------------------------------------- end to end
 
 # PGD shares FGSM's code path here; it is covered in-process by test_evaluation.py.
-TINY = ["--quick", "--attacks=fgsm,jsma,cw", "--train_limit=256", "--test_limit=40",
-        "--epochs=2", "--teacher_epochs=1", "--mc_passes=2", "--batch_size=64",
+TINY = ["--quick", "--attacks=fgsm,jsma,cw", "--train_limit=1000", "--test_limit=40",
+        "--epochs=2", "--teacher_epochs=2", "--mc_passes=2", "--batch_size=64",
         "--num_examples=16", "--num_examples_jsma=4", "--num_examples_cw=4",
         "--num_examples_extra=2", "--cw_max_iterations=10", "--cw_binary_search_steps=1", "--pgd_nb_iter=3",
         "--sweep_attacks=fgsm", "--sweep_eps=0.1,0.5", "--sweep_num_examples=8",
@@ -293,11 +293,13 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     adaptive_fgsm = next(e for e in results["evaluations"] if e["setting"] == "whitebox" and
                          e["target"] == "extended" and e["attack"] == "fgsm" and
                          e["variant"] == "adaptive")["filtered"]
-    assert adaptive_fgsm["count"] > 0
     row = next(line for line in tables.stdout.splitlines()
                if line.startswith("| extended | itself, adaptive (white-box) |"))
-    assert row.split(" | ")[2] == " / ".join(  # columns: target, source, fgsm, jsma, cw
-        f"{100 * adaptive_fgsm[k]:.1f}" for k in ("recovered", "detected", "misclassified"))
+    # The tiny f^d may classify none of the 16 attacked digits correctly: its cell is n/a.
+    cell = " / ".join(  # columns: target, source, fgsm, jsma, cw
+        f"{100 * adaptive_fgsm[k]:.1f}" if adaptive_fgsm["count"] else "n/a"
+        for k in ("recovered", "detected", "misclassified"))
+    assert row.split(" | ")[2] == cell
     for title in ("Figure 1", "CW optimiser split", "Detection", "Adversarial-training target",
                   "Surrogate J", "Stage seconds", "Worst case per digit",
                   "Accuracy at a fixed clean false-detection rate"):
@@ -323,7 +325,7 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     assert {s["attack"] for s in results["sweeps"]} == {"fgsm"}
     # --quick chose the dataset; the limits given explicitly override its own.
     assert results["dataset"]["name"] == "mnist_sample"
-    assert results["dataset"]["train_size"] == 256 and results["dataset"]["test_size"] == 40
+    assert results["dataset"]["train_size"] == 1000 and results["dataset"]["test_size"] == 40
     assert results["settings"]["evaluation"]["attack"]["cw_max_iterations"] == 10
     assert set(results["versions"]) >= {"tensorflow", "keras", "numpy"}
     assert results["wall_seconds"] > 0 and results["stage_seconds"]["training"]["seconds_total"] > 0
@@ -551,7 +553,7 @@ def test_reproduce_reuses_a_pretrained_collection(reproduced, tmp_path):
         assert card["sha256"] == files.sha256(collections / "tiny" / card["file"])
         assert card["sha256"] == first["models"][role]["sha256"]
         assert card["clean_test_accuracy"] == first["training"][role]["clean_test_accuracy"]
-        assert card["dataset"]["train_size"] == 256 and len(card["dataset"]["fingerprint"]) == 64
+        assert card["dataset"]["train_size"] == 1000 and len(card["dataset"]["fingerprint"]) == 64
     assert manifest["models"]["extended"]["teacher"] == "undefended"
     assert manifest["models"]["extended"]["settings"]["defense"]["alpha"] == 0.9
 
