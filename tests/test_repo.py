@@ -52,3 +52,22 @@ def test_python_requires_is_true_to_the_code():
                         for folder, _, names in os.walk(os.path.join(REPO, "keras_edd"))
                         for name in names if name.endswith(".py"))
     assert uses_str_enum and int(version.group(1)) >= 11
+
+
+def test_the_main_command_times_are_the_published_runs_stage_seconds():
+    """The README's time of the main command is the sum of results/paper's stage_seconds."""
+    import json
+    text = open(os.path.join(REPO, "README.md")).read()
+    stages = json.load(open(os.path.join(REPO, "results", "paper", "results.json")))["stage_seconds"]
+    seconds = {name: round(stages[key]["seconds_total"]) for name, key in (
+        ("surrogates J", "substitutes"), ("white-box", "whitebox"), ("black-box", "blackbox"),
+        ("sweeps", "sweeps"), ("training", "training"))}
+    for name, value in seconds.items():
+        stated = f"{value:,} s of training" if name == "training" else f"{name} {value:,} s"
+        assert stated in text, stated
+    # "attacks" is the crafting time inside the white-box and black-box stages.
+    reused = sum(stages[key]["seconds_total"] for key in stages if key not in ("training", "attacks"))
+    hours, minutes = divmod(round(reused / 60 / 5) * 5, 60)
+    assert f"about {hours} h {minutes} min when it reuses" in text
+    hours, minutes = divmod(round((reused + stages["training"]["seconds_total"]) / 60 / 5) * 5, 60)
+    assert f"about {hours} h {minutes} min from scratch" in text
