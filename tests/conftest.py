@@ -82,6 +82,53 @@ class LinearModel:
         return logits if self.scale == 1.0 else self.scale * logits
 
 
+def random_linear(num_features=12, num_classes=4, seed=0):
+    """A LinearModel with normal weights and no bias (the attack tests' small model)."""
+    rng = np.random.default_rng(seed)
+    return LinearModel(rng.normal(size=(num_features, num_classes)), np.zeros(num_classes))
+
+
+def uniform_inputs(n, seed=1, low=0.3, high=0.7, shape=(3, 4)):
+    """Inputs in [low, high] (default [0.3, 0.7]: for eps <= 0.3 the box [0, 1] never binds)."""
+    return np.random.default_rng(seed).uniform(low, high, (n, *shape)).astype(np.float32)
+
+
+def linear_boundaries(model, x, norm="linf"):
+    """A LinearModel's decision boundaries, by hand, without the box.
+
+    The boundary Z_k = Z_y of the predicted class y lies at Lp distance
+    (Z_y - Z_k) / ||w_k - w_y||_q from x, q the dual norm (1 for L_inf, 2 for L2).
+    Returns (distances [n, classes], inf at y; labels y [n]; gaps Z_y - Z [n, classes];
+    differences w_k - w_y [d, n, classes]), in float64.
+    """
+    logits = np.asarray(model(x), np.float64)
+    labels = logits.argmax(1)
+    gaps = logits[np.arange(len(x)), labels][:, None] - logits
+    weights = model.weights.astype(np.float64)
+    differences = weights[:, None, :] - weights[:, labels][:, :, None]
+    dual = (np.abs(differences).sum(0) if norm == "linf"
+            else np.sqrt((differences ** 2).sum(0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distances = np.where(np.arange(logits.shape[1])[None] == labels[:, None], np.inf,
+                             gaps / dual)
+    return distances, labels, gaps, differences
+
+
+def outlier_trap(num_features=12):
+    """4 real classes and an outlier logit (index 4), linear. At x = 0.5 the logits are
+    about (1, 0, -0.2, -5, -0.5), y = 0. Raising feature 0 lifts class 1 (slope 10)
+    but the outlier twice as fast (slope 20); raising feature 1 lifts class 2 (slope 10)
+    alone. So the steepest way out of y ends in "detected", and only feature 1 (with
+    feature 0 held down) reaches a real class: eps = 0.15 gives Z_2 = 1.3 > Z_0 = 1."""
+    rng = np.random.default_rng(3)
+    weights = rng.normal(scale=0.3, size=(num_features, 5))
+    weights[0, 1] += 10.0
+    weights[1, 2] += 10.0
+    weights[0, 4] += 20.0
+    at_half = np.array([1.0, 0.0, -0.2, -5.0, -0.5])
+    return LinearModel(weights, at_half - 0.5 * weights.sum(0))
+
+
 def keras_linear(outputs, input_shape=(2, 2, 1), *, seed=None, scale=1.0):
     """A Keras model Flatten -> Dense(outputs): logits, trainable and savable. `seed`
     seeds Keras first (None: the current random state); `scale` multiplies the weights."""

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import LinearModel
+from conftest import LinearModel, linear_boundaries, outlier_trap, random_linear, uniform_inputs
 from keras_edd.attacks import pgd
 from keras_edd.attacks.apgd import apgd, objective, target_classes
 from keras_edd.attacks.apgd_step_size import checkpoint_windows, checkpoints, step_halvings
@@ -18,32 +18,19 @@ LOSSES = ("ce", "dlr", "dlr_targeted")
 
 @pytest.fixture(scope="module")
 def linear():
-    rng = np.random.default_rng(0)
-    return LinearModel(rng.normal(size=(NUM_FEATURES, NUM_CLASSES)), np.zeros(NUM_CLASSES))
+    return random_linear(NUM_FEATURES, NUM_CLASSES)
 
 
-def inputs(n, seed=1, low=0.3, high=0.7):
-    """Inputs in [0.3, 0.7]: for eps <= 0.3 the box [0, 1] never binds."""
-    return np.random.default_rng(seed).uniform(low, high, (n, 3, 4)).astype(np.float32)
+inputs = uniform_inputs
 
 
 def needed_eps(model, x, norm="linf"):
-    """Smallest eps that flips a linear model's decision, by hand.
-
-    max over ||delta||_inf <= eps of Z_j - Z_y is (Z_j - Z_y)(x) + eps ||w_j - w_y||_1
-    when the box does not bind (the dual norm: ||.||_2 for an L2 ball), so the
-    decision can leave y iff eps exceeds min_j (Z_y - Z_j) / ||w_j - w_y||_1.
-    """
-    logits = np.asarray(model(x), np.float64)
-    labels = logits.argmax(1)
-    gaps = logits[np.arange(len(x)), labels][:, None] - logits
-    differences = model.weights[:, None, :] - model.weights[:, labels][:, :, None]
-    distances = (np.abs(differences).sum(0) if norm == "linf"
-                 else np.sqrt((differences ** 2).sum(0)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(np.arange(logits.shape[1])[None] == labels[:, None], np.inf,
-                         gaps / distances)
-    return ratio.min(1), labels
+    """Smallest eps that flips a linear model's decision, by hand: max over
+    ||delta||_inf <= eps of Z_j - Z_y is (Z_j - Z_y)(x) + eps ||w_j - w_y||_1 when the
+    box does not bind (||.||_2 for an L2 ball), so the decision can leave y iff eps
+    exceeds min_j (Z_y - Z_j) / ||w_j - w_y||_1 (conftest.linear_boundaries)."""
+    distances, labels, _, _ = linear_boundaries(model, x, norm)
+    return distances.min(1), labels
 
 
 # ------------------------------------------------------------------ schedule and rule
@@ -201,21 +188,6 @@ def test_already_misclassified_inputs_are_not_attacked(linear):
     result = apgd(linear, x, y=wrong, eps=0.05, nb_iter=10, seed=0, return_details=True)
     assert result.success[:3].all() and not result.iterations[:3].any()
     np.testing.assert_array_equal(result.x_adv.numpy()[:3], x[:3])
-
-
-def outlier_trap():
-    """4 real classes and an outlier logit (index 4), linear. At x = 0.5 the logits are
-    about (1, 0, -0.2, -5, -0.5), y = 0. Raising feature 0 lifts class 1 (slope 10)
-    but the outlier twice as fast (slope 20); raising feature 1 lifts class 2 (slope 10)
-    alone. So the steepest way out of y ends in "detected", and only feature 1 (with
-    feature 0 held down) reaches a real class: eps = 0.15 gives Z_2 = 1.3 > Z_0 = 1."""
-    rng = np.random.default_rng(3)
-    weights = rng.normal(scale=0.3, size=(NUM_FEATURES, 5))
-    weights[0, 1] += 10.0
-    weights[1, 2] += 10.0
-    weights[0, 4] += 20.0
-    at_half = np.array([1.0, 0.0, -0.2, -5.0, -0.5])
-    return LinearModel(weights, at_half - 0.5 * weights.sum(0))
 
 
 @pytest.mark.parametrize("loss", LOSSES)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import LinearModel
+from conftest import LinearModel, linear_boundaries, outlier_trap, random_linear, uniform_inputs
 from keras_edd.attacks.apgd import apgd
 from keras_edd.attacks.fab import boundary_projection, fab, random_start
 
@@ -19,31 +19,19 @@ WIDE = dict(clip_min=-100.0, clip_max=100.0)  # a box that never binds
 
 @pytest.fixture(scope="module")
 def linear():
-    rng = np.random.default_rng(0)
-    return LinearModel(rng.normal(size=(NUM_FEATURES, NUM_CLASSES)), np.zeros(NUM_CLASSES))
+    return random_linear(NUM_FEATURES, NUM_CLASSES)
 
 
-def inputs(n, seed=1, low=0.3, high=0.7):
-    return np.random.default_rng(seed).uniform(low, high, (n, 3, 4)).astype(np.float32)
+inputs = uniform_inputs
 
 
 def closest_boundary(model, x, norm, classes=None):
-    """Per input the analytic distance to each boundary Z_k = Z_y of a linear model
-    (no box) and the closest point's step: |Z_y - Z_k| / ||w_k - w_y||_q with q = 1
-    for L_inf and 2 for L2; the step is gap / ||w||_1 * sign(w) (L_inf) or
-    gap / ||w||_2^2 * w (L2), w = w_k - w_y. `classes` [n] picks k, else the
+    """Per input the analytic distance to a boundary Z_k = Z_y of a linear model (no box;
+    conftest.linear_boundaries) and the closest point's step: gap / ||w||_1 * sign(w)
+    (L_inf) or gap / ||w||_2^2 * w (L2), w = w_k - w_y. `classes` [n] picks k, else the
     nearest k != y. Returns (distance [n], step [n, d], k [n], y [n])."""
-    logits = np.asarray(model(x), np.float64)
-    labels = logits.argmax(1)
+    distances, labels, gaps, differences = linear_boundaries(model, x, norm)
     rows = np.arange(len(x))
-    weights = model.weights.astype(np.float64)
-    differences = weights[:, None, :] - weights[:, labels][:, :, None]  # [d, n, classes]
-    dual = (np.abs(differences).sum(0) if norm == "linf"
-            else np.sqrt((differences ** 2).sum(0)))
-    gaps = logits[rows, labels][:, None] - logits
-    with np.errstate(divide="ignore", invalid="ignore"):
-        distances = np.where(np.arange(logits.shape[1])[None] == labels[:, None], np.inf,
-                             gaps / dual)
     if classes is None:
         classes = distances.argmin(1)
     w = differences[:, rows, classes].T
@@ -278,18 +266,6 @@ def test_targeted_reaches_its_target():
     assert np.all(result.norm >= 0.75 - x[:, 0] - 1e-5)
     untargeted = fab(model, x, eps=0.6, nb_iter=1, seed=0)
     assert (np.asarray(model(untargeted)).argmax(1) == 1).all()
-
-
-def outlier_trap():
-    """As in test_attacks_apgd: 4 real classes and an outlier logit (index 4); the
-    steepest way out of y ends in "detected", only feature 1 reaches a real class."""
-    rng = np.random.default_rng(3)
-    weights = rng.normal(scale=0.3, size=(NUM_FEATURES, 5))
-    weights[0, 1] += 10.0
-    weights[1, 2] += 10.0
-    weights[0, 4] += 20.0
-    at_half = np.array([1.0, 0.0, -0.2, -5.0, -0.5])
-    return LinearModel(weights, at_half - 0.5 * weights.sum(0))
 
 
 @pytest.mark.parametrize("nb_targets", [None, 9])

@@ -208,12 +208,7 @@ def _apgd_run(model_fn, x, labels, targets, x_start, skip, eps, nb_iter, windows
         success=success_full, done=tf.logical_or(skip, success_full),
         iterations=tf.zeros([batch], tf.int32))
 
-    def condition(k, state):
-        return tf.logical_and(k < nb_iter, tf.logical_not(tf.reduce_all(state["done"])))
-
-    def body(k, state):
-        active = tf.where(tf.logical_not(state["done"]))
-        s = {key: tf.gather_nd(value, active) for key, value in state.items()}
+    def step(k, active, s):
         x_clean = tf.gather_nd(x, active)
         alpha = tf.where(k == 0, 1.0, momentum)
         step = per_sample(s["step"])
@@ -239,11 +234,9 @@ def _apgd_run(model_fn, x, labels, targets, x_start, skip, eps, nb_iter, windows
             **{key: getattr(rule, key) for key in (
                 "increases", "previous_loss", "best_loss", "best_at_checkpoint",
                 "halved_at_checkpoint")})
-        state = {key: tf.tensor_scatter_nd_update(value, active, s[key])
-                 for key, value in state.items()}
-        return k + 1, state
+        return s
 
-    _, state = tf.while_loop(condition, body, (tf.constant(0), state))
+    state = utils.loop_until_done(state, nb_iter, step)
     success = state["success"]
     x_out = tf.where(per_sample(success), state["x_success"], state["x_max"])
     loss_out = tf.where(success, state["f_success"], state["best_loss"])

@@ -236,12 +236,7 @@ def _fab_run(model_fn, x, labels, targets, x_start, skip, eps, nb_iter, alpha_ma
     state = dict(x=x_start, x_min=x, norm=tf.fill([batch], np.inf), done=skip,
                  iterations=tf.zeros([batch], tf.int32))
 
-    def condition(k, state):
-        return tf.logical_and(k < nb_iter, tf.logical_not(tf.reduce_all(state["done"])))
-
-    def body(k, state):
-        active = tf.where(tf.logical_not(state["done"]))
-        s = {key: tf.gather_nd(value, active) for key, value in state.items()}
+    def step(k, active, s):
         origin = tf.gather_nd(x, active)
         point_labels = tf.gather_nd(labels, active)
         df, dg = _boundary(model_fn, s["x"], point_labels, tf.gather_nd(targets, active),
@@ -268,11 +263,9 @@ def _fab_run(model_fn, x, labels, targets, x_start, skip, eps, nb_iter, alpha_ma
         s["x"] = tf.where(per_sample(success), origin + beta * (new - origin), new)
         s["done"] = tf.logical_and(early_stop, s["norm"] <= eps)
         s["iterations"] = s["iterations"] + 1
-        state = {key: tf.tensor_scatter_nd_update(value, active, s[key])
-                 for key, value in state.items()}
-        return k + 1, state
+        return s
 
-    _, state = tf.while_loop(condition, body, (tf.constant(0), state))
+    state = utils.loop_until_done(state, nb_iter, step)
     return state["x_min"], state["norm"], state["iterations"]
 
 

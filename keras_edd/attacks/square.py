@@ -154,6 +154,24 @@ def _proposal(draws, side, x_clean, x_current, image_shape, eps, clip_min, clip_
     return tf.where(window, tf.where(chosen_up, up, down), x_current), first
 
 
+def checked_arguments(model_fn, x, eps, max_queries, p_init, seed, clip_min, clip_max, *,
+                      min_side):
+    """The Square attacks' (L_inf and L2) arguments checked, with one-line ValueErrors:
+    returns (model_fn, x as a float32 tensor in the box, eps, max_queries, p_init, seed,
+    clip_min, clip_max). x must be images [batch, H, W(, C)] with H, W >= min_side."""
+    eps = utils.check_real("eps", eps, low=0.0)
+    max_queries = utils.check_int("max_queries", max_queries, low=1)
+    p_init = utils.check_real("p_init", p_init, low=0.0, high=1.0, low_inclusive=False)
+    seed = utils.check_int("seed", seed, low=0, high=2**31 - 1)
+    clip_min, clip_max = utils.check_box(clip_min, clip_max)
+    model_fn = utils.as_model_fn(model_fn)
+    x = utils.prepare_inputs(x, clip_min, clip_max)
+    if x.shape.rank not in (3, 4) or x.shape[1] < min_side or x.shape[2] < min_side:
+        raise ValueError(f"x has shape {x.shape}: expected images [batch, H, W] or "
+                         f"[batch, H, W, C] with H, W >= {min_side}")
+    return model_fn, x, eps, max_queries, p_init, seed, clip_min, clip_max
+
+
 def square(model_fn, x, *, eps, y=None, max_queries=5000, p_init=0.8, outlier_class=None,
            seed=0, clip_min=0.0, clip_max=1.0, return_queries=False):
     """Untargeted L_inf Square Attack with margin loss and per-sample stop.
@@ -179,16 +197,8 @@ def square(model_fn, x, *, eps, y=None, max_queries=5000, p_init=0.8, outlier_cl
       the lowest-loss point found. With return_queries=True, (x_adv, queries)
       with queries an int32 tensor [batch] (zeros when eps = 0).
     """
-    eps = utils.check_real("eps", eps, low=0.0)
-    max_queries = utils.check_int("max_queries", max_queries, low=1)
-    p_init = utils.check_real("p_init", p_init, low=0.0, high=1.0, low_inclusive=False)
-    seed = utils.check_int("seed", seed, low=0, high=2**31 - 1)
-    clip_min, clip_max = utils.check_box(clip_min, clip_max)
-    model_fn = utils.as_model_fn(model_fn)
-    x = utils.prepare_inputs(x, clip_min, clip_max)
-    if x.shape.rank not in (3, 4) or x.shape[1] < 2 or x.shape[2] < 2:
-        raise ValueError(f"x has shape {x.shape}: expected images [batch, H, W] or "
-                         "[batch, H, W, C] with H, W >= 2")
+    model_fn, x, eps, max_queries, p_init, seed, clip_min, clip_max = checked_arguments(
+        model_fn, x, eps, max_queries, p_init, seed, clip_min, clip_max, min_side=2)
     if eps == 0.0:
         return (x, tf.zeros([x.shape[0]], tf.int32)) if return_queries else x
     labels, outlier_class, _ = utils.resolve_labels(model_fn, x, y, False, outlier_class)

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_edd.attacks import utils
-from keras_edd.attacks.square import p_schedule
+from keras_edd.attacks.square import checked_arguments, p_schedule
 
 
 def _rectangles(rows, cols):
@@ -90,16 +90,8 @@ def square_l2(model_fn, x, *, eps, y=None, max_queries=5000, p_init=0.8, outlier
       x_adv, a float32 tensor shaped like x, with ||x_adv - x||_2 <= eps: the
       first point with L < 0, else the lowest-loss point found.
     """
-    eps = utils.check_real("eps", eps, low=0.0)
-    max_queries = utils.check_int("max_queries", max_queries, low=1)
-    p_init = utils.check_real("p_init", p_init, low=0.0, high=1.0, low_inclusive=False)
-    seed = utils.check_int("seed", seed, low=0, high=2**31 - 1)
-    clip_min, clip_max = utils.check_box(clip_min, clip_max)
-    model_fn = utils.as_model_fn(model_fn)
-    x = utils.prepare_inputs(x, clip_min, clip_max)
-    if x.shape.rank not in (3, 4):
-        raise ValueError(f"x has shape {x.shape}: expected images [batch, H, W] or "
-                         "[batch, H, W, C]")
+    model_fn, x, eps, max_queries, p_init, seed, clip_min, clip_max = checked_arguments(
+        model_fn, x, eps, max_queries, p_init, seed, clip_min, clip_max, min_side=1)
     if eps == 0.0 or max_queries == 1:
         return x
     labels, outlier_class, _ = utils.resolve_labels(model_fn, x, y, False, outlier_class)

@@ -279,3 +279,24 @@ def perturbation_norms(x, x_adv):
         "l2": np.sqrt(np.sum(delta ** 2, axis=1)),
         "linf": np.max(np.abs(delta), axis=1) if delta.shape[1] else np.zeros(len(x)),
     }
+
+
+def loop_until_done(state, nb_iter, step):
+    """A per-sample early-stopping loop for compiled iterative attacks.
+
+    `state` is a dict of tensors whose first axis is the batch, with a boolean "done"
+    [batch]. For k = 0, 1, ... while k < nb_iter and some sample is not done,
+    `step(k, active, s)` gets the indices `active` [m, 1] of the samples not done and
+    `s`, their rows of every state tensor, and returns the updated rows (the same keys),
+    which are scattered back. Work shrinks as samples finish. Returns the final state.
+    """
+    def condition(k, state):
+        return tf.logical_and(k < nb_iter, tf.logical_not(tf.reduce_all(state["done"])))
+
+    def body(k, state):
+        active = tf.where(tf.logical_not(state["done"]))
+        rows = step(k, active, {key: tf.gather_nd(value, active) for key, value in state.items()})
+        return k + 1, {key: tf.tensor_scatter_nd_update(value, active, rows[key])
+                       for key, value in state.items()}
+
+    return tf.while_loop(condition, body, (tf.constant(0), state))[1]
