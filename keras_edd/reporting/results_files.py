@@ -10,9 +10,10 @@
   whitebox.png/pdf Figure-1-style stacked bars recovered / detected / misclassified
                    (filtered rates), one panel per target, ending with "any attack"
   blackbox.png/pdf the same for transfer attacks, a row per target, a column per surrogate
-  sweeps.png/pdf   success (1 - recovered) and detected against eps, Gamma, kappa
+  sweeps.png/pdf   success (1 - recovered) and detected against each sweep's budget
+                   (eps, Gamma, kappa, ...), a panel per attack and budget
   roc.png/pdf      the outlier class as a detector: ROC of clean vs adversarial
-                   inputs, a row per target and attack origin, a column per score
+                   inputs, a panel per target, up to three white-box attacks
   logs/evaluation/ TensorBoard: every rate as a scalar, clean vs adversarial
                    image grids per attack captioned with the predicted labels
                    (tf.summary.image), detection PR curves, report.md (tf.summary.text)
