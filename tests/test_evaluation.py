@@ -583,7 +583,7 @@ def test_attack_failed_detection_and_roc_on_an_outlier_model(small_data, trained
     accumulator = event_accumulator.EventAccumulator(
         str(tmp_path / "logs" / "evaluation"), size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
-    assert "detection/whitebox/ext/fgsm_plain/softmax/pr_curves" in accumulator.Tags()["tensors"]
+    assert "ext/whitebox/fgsm-plain/detection_softmax/pr_curves" in accumulator.Tags()["tensors"]
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import event_hparams
-from keras_edd.reporting import markdown, results_files
+from keras_edd.reporting import markdown, results_files, tensorboard
 from keras_edd import files
 
 
@@ -257,49 +257,101 @@ def _accumulator(path):
     return accumulator
 
 
-def test_tensorboard_has_scalars_and_image_grid(tmp_path, results):
+def _scalar(event):
+    return float(np.asarray(event.tensor_proto.float_val or
+                            np.frombuffer(event.tensor_proto.tensor_content, np.float32))[0])
+
+
+def test_tensorboard_groups_rates_by_target_and_draws_sweeps_as_curves(tmp_path, results):
     images = {"extended/fgsm_adaptive": _grid(adversarial_predictions=np.array([10, 3, 2, 3]))}
-    results_files.write_tensorboard(str(tmp_path), results, images, report_text="# the report")
+    results["sweeps"].append({
+        "target": "undefended", "attack": "cw", "variant": "plain", "parameter": "kappa",
+        "num_examples": 10, "max_success": 1.0, "masking_suspected": False,
+        "points": [{"value": v, "filtered": _rates(8, r, 0.0), "unfiltered": _rates(10, r, 0.0),
+                    "success": 1 - r} for v, r in ((0, 0.5), (10, 0.25), (40, 0.0))]})
+    tensorboard.write_evaluation(str(tmp_path), results, images, report_text="# the report")
     accumulator = _accumulator(tmp_path)
     tags = accumulator.Tags()["tensors"]
-    assert "whitebox/extended/fgsm_adaptive/detected" in tags
-    assert "clean/extended/detected" in tags
-    assert "images/extended/fgsm_adaptive" in tags
+    models = set(results["models"])
+    # Every number sits under the model it was measured on; images and the report apart.
+    assert {t.split("/")[0] for t in tags} == models | {"images", "report"}
+    assert {t for t in tags if t.startswith("extended/")} == {
+        "extended/clean/accuracy", "extended/clean/detected",
+        "extended/checks/zero_gradient_fraction",
+        *(f"extended/whitebox/fgsm-adaptive/{key}" for key in
+          ("recovered", "detected", "misclassified")),
+        *(f"extended/whitebox_sweep_eps/fgsm-plain/{key}" for key in
+          ("eps", "success", "detected", "misclassified"))}
+    # The black-box entry of extended has no input left after the filter: no scalar.
+    assert _scalar(accumulator.Tensors(
+        "undefended/blackbox_from_J_undefended/fgsm-plain/recovered")[0]) == 0.5
+    assert _scalar(accumulator.Tensors("extended/whitebox/fgsm-adaptive/detected")[0]) == 0.5
+    # A sweep is a curve: step i is its i-th budget, whose value is a scalar of its own.
+    for tag, budgets, success in (
+            ("extended/whitebox_sweep_eps/fgsm-plain", [0.1, 0.5], [0.5, 0.875]),
+            ("undefended/whitebox_sweep_kappa/cw-plain", [0, 10, 40], [0.5, 0.75, 1.0])):
+        parameter = tag.split("_")[-1].split("/")[0]
+        for name, expected in ((parameter, budgets), ("success", success)):
+            events = accumulator.Tensors(f"{tag}/{name}")
+            assert [e.step for e in events] == list(range(len(expected))), (tag, name)
+            np.testing.assert_allclose([_scalar(e) for e in events], expected, rtol=1e-6)
+        description = accumulator.SummaryMetadata(f"{tag}/success").summary_description
+        assert "step = index of the budget value" in description
+        assert ", ".join(f"{i}: {v:g}" for i, v in enumerate(budgets)) in description
+    one_point = [t for t in tags if t != "report" and not t.startswith("images/")
+                 and len(accumulator.Tensors(t)) == 1]
+    assert not any("sweep" in t for t in one_point)
     image = accumulator.Tensors("images/extended/fgsm_adaptive")[0]
     assert accumulator.SummaryMetadata("images/extended/fgsm_adaptive").summary_description \
         .startswith("top: clean test inputs; bottom: adversarial; captions: extended's predicted")
     assert len(image.tensor_proto.string_val) == 3  # width, height, one PNG
     text = accumulator.Tensors("report")[0].tensor_proto.string_val[0].decode()
     assert text == "# the report"
-    detected = accumulator.Tensors("whitebox/extended/fgsm_adaptive/detected")[0]
-    assert float(np.asarray(detected.tensor_proto.float_val or
-                            np.frombuffer(detected.tensor_proto.tensor_content, np.float32))[0]) \
-        == pytest.approx(0.5)
-    sweep_steps = [e.step for e in accumulator.Tensors("sweep/extended/fgsm_plain/success")]
-    assert sweep_steps == [100, 500]  # eps x 1000
+
+
+def test_tensorboard_detection_sits_with_the_target_rates(tmp_path, results):
+    roc = {"fpr": [0.0, 0.0, 0.25, 1.0], "tpr": [0.0, 0.5, 1.0, 1.0]}
+    results["detection"] = {"entries": [{
+        "setting": "blackbox", "target": "extended", "source": "surrogate_D",
+        "attack": "pgd", "variant": "adaptive", "count": 4,
+        "softmax": {"auroc": 0.75, "roc": roc}, "margin": {"auroc": 0.5, "roc": roc}}]}
+    tensorboard.write_evaluation(str(tmp_path), results)
+    accumulator = _accumulator(tmp_path)
+    tags = accumulator.Tags()["tensors"]
+    run = "extended/blackbox_from_surrogate_D/pgd-adaptive"
+    assert {f"{run}/detection_softmax/pr_curves", f"{run}/detection_margin/pr_curves"} <= set(tags)
+    assert _scalar(accumulator.Tensors(f"{run}/auroc_softmax")[0]) == 0.75
+    assert _scalar(accumulator.Tensors(f"{run}/auroc_margin")[0]) == 0.5
+
+
+def test_write_report_writes_tensorboard_beside_the_results(tmp_path, results):
+    results_files.write_report(str(tmp_path), results)
+    accumulator = _accumulator(tmp_path / "logs" / "evaluation")
+    assert "extended/whitebox/fgsm-adaptive/misclassified" in accumulator.Tags()["tensors"]
+    assert "report" in accumulator.Tags()["tensors"]
 
 
 def test_labelled_grid_captions_colour_the_predictions():
     def red_pixels(grid):
-        pixels = results_files.labelled_grid(grid)[0].astype(int)
+        pixels = tensorboard.labelled_grid(grid)[0].astype(int)
         return np.sum((pixels[..., 0] > 150) & (pixels[..., 1] < 100) & (pixels[..., 2] < 100))
 
     def blue_pixels(grid):
-        pixels = results_files.labelled_grid(grid)[0].astype(int)
+        pixels = tensorboard.labelled_grid(grid)[0].astype(int)
         return np.sum((pixels[..., 2] > 150) & (pixels[..., 0] < 100))
 
     correct = _grid()
-    pixels = results_files.labelled_grid(correct)
+    pixels = tensorboard.labelled_grid(correct)
     assert pixels.dtype == np.uint8 and pixels.ndim == 4 and pixels.shape[-1] == 3
     assert red_pixels(correct) == 0 and blue_pixels(correct) == 0
     assert red_pixels(_grid(adversarial_predictions=np.array([5, 1, 2, 3]))) > 20
     assert blue_pixels(_grid(adversarial_predictions=np.array([10, 1, 2, 3]))) > 20
-    assert results_files.prediction_text(10, 10) == "pred 10 (outlier)"
-    assert results_files.prediction_text(np.int64(3), 10) == "pred 3"
+    assert tensorboard.prediction_text(10, 10) == "pred 10 (outlier)"
+    assert tensorboard.prediction_text(np.int64(3), 10) == "pred 3"
 
 
 def test_write_hparams_records_the_settings_and_final_metrics(tmp_path):
-    results_files.write_hparams(str(tmp_path), {"alpha": 0.9, "defense": "extended", "epochs": 4},
+    tensorboard.write_hparams(str(tmp_path), {"alpha": 0.9, "defense": "extended", "epochs": 4},
                             {"final/clean_accuracy": 0.75, "final/clean_detected": None},
                             step=4)
     hparams, scalars = event_hparams(tmp_path)
@@ -310,7 +362,7 @@ def test_write_hparams_records_the_settings_and_final_metrics(tmp_path):
 def test_image_grid_puts_clean_above_adversarial():
     clean = np.zeros((3, 4, 5, 1))
     adversarial = np.full((3, 4, 5, 1), 2.0)  # clipped to 1
-    grid = results_files.image_grid(clean, adversarial)
+    grid = tensorboard.image_grid(clean, adversarial)
     assert grid.shape == (1, 8, 15, 1)
     assert grid[0, :4].max() == 0.0 and grid[0, 4:].min() == 1.0
 
@@ -332,7 +384,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 def test_pr_curve_data_from_roc_points():
     # 4 adversarial, 4 clean: (fpr, tpr) corners (0, 0) -> (0, 0.5) -> (0.25, 1) -> (1, 1).
     roc = {"fpr": [0.0, 0.0, 0.25, 1.0], "tpr": [0.0, 0.5, 1.0, 1.0]}
-    data = results_files.pr_curve_data(roc, 4, 4)
+    data = tensorboard.pr_curve_data(roc, 4, 4)
     # Increasing threshold: recall decreasing, as the pr_curve plugin expects.
     np.testing.assert_allclose(data["recall"], [1.0, 1.0, 0.5, 0.0])
     np.testing.assert_allclose(data["true_positive_counts"], [4, 4, 2, 0])

@@ -23,7 +23,7 @@ from keras_edd.attacks import checks
 from keras_edd.defense import adversarial_training as at
 from keras_edd.defense import labeling, training
 from keras_edd.evaluation.metrics import logit_statistics
-from keras_edd.reporting import results_files
+from keras_edd.reporting import tensorboard
 from keras_edd.runs import run_dirs
 from keras_edd.validation import check_batch_size
 
@@ -384,4 +384,4 @@ def _log_hparams(log_dir, config, results):
         metrics["final/clean_detected"] = results["clean_test_detected"]
     if "outlier_mass_fraction" in results:
         metrics["final/outlier_mass_fraction"] = results["outlier_mass_fraction"]
-    results_files.write_hparams(log_dir, run_hparams(config), metrics, step=config.train.epochs)
+    tensorboard.write_hparams(log_dir, run_hparams(config), metrics, step=config.train.epochs)
