@@ -13,7 +13,8 @@ Everything else is derived: `attack_params` (settings at a budget), the batched 
 (keras_edd.evaluation.crafting.run_attack, a per-batch seed for functions that take
 `seed`), the attack's own success (keras_edd.evaluation.scoring.attack_succeeded), `shard_align`
 (how a multi-worker craft splits the inputs), `budget_of`,
-the flags `--<name>_<field>` of keras_edd.cli.flag_groups and `--num_examples_<name>`,
+the flags `--<name>_<field>` and `--num_examples_<name>` (keras_edd.setting_fields walks
+the settings),
 and AttackConfig (at the end), the settings of every attack in one config.
 
 A new attack is its file under keras_edd/attacks/ and one row in _ROWS (plus, when it has
@@ -36,6 +37,7 @@ from keras_edd.attack_settings import (CW_LEARNING_RATES, ApgdSettings, ApgdTarg
                                        FgsmSettings,
                                        JsmaSettings, PgdSettings, Settings, SquareSettings,
                                        SuccessCriterion)
+from keras_edd.setting_fields import flag, per_key
 
 
 def _pgd_at_budget(settings, eps):
@@ -235,11 +237,18 @@ class AttackConfig:
       starts, JSMA targets), offset by each batch's first index.
     Saved (to_dict) under the flag names, e.g. {"pgd_restarts": 1, "cw_confidence": 7.0}.
     """
-    settings: dict = dataclasses.field(default_factory=dict)
-    batch_size: int = 100
-    seed: int = 0
+    settings: dict = dataclasses.field(default_factory=dict, metadata=per_key(
+        lambda: {name: row.settings for name, row in ATTACKS.items()}))
+    batch_size: int = dataclasses.field(default=100, metadata=flag(
+        "attack_batch_size", "Inputs per attack call."))
+    seed: int = dataclasses.field(default=0, metadata=flag(
+        "attack_seed", "Seed of the attacks that take one (PGD starts, JSMA targets)."))
 
     def __post_init__(self):
+        unknown = sorted(set(self.settings) - set(ATTACKS))
+        if unknown:
+            raise ValueError(f"AttackConfig settings: unknown attack {unknown[0]!r}; allowed "
+                             f"values are {', '.join(NAMES)}")
         merged = {name: row.settings for name, row in ATTACKS.items()}
         merged.update(self.settings)
         object.__setattr__(self, "settings", merged)
@@ -269,7 +278,7 @@ class AttackConfig:
     def to_dict(self):
         out = {}
         for name, settings in self.settings.items():
-            for field, flag in settings.flag_fields():
-                out[f"{name}_{flag}"] = getattr(settings, field.name)
+            for field, suffix in settings.flag_fields():
+                out[f"{name}_{suffix}"] = getattr(settings, field.name)
         out.update(batch_size=self.batch_size, seed=self.seed)
         return out

@@ -2,16 +2,17 @@
 
 One frozen dataclass per attack whose field names are the attack function's own
 keyword names, so a row's settings are passed to the function as they are; each
-field carries the help text of its flag (`--<attack>_<field>`, or the alias in
-FLAG_NAMES), and `validate(prefix)` checks it with the flag's name in the message.
+field carries its flag (`--<attack>_<field>`, or `--<attack>_<name>` where its metadata
+names one) and the flag's help (keras_edd.setting_fields), and `validate(prefix)` checks
+it with the flag's name in the message.
 The enums are the choices of the string-valued settings. Light: no TensorFlow.
 """
 
 import dataclasses
 import enum
-from typing import ClassVar
 
 from keras_edd import validation as v
+from keras_edd.setting_fields import flag, flag_of, no_flag
 from keras_edd.validation import choices
 
 class PgdLoss(enum.StrEnum):
@@ -55,34 +56,34 @@ class SuccessCriterion(enum.StrEnum):
 CW_LEARNING_RATES = {CwOptimizer.ADAM.value: 1e-2, CwOptimizer.ADADELTA.value: 10.0}
 
 
-def _help(text, default, **kwargs):
-    """A settings field with the help text of its flag."""
-    return dataclasses.field(default=default, metadata={"help": text, **kwargs})
+def _help(text, default, *, name=None, choices=None):
+    """A settings field that is the flag --<attack>_<name> (default: the field's name)."""
+    return dataclasses.field(default=default, metadata=flag(name, text, choices=choices))
 
 
 def _fixed(default):
     """A setting passed to the attack that is neither a flag nor a saved setting."""
-    return dataclasses.field(default=default, metadata={"fixed": True})
+    return dataclasses.field(default=default, metadata=no_flag(
+        "fixed per registry row, passed to the attack but neither a flag nor saved"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """Base of the per-attack settings.
 
-    FLAG_NAMES maps a field to its flag suffix where the two differ (older
-    command lines keep working, e.g. --pgd_restarts for nb_restarts).
+    A field's flag suffix is its name unless its metadata names another (older command
+    lines keep working, e.g. --pgd_restarts for nb_restarts).
     """
-    FLAG_NAMES: ClassVar[dict] = {}
 
     @classmethod
     def flag_fields(cls):
         """(field, flag suffix) of the fields exposed as flags and saved in settings."""
-        return [(f, cls.FLAG_NAMES.get(f.name, f.name)) for f in dataclasses.fields(cls)
-                if not f.metadata.get("fixed")]
+        return [(f, flag_of(f).name) for f in dataclasses.fields(cls) if flag_of(f)]
 
     def named(self, prefix):
         """field -> the name used in flags and messages, e.g. 'pgd_restarts'."""
-        return lambda field: prefix + self.FLAG_NAMES.get(field, field)
+        suffixes = {f.name: suffix for f, suffix in self.flag_fields()}
+        return lambda field: prefix + suffixes.get(field, field)
 
     def validate(self, prefix):
         return self
@@ -101,14 +102,14 @@ class FgsmSettings(Settings):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PgdSettings(Settings):
     """L_inf PGD (Madry et al.), an attack beyond the paper's three."""
-    FLAG_NAMES: ClassVar[dict] = {"nb_restarts": "restarts"}
     eps: float = _help("PGD eps.", 0.2)
     eps_iter: float = _help("PGD step size.", 0.01)
     nb_iter: int = _help("PGD steps.", 40)
-    nb_restarts: int = _help("PGD random restarts.", 1)
+    nb_restarts: int = _help("PGD random restarts.", 1, name="restarts")
     rand_init: bool = _fixed(True)
     loss: str = _help(f"PGD loss, one of {', '.join(choices(PgdLoss))}: cross-entropy, or the "
-                      "logit margin (sees through a saturated softmax).", PgdLoss.CE.value)
+                      "logit margin (sees through a saturated softmax).", PgdLoss.CE.value,
+                      choices=PgdLoss)
 
     def validate(self, prefix):
         name = self.named(prefix)
@@ -126,7 +127,7 @@ class JsmaSettings(Settings):
     theta: float = _help("JSMA theta (paper: 1).", 1.0)
     gamma: float = _help("JSMA Gamma, max fraction of pixels changed (paper: 0.07).", 0.07)
     target_mode: str = _help(f"JSMA targets t != y: {', '.join(choices(JsmaTargetMode))}.",
-                             JsmaTargetMode.RANDOM.value)
+                             JsmaTargetMode.RANDOM.value, choices=JsmaTargetMode)
 
     def validate(self, prefix):
         name = self.named(prefix)
@@ -142,7 +143,7 @@ class CwSettings(Settings):
     """CW-L2 with confidence kappa (paper: 7 with AdaDelta)."""
     confidence: float = _help("CW kappa (paper: 7).", 7.0)
     optimizer: str = _help(f"CW optimizer: {', '.join(choices(CwOptimizer))} (paper: adadelta).",
-                           CwOptimizer.ADADELTA.value)
+                           CwOptimizer.ADADELTA.value, choices=CwOptimizer)
     learning_rate: float | None = _help(
         "CW learning rate (default: the attack's default for the optimizer).", None)
     binary_search_steps: int = _help("CW binary-search steps over c.", 5)
@@ -151,7 +152,7 @@ class CwSettings(Settings):
     early_exit: str = _help(
         f"CW abort-early per {' or '.join(choices(CwEarlyExit))}: 'sample' stops each input "
         "on its own test and refills its slot (same results, less work).",
-        CwEarlyExit.SAMPLE.value)
+        CwEarlyExit.SAMPLE.value, choices=CwEarlyExit)
 
     def validate(self, prefix):
         name = self.named(prefix)
@@ -208,11 +209,12 @@ class ApgdSettings(_RadiusSettings, Settings):
     over the `nb_targets` best real classes; apgd_dlr: DLR); with the outlier class
     (adaptive) every loss merges y with it, so only a real class other than y wins.
     """
-    FLAG_NAMES: ClassVar[dict] = {"nb_restarts": "restarts"}
     eps: float = _help("APGD radius (L_inf: the FGSM/PGD budget 0.2; L2: e.g. 2.0).", 0.2)
-    norm: str = _help(f"APGD norm, one of {', '.join(choices(ApgdNorm))}.", ApgdNorm.LINF.value)
+    norm: str = _help(f"APGD norm, one of {', '.join(choices(ApgdNorm))}.", ApgdNorm.LINF.value,
+                      choices=ApgdNorm)
     nb_iter: int = _help("APGD iterations per run (AutoAttack: 100).", 100)
-    nb_restarts: int = _help("APGD random starts per run (per target for apgd_t).", 1)
+    nb_restarts: int = _help("APGD random starts per run (per target for apgd_t).", 1,
+                             name="restarts")
     nb_targets: int = _fixed(9)  # used by the targeted loss only
     loss: str = _fixed("ce")
 
@@ -223,11 +225,11 @@ class FabSettings(_RadiusSettings, Settings):
     `nb_targets` best real classes != y on the clean input, still aiming at any class != y
     (with the outlier class, a real one); an input counts when the smallest point found is
     within eps (keras_edd.attacks.fab)."""
-    FLAG_NAMES: ClassVar[dict] = {"nb_restarts": "restarts"}
     eps: float = _help("FAB-T radius (L_inf: the FGSM/PGD budget 0.2; L2: e.g. 2.0).", 0.2)
-    norm: str = _help(f"FAB-T norm, one of {', '.join(choices(ApgdNorm))}.", ApgdNorm.LINF.value)
+    norm: str = _help(f"FAB-T norm, one of {', '.join(choices(ApgdNorm))}.", ApgdNorm.LINF.value,
+                      choices=ApgdNorm)
     nb_iter: int = _help("FAB-T iterations per target and start (AutoAttack: 100).", 100)
-    nb_restarts: int = _help("FAB-T starts per target (AutoAttack: 1).", 1)
+    nb_restarts: int = _help("FAB-T starts per target (AutoAttack: 1).", 1, name="restarts")
     nb_targets: int = _help("FAB-T target classes per input (AutoAttack: 9).", 9)
 
 

@@ -11,6 +11,7 @@ import enum
 import json
 
 from keras_edd import attack_registry
+from keras_edd.setting_fields import flag, nested, no_flag, per_key
 from keras_edd.validation import (check_choice, check_int, check_real, check_reals, choices,
                                   require)
 
@@ -67,7 +68,7 @@ PRECISIONS = choices(Precision)
 DISTRIBUTION_KINDS = choices(DistributionKind)
 LR_SCHEDULES = choices(LrSchedule)
 ADV_TRAIN_ATTACKS = choices(AdvTrainAttack)
-# Named flag presets of the evaluation binaries (their values: keras_edd.cli.presets.PRESETS).
+# Named presets of the evaluation binaries (the config objects: keras_edd.presets.PRESETS).
 PRESETS = ("quick", "paper")
 
 # ---------------------------------------------------------------------------- defaults
@@ -224,10 +225,15 @@ def _as_dict(config):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataConfig(_Config):
     """Which dataset, from where (see keras_edd.data), and optional subset sizes."""
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    train_limit: int | None = None
-    test_limit: int | None = None
+    dataset: str = dataclasses.field(default="mnist", metadata=flag(
+        "dataset", f"One of {', '.join(sorted(DATASETS))}.", choices=sorted(DATASETS)))
+    data_dir: str | None = dataclasses.field(default=None, metadata=flag(
+        "data_dir", "Folder with the four IDX files (default: $KERAS_EDD_DATA_DIR, then "
+        "TensorFlow Datasets, then for mnist the bundled sample)."))
+    train_limit: int | None = dataclasses.field(default=None, metadata=flag(
+        "train_limit", "Use only the first N training images."))
+    test_limit: int | None = dataclasses.field(default=None, metadata=flag(
+        "test_limit", "Use only the first N test images."))
 
     def validate(self):
         require(self.dataset in DATASETS,
@@ -242,13 +248,26 @@ class DataConfig(_Config):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig(_Config):
     """The optimisation of one model by the custom training loop."""
-    epochs: int = 6
-    batch_size: int = 128
-    optimizer: str = "adam"
-    learning_rate: float | None = None  # None: TRAIN_LEARNING_RATES[optimizer]
-    seed: int = 0
+    epochs: int = dataclasses.field(default=6, metadata=flag(
+        "epochs", "Epochs of every deployed model (the distilled one; paper: 50)."))
+    batch_size: int = dataclasses.field(default=128, metadata=flag(
+        "batch_size", "Training batch size."))
+    optimizer: str = dataclasses.field(default="adam", metadata=flag(
+        "optimizer", f"One of {', '.join(OPTIMIZERS)}.", choices=Optimizer))
+    # None: TRAIN_LEARNING_RATES[optimizer]
+    learning_rate: float | None = dataclasses.field(default=None, metadata=flag(
+        "learning_rate", "Default " + ", ".join(f"{rate:g} for {name}" for name, rate in
+                                                TRAIN_LEARNING_RATES.items())
+        + " (as in cleverhans v1)."))
+    seed: int = dataclasses.field(default=0, metadata=flag(
+        "seed", "Seed: the run is deterministic given it (bin/reproduce: the surrogates use "
+        "seed+1 and seed+2)."))
     # Saved only when not float32: runs made before the field existed stay reusable.
-    precision: str = dataclasses.field(default="float32", metadata={"omit_default": True})
+    precision: str = dataclasses.field(default="float32", metadata=flag(
+        "precision", f"One of {', '.join(PRECISIONS)}: the arithmetic of training and "
+        "MC-dropout labelling (logits, losses and sigma stay float32; bfloat16 is faster only "
+        "on CPUs with AVX512_BF16 or AMX). Saved models and attacks are float32.",
+        choices=Precision, omit_default=True))
 
     def validate(self):
         check_int("epochs", self.epochs, low=1)
@@ -279,9 +298,16 @@ class DistributionConfig(_Config):
     made before it existed still match; it is not compared when a run directory is
     reopened (keras_edd.runs.run_dirs), and TF_CONFIG (addresses) is not saved at all.
     """
-    kind: str = "none"
-    cpu_devices: int | None = None
-    tf_config: str | None = None
+    kind: str = dataclasses.field(default="none", metadata=flag(
+        "distribution", f"One of {', '.join(DISTRIBUTION_KINDS)}: one device; "
+        "tf.distribute.MirroredStrategy over the local GPUs (or the --cpu_devices logical "
+        "CPUs); MultiWorkerMirroredStrategy over the machines of the TF_CONFIG environment "
+        "variable (see docs/distribution.md).", choices=DistributionKind))
+    cpu_devices: int | None = dataclasses.field(default=None, metadata=flag(
+        "cpu_devices", "Split the CPU into N >= 1 logical devices (tests mirrored runs without "
+        "GPUs)."))
+    tf_config: str | None = dataclasses.field(default=None, metadata=no_flag(
+        "the TF_CONFIG environment variable, read by the binary for multi_worker"))
 
     def validate(self):
         check_choice("distribution", self.kind, DISTRIBUTION_KINDS)
@@ -293,6 +319,11 @@ class DistributionConfig(_Config):
 
     def to_dict(self):
         return {"kind": self.kind, "cpu_devices": self.cpu_devices}
+
+
+def _adversarial(values):
+    """The adversarial-training settings apply to that defense only."""
+    return values.get("defense") == "adversarial"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -321,22 +352,52 @@ class DefenseConfig(_Config):
     recipe before it existed (constant, last epoch), so those runs do not match a
     run of the current recipe.
     """
-    defense: str = "extended"
-    alpha: float = 0.9
-    temperature: float | None = None  # None: DEFAULT_TEMPERATURES[defense]
-    mc_passes: int = 20
-    penalty_weight: float = DEFAULT_PENALTY_WEIGHT
-    teacher_epochs: int = 6
-    teacher_path: str | None = None  # reuse a trained teacher (.keras) instead of training one
-    adv_train_attack: str = dataclasses.field(default="fgsm_rs", metadata={"omit_default": True})
-    adv_train_eps: float = dataclasses.field(default=ADV_TRAIN_EPS, metadata={"omit_default": True})
-    adv_train_step: float | None = dataclasses.field(default=None,
-                                                     metadata={"omit_default": True})
-    adv_train_steps: int = dataclasses.field(default=ADV_TRAIN_PGD_STEPS,
-                                             metadata={"omit_default": True})
-    adv_train_schedule: str = dataclasses.field(default="cyclic", metadata={"legacy": "constant"})
-    adv_train_lr_max: float = ADV_TRAIN_LR_MAX
-    adv_train_keep_best: bool = dataclasses.field(default=True, metadata={"legacy": False})
+    defense: str = dataclasses.field(default="extended", metadata=flag(
+        "defense", f"One of {', '.join(DEFENSES)}.", choices=Defense))
+    alpha: float = dataclasses.field(default=0.9, metadata=flag(
+        "alpha", "alpha in [0, 1]: outlier label weight of extended distillation (paper: 0.9)."))
+    # None: DEFAULT_TEMPERATURES[defense]; adversarial training is at T = 1, so --temperature
+    # is the distillations' T.
+    temperature: float | None = dataclasses.field(default=None, metadata=flag(
+        "temperature", "Training temperature T > 0 (default " + ", ".join(
+            f"{t:g} {name}" for name, t in DEFAULT_TEMPERATURES.items() if name != "none")
+        + "; bin/reproduce: the T of extended distillation).", default=None,
+        when=lambda values: values.get("defense") != "adversarial"))
+    mc_passes: int = dataclasses.field(default=20, metadata=flag(
+        "mc_passes", "N >= 2 MC-dropout passes for sigma(x) (paper: 20)."))
+    penalty_weight: float = dataclasses.field(default=DEFAULT_PENALTY_WEIGHT, metadata=flag(
+        "penalty_weight", "Weight >= 0 of the mean squared logit penalty (extended)."))
+    teacher_epochs: int = dataclasses.field(default=6, metadata=flag(
+        "teacher_epochs", "Epochs of the teachers."))
+    # reuse a trained teacher (.keras) instead of training one
+    teacher_path: str | None = dataclasses.field(default=None, metadata=flag(
+        "teacher", "Reuse this trained teacher (.keras, or a pretrained one by name, e.g. "
+        "paper:undefended).", model=True))
+    adv_train_attack: str = dataclasses.field(default="fgsm_rs", metadata=flag(
+        "adv_train_attack", "--defense=adversarial: the training adversary, one of "
+        f"{', '.join(ADV_TRAIN_ATTACKS)} (FGSM with a random start, Wong et al. 2020; PGD, "
+        "Madry et al. 2018).", choices=AdvTrainAttack, when=_adversarial, omit_default=True))
+    adv_train_eps: float = dataclasses.field(default=ADV_TRAIN_EPS, metadata=flag(
+        "adv_train_eps", "--defense=adversarial: L_inf radius of the training adversary "
+        "(MNIST: 0.3).", when=_adversarial, omit_default=True))
+    adv_train_step: float | None = dataclasses.field(default=None, metadata=flag(
+        "adv_train_step", "--defense=adversarial: its step (default 1.25 eps for fgsm_rs, "
+        "0.01 for pgd).", when=_adversarial, omit_default=True))
+    adv_train_steps: int = dataclasses.field(default=ADV_TRAIN_PGD_STEPS, metadata=flag(
+        "adv_train_steps", "--defense=adversarial with pgd: its number of steps.",
+        when=_adversarial, omit_default=True))
+    adv_train_schedule: str = dataclasses.field(default="cyclic", metadata=flag(
+        "adv_train_schedule", "--defense=adversarial: learning-rate schedule, one of "
+        f"{', '.join(LR_SCHEDULES)} (cyclic: 0 -> --adv_train_lr_max at 40 % of the steps -> "
+        "0, Wong et al. 2020; constant: --learning_rate).", choices=LrSchedule,
+        when=_adversarial, legacy="constant"))
+    adv_train_lr_max: float = dataclasses.field(default=ADV_TRAIN_LR_MAX, metadata=flag(
+        "adv_train_lr_max", "--defense=adversarial with the cyclic schedule: its peak "
+        "learning rate.", when=_adversarial))
+    adv_train_keep_best: bool = dataclasses.field(default=True, metadata=flag(
+        "adv_train_keep_best", "--defense=adversarial: keep the epoch of highest held-out PGD "
+        "accuracy, not the last (early stopping, Rice et al. 2020).", when=_adversarial,
+        legacy=False))
 
     def to_dict(self):
         """The settings; the adversarial recipe only where it applies (see the class)."""
@@ -417,23 +478,48 @@ class EvalConfig(_Config):
     adversarial-training target and the surrogates J), so that a paper-scale run
     spends its time on the paper's cells.
     """
-    attacks: tuple = attack_registry.DEFAULT_NAMES
-    num_examples: int = 1000
-    max_examples: dict = dataclasses.field(default_factory=dict)
-    extra_examples: int | None = dataclasses.field(default=None,
-                                                   metadata={"omit_default": True})
-    adaptive: bool = True
-    sweeps: bool = True
-    sweep_attacks: tuple | None = None  # None: every attack in `attacks`
-    sweep_eps: tuple = DEFAULT_SWEEP_EPS
-    sweep_gamma: tuple = DEFAULT_SWEEP_GAMMA
-    sweep_kappa: tuple = DEFAULT_SWEEP_KAPPA
-    sweep_num_examples: int = 200
-    masking_threshold: float = 0.95
-    masking_min_inputs: int = dataclasses.field(default=10, metadata={"omit_default": True})
-    check_examples: int = 100
-    image_examples: int = 8
-    attack: attack_registry.AttackConfig = attack_registry.AttackConfig()
+    attacks: tuple = dataclasses.field(default=attack_registry.DEFAULT_NAMES, metadata=flag(
+        "attacks", f"Attacks to run, from {', '.join(ATTACKS)}."))
+    num_examples: int = dataclasses.field(default=1000, metadata=flag(
+        "num_examples", "How many test inputs (the first ones) are attacked."))
+    max_examples: dict = dataclasses.field(default_factory=dict, metadata=per_key(
+        lambda: [name for name, row in attack_registry.ATTACKS.items()
+                 if row.max_examples is not None],
+        name="num_examples_{key}", help="Cap on the inputs {key} attacks (0: num_examples).",
+        zero_is_none=True))
+    extra_examples: int | None = dataclasses.field(default=None, metadata=flag(
+        "num_examples_extra", "Cap on the inputs of the slow attacks (those with a "
+        "--num_examples_<attack> flag) computed on the models beyond the paper's Figure 1, the "
+        "adversarial-training target and the surrogates J (0: no cap).", zero_is_none=True,
+        optional=True, omit_default=True))
+    adaptive: bool = dataclasses.field(default=True, metadata=flag(
+        "adaptive", "Also run adaptive attacks (avoiding the outlier class) on n+1-logit "
+        "models."))
+    sweeps: bool = dataclasses.field(default=True, metadata=flag(
+        "sweeps", "Run the budget sweeps (gradient-masking check)."))
+    # None: every attack in `attacks`
+    sweep_attacks: tuple | None = dataclasses.field(default=None, metadata=flag(
+        "sweep_attacks", "Attacks to sweep (default: --attacks)."))
+    sweep_eps: tuple = dataclasses.field(default=DEFAULT_SWEEP_EPS, metadata=flag(
+        "sweep_eps", "FGSM/PGD eps values of the sweep.", items=float))
+    sweep_gamma: tuple = dataclasses.field(default=DEFAULT_SWEEP_GAMMA, metadata=flag(
+        "sweep_gamma", "JSMA Gamma values of the sweep.", items=float))
+    sweep_kappa: tuple = dataclasses.field(default=DEFAULT_SWEEP_KAPPA, metadata=flag(
+        "sweep_kappa", "CW kappa values of the sweep.", items=float))
+    sweep_num_examples: int = dataclasses.field(default=200, metadata=flag(
+        "sweep_num_examples", "Inputs per sweep point (also capped by the per-attack caps)."))
+    masking_threshold: float = dataclasses.field(default=0.95, metadata=flag(
+        "masking_threshold", "Flag a sweep whose best success stays below this fraction (even "
+        "its 95 % upper bound)."))
+    masking_min_inputs: int = dataclasses.field(default=10, metadata=flag(
+        "masking_min_inputs", "A sweep or a gradient-free comparison needs this many correctly "
+        "classified inputs before it can flag gradient masking.", omit_default=True))
+    check_examples: int = dataclasses.field(default=100, metadata=flag(
+        "check_examples", "Inputs for the gradient-masking checks."))
+    image_examples: int = dataclasses.field(default=8, metadata=no_flag(
+        "how many crafted examples the report shows: a constant of the report"))
+    attack: attack_registry.AttackConfig = dataclasses.field(
+        default=attack_registry.AttackConfig(), metadata=nested())
 
     def __post_init__(self):
         merged = {name: row.max_examples for name, row in attack_registry.ATTACKS.items()}
@@ -514,12 +600,21 @@ class SubstituteConfig(_Config):
     lambda_rho = lam * (-1)**floor(rho / tau) (Papernot et al. 2017's periodic
     step; tau = 0: constant step), `epochs_per_round` epochs of Adam per round.
     """
-    initial: int = 150
-    rounds: int = 6
-    lam: float = 0.1
-    tau: int = 3
-    epochs_per_round: int = 10
-    batch_size: int = 128
+    initial: int = dataclasses.field(default=150, metadata=flag(
+        "substitute_initial", "Surrogate J: size of S_0, the last test inputs (never "
+        "attacked)."))
+    rounds: int = dataclasses.field(default=6, metadata=flag(
+        "substitute_rounds", "Surrogate J: Jacobian augmentation rounds rho (S grows to "
+        "initial * 2**rounds)."))
+    lam: float = dataclasses.field(default=0.1, metadata=flag(
+        "substitute_lam", "Surrogate J: augmentation step lambda in (0, 1]."))
+    tau: int = dataclasses.field(default=3, metadata=flag(
+        "substitute_tau", "Surrogate J: the step's sign flips every tau rounds, "
+        "lambda * (-1)**floor(rho/tau) (0: constant step)."))
+    epochs_per_round: int = dataclasses.field(default=10, metadata=flag(
+        "substitute_epochs_per_round", "Surrogate J: training epochs per round."))
+    batch_size: int = dataclasses.field(default=128, metadata=flag(
+        "substitute_batch_size", "Surrogate J: training batch size (capped at the set size)."))
 
     def validate(self):
         check_int("substitute_initial", self.initial, low=1)

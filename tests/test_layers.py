@@ -18,7 +18,8 @@ PACKAGE = os.path.join(REPO, "keras_edd")
 LAYERS = (
     ("helpers", ("keras_edd", "keras_edd.validation", "keras_edd.progress", "keras_edd.files",
                  "keras_edd.formatting")),
-    ("settings", ("keras_edd.attack_settings", "keras_edd.attack_registry", "keras_edd.config")),
+    ("settings", ("keras_edd.setting_fields", "keras_edd.attack_settings",
+                  "keras_edd.attack_registry", "keras_edd.config")),
     ("data and models", ("keras_edd.data", "keras_edd.models", "keras_edd.pretrained",
                          "keras_edd.distribute")),
     ("attacks", ("keras_edd.attacks",)),
@@ -26,7 +27,7 @@ LAYERS = (
     ("evaluation", ("keras_edd.evaluation",)),
     ("robustness", ("keras_edd.robustness",)),
     ("reporting", ("keras_edd.reporting",)),
-    ("runs", ("keras_edd.runs",)),
+    ("runs", ("keras_edd.runs", "keras_edd.presets")),
     ("cli", ("keras_edd.cli",)),
 )
 # Modules that must import without loading TensorFlow: the flags are parsed and every
@@ -34,7 +35,7 @@ LAYERS = (
 LIGHT = ("keras_edd.config", "keras_edd.attack_registry", "keras_edd.files",
          "keras_edd.formatting", "keras_edd.models", "keras_edd.pretrained", "keras_edd.data",
          "keras_edd.distribute", "keras_edd.cli.flag_groups", "keras_edd.cli.configs",
-         "keras_edd.cli.presets", "keras_edd.runs.run_config")
+         "keras_edd.setting_fields", "keras_edd.presets", "keras_edd.runs.run_config")
 
 
 def layer_of(module):

@@ -1,25 +1,15 @@
 """The quick preset's attacks behave like themselves on an undefended model."""
 
-import dataclasses
-
 import keras
 import numpy as np
 import pytest
 
 from keras_edd import attack_registry, data, models
 from keras_edd.attack_registry import AttackConfig
-from keras_edd.attack_settings import CwSettings
-from keras_edd.cli.presets import QUICK_PRESET
 from keras_edd.config import DataConfig
 from keras_edd.defense import training
 from keras_edd.evaluation import crafting
-
-
-def _quick_settings(row_name, settings):
-    """`settings` with the quick preset's --<row_name>_<field> values."""
-    values = {field.name: QUICK_PRESET[f"{row_name}_{flag}"]
-              for field, flag in settings.flag_fields() if f"{row_name}_{flag}" in QUICK_PRESET}
-    return dataclasses.replace(settings, **values)
+from keras_edd.presets import QUICK
 
 
 @pytest.mark.slow
@@ -31,11 +21,11 @@ def test_quick_cw_misclassifies_at_least_90_percent_of_an_undefended_model():
     ds = data.load_data(DataConfig(dataset="mnist_sample", train_limit=1000, test_limit=40))
     model = models.cleverhans_cnn(10)
     training.fit(model, data.to_float(ds.x_train), training.one_hot(ds.y_train, 10),
-                 epochs=QUICK_PRESET["teacher_epochs"], batch_size=QUICK_PRESET["batch_size"],
+                 epochs=QUICK.extended.teacher_epochs, batch_size=QUICK.train.batch_size,
                  progress=False, log_epochs=False)
     x, y = data.to_float(ds.x_test[:20]), np.asarray(ds.y_test[:20])
     clean = models.predict_logits(model, x).argmax(axis=1)
-    settings = _quick_settings("cw", CwSettings())
+    settings = QUICK.evaluation.attack.settings_for("cw")
     assert settings.max_iterations == 100 and settings.confidence == 7.0
     params = attack_registry.attack_params("cw", AttackConfig(settings={"cw": settings}))
     x_adv = crafting.run_attack(model, "cw", x, params, batch_size=20)
@@ -45,34 +35,3 @@ def test_quick_cw_misclassifies_at_least_90_percent_of_an_undefended_model():
     # were its test split before it held official test digits)
     assert correct.sum() >= 12, correct.sum()
     assert np.mean(adversarial[correct] != y[correct]) >= 0.9, adversarial[correct]
-
-
-def test_every_preset_key_is_a_flag_and_its_value_parses():
-    """A misspelt preset key would silently do nothing: every key must name a flag of
-    bin/reproduce (which has every flag of the other binaries) and its value must parse."""
-    import json
-    import subprocess
-    import sys
-    code = (
-        "import json\n"
-        "from absl import flags\n"
-        "from keras_edd.cli import flag_groups\n"
-        "from keras_edd.cli.presets import PRESETS\n"
-        "g = flag_groups\n"
-        "g.define_flags(g.DATA, g.MODELS, g.EVALUATION, g.SUBSTITUTE, g.OUTPUT, "
-        "g.DISTRIBUTION, reproduce=True)\n"
-        "bad = []\n"
-        "for name, preset in PRESETS.items():\n"
-        "    for key, value in preset.items():\n"
-        "        if key not in flags.FLAGS:\n"
-        "            bad.append(f'{name}: {key} is not a flag')\n"
-        "            continue\n"
-        "        parser = flags.FLAGS[key].parser\n"
-        "        try:\n"
-        "            parser.parse(value if not isinstance(value, list) else ','.join(value))\n"
-        "        except Exception as exc:\n"
-        "            bad.append(f'{name}: {key}={value!r}: {exc}')\n"
-        "print(json.dumps(bad))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

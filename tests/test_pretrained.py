@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from keras_edd import files, pretrained
-from keras_edd.cli.presets import PAPER_PRESET
+from keras_edd import files, presets, pretrained
 from keras_edd.models import load_pretrained
 from keras_edd.pretrained import PretrainedError
 from keras_edd.runs import run_dirs
@@ -202,12 +201,13 @@ def test_the_shipped_paper_models_match_their_manifest():
         assert card["dataset"]["train_size"] == 22699 and card["dataset"]["test_size"] == 10000
         assert card["settings"]["train"]["epochs"] == (
             50 if role in ("extended", "distillation", "surrogate_D") else
-            PAPER_PRESET["adversarial_epochs"] if role == "adversarial" else 6)
+            presets.PAPER.adversarial_epochs if role == "adversarial" else 6)
         if role == "adversarial":  # trained with the paper preset's adversary
             recipe = card["training_results"]["adversarial_training"]
+            adversary = presets.PAPER.adversarial
             assert (recipe["attack"], recipe["eps"], recipe["step"], recipe.get("steps")) == (
-                PAPER_PRESET["adv_train_attack"], PAPER_PRESET["adv_train_eps"],
-                PAPER_PRESET["adv_train_step"], PAPER_PRESET["adv_train_steps"])
+                adversary.adv_train_attack, adversary.adv_train_eps, adversary.adv_train_step,
+                adversary.adv_train_steps)
         # Every model is near 98 % clean accuracy, the adversarial baseline included.
         assert 0.97 < card["clean_test_accuracy"] <= 1.0
         assert card["sha256"] == files.sha256(path)

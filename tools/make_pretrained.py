@@ -25,10 +25,9 @@ from absl import flags
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 # Importing keras_edd.cli first quiets TensorFlow before it loads.
 from keras_edd.cli import configs, flag_groups, program  # noqa: E402
+from keras_edd.runs.run_config import ReproduceConfig  # noqa: E402
 
-flag_groups.define_flags(flag_groups.DATA, flag_groups.MODELS, flag_groups.EVALUATION,
-                         flag_groups.SUBSTITUTE, flag_groups.OUTPUT, flag_groups.DISTRIBUTION,
-                         reproduce=True)
+flag_groups.define_flags(ReproduceConfig)
 _COLLECTION_DIR = flags.DEFINE_string("collection_dir", None,
                                       "The collection folder to write, e.g. saved_models/paper.")
 _DATASET_NOTE = flags.DEFINE_string(
@@ -45,7 +44,7 @@ def main(argv):
     program.check_no_arguments(argv)
     if not _COLLECTION_DIR.value:
         raise ValueError("collection_dir: give the collection folder, e.g. saved_models/paper")
-    config = configs.reproduce_config()
+    config = configs.build(ReproduceConfig)
     config.validate()
     program.import_tensorflow()
     from keras_edd import pretrained

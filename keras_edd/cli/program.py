@@ -4,6 +4,7 @@ like the rest of keras_edd.cli.
 """
 
 import os
+import re
 import sys
 
 from absl import flags
@@ -27,7 +28,16 @@ def parse_flags(argv):
         return flags.FLAGS(argv)
     except flags.Error as exc:
         message = " ".join(str(exc).split())
+        choice = _NOT_A_CHOICE.fullmatch(message)
+        if choice:  # a DEFINE_enum flag: worded as the configs' own choice errors
+            name, value, allowed = choice.groups()
+            raise ValueError(f"{name}={value!r}: allowed values are "
+                             f"{', '.join(allowed.split('|'))}") from None
         raise ValueError(f"{message} (see --helpfull)") from None
+
+
+# absl's error for a value outside a DEFINE_enum flag's choices.
+_NOT_A_CHOICE = re.compile(r"flag --(\w+)=(.*): value should be one of <(.*)>")
 
 
 def run_main(program, main):

@@ -12,6 +12,7 @@ import re
 
 from keras_edd.config import (PRESETS, DataConfig, DefenseConfig, DistributionConfig, EvalConfig,
                               SubstituteConfig, TrainConfig, _Config)
+from keras_edd.setting_fields import flag, nested, no_flag
 from keras_edd.validation import check_choice, check_int, check_real, require
 
 # \Z, not $: "$" also matches before a final newline, which would let "name\n" through.
@@ -19,18 +20,55 @@ _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 _COLLECTION = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
+def _field(default, metadata):
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# The fields every binary shares: where the run directory lives, progress, distribution,
+# and (the evaluation binaries) the preset its settings came from.
+def _output_dir():
+    return _field("saved_models", flag("output_dir", "Parent of the run directory."))
+
+
+def _run_name():
+    return _field(None, flag("run_name", "Run directory name (default: derived)."))
+
+
+def _progress():
+    return _field(True, flag("progress", "Print progress."))
+
+
+def _distribution():
+    # Saved only when not the default (one process, one device): older runs still match.
+    return _field(DistributionConfig(), nested(omit_default=True))
+
+
+def _preset():
+    # The preset the settings came from (recorded only; keras_edd.presets).
+    return _field(None, flag(
+        "preset", f"Settings preset, one of {', '.join(PRESETS)} (any flag given explicitly "
+        "overrides it). quick: a few-minute demo on the bundled MNIST sample, tiny epochs and "
+        "example counts. paper: the paper's settings (50 distilled epochs, T=100 baseline, "
+        "N=20, alpha=0.9, T=4; 1,000 test digits for the paper's attacks on the paper's "
+        "models, 100 for the slow attacks on the others; CW AdaDelta kappa=7, 5 x 1,000 steps; "
+        "JSMA Gamma=7%; FGSM eps=0.2) with FGSM/PGD/JSMA sweeps on 200 digits and no CW kappa "
+        "sweep (it would add 60 % to the CW work).", choices=PRESETS))
+
+
+def _model(what):
+    return _field("", no_flag(f"set by the binary from its {what} flag"))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunConfig(_Config):
     """A training run: data, optimisation, defense, and where its directory lives."""
-    data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
-    defense: DefenseConfig = DefenseConfig()
-    output_dir: str = "saved_models"
-    run_name: str | None = None  # None: derived from the settings, so a rerun resumes
-    # Saved only when not the default (one process, one device): older runs still match.
-    distribution: DistributionConfig = dataclasses.field(default=DistributionConfig(),
-                                                         metadata={"omit_default": True})
-    progress: bool = True
+    data: DataConfig = _field(DataConfig(), nested())
+    train: TrainConfig = _field(TrainConfig(), nested())
+    defense: DefenseConfig = _field(DefenseConfig(), nested())
+    output_dir: str = _output_dir()
+    run_name: str | None = _run_name()  # None: derived from the settings, so a rerun resumes
+    distribution: DistributionConfig = _distribution()
+    progress: bool = _progress()
 
     def validate(self):
         self.data.validate()
@@ -72,16 +110,14 @@ def _check_model_path(name, path):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WhiteboxConfig(_Config):
     """bin/eval_whitebox: attacks computed on the evaluated model itself."""
-    model_path: str = ""
-    data: DataConfig = DataConfig()
-    evaluation: EvalConfig = EvalConfig()
-    output_dir: str = "saved_models"
-    run_name: str | None = None  # None: whitebox-<model run dir>-<model file>
-    # Saved only when not the default (one process, one device): older runs still match.
-    distribution: DistributionConfig = dataclasses.field(default=DistributionConfig(),
-                                                         metadata={"omit_default": True})
-    progress: bool = True
-    preset: str | None = None  # the flag preset the settings came from (recorded only)
+    model_path: str = _model("--model")
+    data: DataConfig = _field(DataConfig(), nested())
+    evaluation: EvalConfig = _field(EvalConfig(), nested())
+    output_dir: str = _output_dir()
+    run_name: str | None = _run_name()  # None: whitebox-<model run dir>-<model file>
+    distribution: DistributionConfig = _distribution()
+    progress: bool = _progress()
+    preset: str | None = _preset()
 
     def validate(self):
         _check_model_path("model", self.model_path)
@@ -100,20 +136,18 @@ class BlackboxConfig(_Config):
     surrogate J (named "J"), trained against the target with `substitute`'s
     settings and the attack seed.
     """
-    target_path: str = ""
-    surrogates: tuple = ()
-    jacobian_substitute: bool = dataclasses.field(default=False, metadata={"omit_default": True})
-    substitute: SubstituteConfig = dataclasses.field(default=SubstituteConfig(),
-                                                     metadata={"omit_default": True})
-    data: DataConfig = DataConfig()
-    evaluation: EvalConfig = EvalConfig()
-    output_dir: str = "saved_models"
-    run_name: str | None = None  # None: blackbox-<target run dir>-<target file>
-    # Saved only when not the default (one process, one device): older runs still match.
-    distribution: DistributionConfig = dataclasses.field(default=DistributionConfig(),
-                                                         metadata={"omit_default": True})
-    progress: bool = True
-    preset: str | None = None  # the flag preset the settings came from (recorded only)
+    target_path: str = _model("--target")
+    surrogates: tuple = _field((), no_flag("set by the binary from its --surrogate flags"))
+    jacobian_substitute: bool = _field(False, no_flag(
+        "set by the binary: the --surrogate entry J", omit_default=True))
+    substitute: SubstituteConfig = _field(SubstituteConfig(), nested(omit_default=True))
+    data: DataConfig = _field(DataConfig(), nested())
+    evaluation: EvalConfig = _field(EvalConfig(), nested())
+    output_dir: str = _output_dir()
+    run_name: str | None = _run_name()  # None: blackbox-<target run dir>-<target file>
+    distribution: DistributionConfig = _distribution()
+    progress: bool = _progress()
+    preset: str | None = _preset()
 
     def validate(self):
         _check_model_path("target", self.target_path)
@@ -163,30 +197,38 @@ class ReproduceConfig(_Config):
     Then runs every attack white-box on the four targets and black-box from U, D
     (and each J), and writes one report.
     """
-    data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig(epochs=50)
-    extended: DefenseConfig = DefenseConfig()
-    distillation_temperature: float = 100.0
-    adversarial: DefenseConfig = DefenseConfig(defense="adversarial")
+    data: DataConfig = _field(DataConfig(), nested())
+    train: TrainConfig = _field(TrainConfig(epochs=50), nested())
+    extended: DefenseConfig = _field(DefenseConfig(), nested(
+        fixed={"defense": "extended", "teacher_path": None}))
+    distillation_temperature: float = _field(100.0, flag(
+        "distillation_temperature", "T of the defensive-distillation baseline (paper: 100)."))
+    adversarial: DefenseConfig = _field(DefenseConfig(defense="adversarial"), nested(
+        fixed={"defense": "adversarial", "teacher_path": None}))
     # Saved only when set: reproduce runs made before it existed stay reusable.
-    adversarial_epochs: int | None = dataclasses.field(default=None,
-                                                       metadata={"omit_default": True})
-    evaluation: EvalConfig = EvalConfig()
+    adversarial_epochs: int | None = _field(None, flag(
+        "adversarial_epochs", "Epochs of the adversarial-training baseline (0: "
+        "--teacher_epochs, as f).", zero_is_none=True, omit_default=True))
+    evaluation: EvalConfig = _field(EvalConfig(), nested(include=("extra_examples",)))
     # Saved only when not the default: reproduce runs made before J existed stay reusable.
-    jacobian_substitute: bool = dataclasses.field(default=True, metadata={"omit_default": True})
-    substitute: SubstituteConfig = dataclasses.field(default=SubstituteConfig(),
-                                                     metadata={"omit_default": True})
-    model_dir: str | None = None  # None: output_dir, where bin/train puts its runs
+    jacobian_substitute: bool = _field(True, flag(
+        "jacobian_substitute", "Also train surrogate J against each target (J_<target>, "
+        "seed + 3) and score its black-box attacks on that target.", omit_default=True))
+    substitute: SubstituteConfig = _field(SubstituteConfig(), nested(omit_default=True))
+    # None: output_dir, where bin/train puts its runs
+    model_dir: str | None = _field(None, flag(
+        "model_dir", "Where the trained runs live and are reused (default: --output_dir)."))
     # The pretrained collection reused when its models match ("none": train them all).
     # Not a setting: the reused models are the ones these settings would train.
-    pretrained: str = dataclasses.field(default="paper", metadata={"omit_default": True})
-    output_dir: str = "saved_models"
-    run_name: str | None = None  # None: reproduce-<dataset>-e<epochs>-s<seed>
-    # Saved only when not the default (one process, one device): older runs still match.
-    distribution: DistributionConfig = dataclasses.field(default=DistributionConfig(),
-                                                         metadata={"omit_default": True})
-    progress: bool = True
-    preset: str | None = None  # the flag preset the settings came from (recorded only)
+    pretrained: str = _field("paper", flag(
+        "pretrained", "Pretrained collection (saved_models/<name>/) whose models are reused "
+        "instead of trained when their settings and data match; none: train every model "
+        "here.", omit_default=True))
+    output_dir: str = _output_dir()
+    run_name: str | None = _run_name()  # None: reproduce-<dataset>-e<epochs>-s<seed>
+    distribution: DistributionConfig = _distribution()
+    progress: bool = _progress()
+    preset: str | None = _preset()
 
     def validate(self):
         self.data.validate()
