@@ -14,7 +14,7 @@ Everything else is derived: `attack_params` (settings at a budget), the batched 
 `seed`), the attack's own success (keras_edd.evaluation.scoring.attack_succeeded), `shard_align`
 (how a multi-worker craft splits the inputs), `budget_of`,
 the flags `--<name>_<field>` and `--num_examples_<name>` (keras_edd.setting_fields walks
-the settings),
+the settings), the settings saved in flags.json (of the attacks a run runs: `settings_keys`),
 and AttackConfig (at the end), the settings of every attack in one config.
 
 A new attack is its file under keras_edd/attacks/ and one row in _ROWS (plus, when it has
@@ -275,10 +275,19 @@ class AttackConfig:
             if getattr(settings, "norm", None) == "l2" and hasattr(settings, "eps"):
                 v.check_eps(f"{name}_eps", settings.eps, "l2", size=size)
 
-    def to_dict(self):
+    def to_dict(self, names=None):
+        """The settings under their flag names: of the attacks `names` (default: all)."""
         out = {}
         for name, settings in self.settings.items():
-            for field, suffix in settings.flag_fields():
-                out[f"{name}_{suffix}"] = getattr(settings, field.name)
+            if names is None or name in names:
+                out.update(settings_keys(name, settings))
         out.update(batch_size=self.batch_size, seed=self.seed)
         return out
+
+
+def settings_keys(name, settings=None):
+    """{flag name: value} of attack `name`'s settings (default: the registry's), e.g.
+    {"pgd_eps": 0.2, "pgd_restarts": 1, ...}: how they are saved in flags.json."""
+    settings = get(name).settings if settings is None else settings
+    return {f"{name}_{suffix}": getattr(settings, field.name)
+            for field, suffix in settings.flag_fields()}

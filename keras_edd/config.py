@@ -125,11 +125,40 @@ NOT_SETTINGS = ("output_dir", "run_name", "progress", "preset", "distribution", 
 
 def run_identity(flags, ignore=()):
     """The settings of `flags` (a flags.json dict) that identify its run: without
-    NOT_SETTINGS and the nested `ignore` keys, given as (section, key) pairs."""
+    NOT_SETTINGS, the nested `ignore` keys, given as (section, key) pairs, and the
+    settings of the attacks the run does not run (`attacks_run`: an evaluation records
+    only its own, but an older flags.json holds every attack's, and a new attack in the
+    registry must not change the identity of a run that does not run it)."""
     out = {key: value for key, value in flags.items() if key not in NOT_SETTINGS}
     for section, key in ignore:
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k != key}
+    if isinstance(out.get("evaluation"), dict):
+        out["evaluation"] = _without_attacks_not_run(out["evaluation"])
+    return out
+
+
+def attacks_run(attacks, sweeps=True, sweep_attacks=None):
+    """The attacks an evaluation runs: `attacks`, and with `sweeps` the swept ones
+    (`sweep_attacks`, None: `attacks`)."""
+    swept = (attacks if sweep_attacks is None else sweep_attacks) if sweeps else ()
+    return tuple(dict.fromkeys((*attacks, *swept)))
+
+
+def _without_attacks_not_run(evaluation):
+    """An evaluation's saved settings (EvalConfig.to_dict()) without the caps and attack
+    settings of the registry's attacks it does not run."""
+    if not isinstance(evaluation.get("attacks"), (list, tuple)):
+        return evaluation
+    sweep_attacks = evaluation.get("sweep_attacks")
+    run = attacks_run(evaluation["attacks"], evaluation.get("sweeps", True),
+                      sweep_attacks if isinstance(sweep_attacks, (list, tuple)) else None)
+    not_run = [name for name in attack_registry.NAMES if name not in run]
+    out = {k: v for k, v in evaluation.items()
+           if k not in {f"num_examples_{name}" for name in not_run}}
+    if isinstance(out.get("attack"), dict):
+        dropped = {key for name in not_run for key in attack_registry.settings_keys(name)}
+        out["attack"] = {k: v for k, v in out["attack"].items() if k not in dropped}
     return out
 
 
@@ -575,16 +604,25 @@ class EvalConfig(_Config):
             return ()
         return self.attacks if self.sweep_attacks is None else self.sweep_attacks
 
+    @property
+    def attacks_run(self):
+        """The attacks this evaluation runs: `attacks` and the swept ones."""
+        return attacks_run(self.attacks, self.sweeps, self.sweep_attacks)
+
     def to_dict(self):
         """Settings as saved in flags.json: caps as num_examples_<attack>, attack
-        settings under their flag names."""
+        settings under their flag names, both only of the attacks run."""
+        run = self.attacks_run
         out = {}
         for key, value in _as_dict(self).items():
             if key == "extra_examples":
                 out["num_examples_extra"] = value
             elif key == "max_examples":
                 out.update({f"num_examples_{name}": cap for name, cap in value.items()
-                            if cap is not None or attack_registry.get(name).max_examples})
+                            if name in run and (cap is not None or
+                                                attack_registry.get(name).max_examples)})
+            elif key == "attack":
+                out[key] = self.attack.to_dict(run)
             else:
                 out[key] = value
         return out

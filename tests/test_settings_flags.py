@@ -1,7 +1,9 @@
 """Settings drive the flags: every settings field is a flag (or says why not), every flag is a
-field, and the presets are typed configs checked at import."""
+field, the presets are typed configs checked at import, and a run directory records (and is
+compared on) the settings of the attacks it runs."""
 
 import dataclasses
+import json
 import os
 
 import pytest
@@ -10,8 +12,9 @@ from absl import flags
 from keras_edd import attack_registry, config, presets, setting_fields
 from keras_edd.attack_registry import AttackConfig
 from keras_edd.cli import configs, flag_groups
-from keras_edd.config import DefenseConfig
+from keras_edd.config import DefenseConfig, EvalConfig
 from keras_edd.presets import PAPER, QUICK
+from keras_edd.runs import run_dirs
 from keras_edd.runs.run_config import (BlackboxConfig, ReproduceConfig, RunConfig,
                                        WhiteboxConfig)
 from keras_edd.setting_fields import flag
@@ -175,6 +178,75 @@ def test_a_misspelt_or_dead_preset_setting_fails_at_import(old, new, error, frag
     source = _presets_source(old, new)
     with pytest.raises(error, match=fragment):
         exec(compile(source, "presets.py", "exec"), {"__name__": "presets_under_test"})
+
+
+# ------------------------------------------------------------------------ run identity
+
+
+def test_flags_json_records_the_settings_of_the_attacks_run():
+    evaluation = EvalConfig(attacks=("fgsm", "jsma"), sweep_attacks=("pgd",))
+    saved = WhiteboxConfig(model_path="m.keras", evaluation=evaluation).to_dict()["evaluation"]
+    assert set(saved["attack"]) == {"fgsm_eps", "pgd_eps", "pgd_eps_iter", "pgd_nb_iter",
+                                    "pgd_restarts", "pgd_loss", "jsma_theta", "jsma_gamma",
+                                    "jsma_target_mode", "batch_size", "seed"}
+    assert [k for k in saved if k.startswith("num_examples_")] == ["num_examples_jsma"]
+    no_sweeps = dataclasses.replace(evaluation, sweeps=False).to_dict()
+    assert not any(key.startswith("pgd_") for key in no_sweeps["attack"])
+
+
+def _old_flags_json(config_, missing=("fab_t",)):
+    """flags.json as the old rule wrote it (every attack's settings and caps, whichever
+    attacks ran) before the attacks `missing` were in the registry."""
+    flags_ = json.loads(json.dumps(config_.to_dict()))
+    evaluation = flags_["evaluation"]
+    for name in attack_registry.NAMES:
+        if name not in missing:
+            evaluation["attack"].update(attack_registry.settings_keys(name))
+            if attack_registry.get(name).max_examples:
+                evaluation[f"num_examples_{name}"] = attack_registry.get(name).max_examples
+    return flags_
+
+
+def _started_run(tmp_path, flags_):
+    folder = tmp_path / "whitebox-run"
+    folder.mkdir()
+    (folder / "flags.json").write_text(json.dumps(flags_))
+    (folder / "attacks").mkdir()  # started: something besides flags.json
+    return folder
+
+
+def test_an_old_evaluation_run_resumes_after_an_attack_joined_the_registry(tmp_path):
+    current = WhiteboxConfig(model_path="m.keras",
+                             evaluation=EvalConfig(attacks=("fgsm", "pgd"), sweeps=False))
+    old = _old_flags_json(current)
+    # The rule before: every attack's settings saved and compared, so the run was refused
+    # with "other settings (evaluation.attack.fab_t_eps, ...)".
+    def old_rule(flags_):
+        return {k: v for k, v in flags_.items() if k not in config.NOT_SETTINGS}
+    assert list(config.identity_diff(old_rule(old), old_rule(_old_flags_json(current, ())))) \
+        == sorted(f"evaluation.attack.{key}" for key in attack_registry.settings_keys("fab_t"))
+    _started_run(tmp_path, old)
+    path, finished = run_dirs.prepare_run_dir(str(tmp_path), "whitebox-run", current.to_dict())
+    assert not finished and json.loads((tmp_path / "whitebox-run" / "flags.json").read_text()) \
+        == old  # kept as it was
+
+
+def test_the_settings_of_the_attacks_run_still_identify_the_run(tmp_path):
+    current = WhiteboxConfig(model_path="m.keras",
+                             evaluation=EvalConfig(attacks=("fgsm", "pgd"), sweeps=False))
+    old = _old_flags_json(current)
+    old["evaluation"]["attack"]["pgd_eps"] = 0.3  # an attack the run runs
+    old["evaluation"]["attack"]["cw_confidence"] = 3.0  # one it does not: ignored
+    _started_run(tmp_path, old)
+    with pytest.raises(run_dirs.RunDirError,
+                       match=r"other settings \(evaluation\.attack\.pgd_eps\)"):
+        run_dirs.prepare_run_dir(str(tmp_path), "whitebox-run", current.to_dict())
+
+
+def test_attacks_run_counts_the_swept_ones():
+    assert config.attacks_run(("fgsm",), True, ("pgd",)) == ("fgsm", "pgd")
+    assert config.attacks_run(("fgsm", "cw"), True, None) == ("fgsm", "cw")
+    assert config.attacks_run(("fgsm",), False, ("pgd",)) == ("fgsm",)
 
 
 def test_attack_config_refuses_an_unknown_attack():
