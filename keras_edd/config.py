@@ -351,8 +351,22 @@ class DistributionConfig(_Config):
 
 
 def _adversarial(values):
-    """The adversarial-training settings apply to that defense only."""
     return values.get("defense") == "adversarial"
+
+
+def _adv_train_flag(name, help, **options):
+    """The flag of an adversarial-training setting: read and compared for that defense
+    only."""
+    return flag(name, help, when=_adversarial, identifies=("adversarial",), **options)
+
+
+def defense_identifies(defense):
+    """The DefenseConfig settings that identify a model trained with `defense` (their
+    `identifies` metadata), on which keras_edd.pretrained compares a pretrained model; the
+    others are recorded but unused (e.g. alpha of an adversarially trained model; the
+    teacher of extended distillation is compared as a model of its own)."""
+    return tuple(f.name for f in dataclasses.fields(DefenseConfig)
+                 if defense in f.metadata.get("identifies", ()))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -375,8 +389,9 @@ class DefenseConfig(_Config):
                   to 0 ("constant": the training learning rate throughout); with
                   adv_train_keep_best the model ends with the weights of the epoch of
                   highest PGD accuracy on held-out test inputs (early stopping).
-    Every model is deployed at T = 1. The adv_train_* settings are saved only
-    when they differ from their defaults, so runs made before they existed match;
+    Every model is deployed at T = 1. A field's `identifies` metadata names the defenses
+    whose trained model it identifies (`defense_identifies`). The adv_train_* settings
+    are saved only when they differ from their defaults, so runs made before they existed match;
     the recipe's only for the adversarial defense and when it differs from the
     recipe before it existed (constant, last epoch), so those runs do not match a
     run of the current recipe.
@@ -384,49 +399,51 @@ class DefenseConfig(_Config):
     defense: str = dataclasses.field(default="extended", metadata=flag(
         "defense", f"One of {', '.join(DEFENSES)}.", choices=Defense))
     alpha: float = dataclasses.field(default=0.9, metadata=flag(
-        "alpha", "alpha in [0, 1]: outlier label weight of extended distillation (paper: 0.9)."))
+        "alpha", "alpha in [0, 1]: outlier label weight of extended distillation (paper: 0.9).",
+        identifies=("extended",)))
     # None: DEFAULT_TEMPERATURES[defense]; adversarial training is at T = 1, so --temperature
     # is the distillations' T.
     temperature: float | None = dataclasses.field(default=None, metadata=flag(
         "temperature", "Training temperature T > 0 (default " + ", ".join(
             f"{t:g} {name}" for name, t in DEFAULT_TEMPERATURES.items() if name != "none")
         + "; bin/reproduce: the T of extended distillation).", default=None,
-        when=lambda values: values.get("defense") != "adversarial"))
+        when=lambda values: values.get("defense") != "adversarial",
+        identifies=("distillation", "extended")))
     mc_passes: int = dataclasses.field(default=20, metadata=flag(
-        "mc_passes", "N >= 2 MC-dropout passes for sigma(x) (paper: 20)."))
+        "mc_passes", "N >= 2 MC-dropout passes for sigma(x) (paper: 20).",
+        identifies=("extended",)))
     penalty_weight: float = dataclasses.field(default=DEFAULT_PENALTY_WEIGHT, metadata=flag(
-        "penalty_weight", "Weight >= 0 of the mean squared logit penalty (extended)."))
+        "penalty_weight", "Weight >= 0 of the mean squared logit penalty (extended).",
+        identifies=("extended",)))
     teacher_epochs: int = dataclasses.field(default=6, metadata=flag(
-        "teacher_epochs", "Epochs of the teachers."))
+        "teacher_epochs", "Epochs of the teachers.", identifies=("distillation",)))
     # reuse a trained teacher (.keras) instead of training one
     teacher_path: str | None = dataclasses.field(default=None, metadata=flag(
         "teacher", "Reuse this trained teacher (.keras, or a pretrained one by name, e.g. "
         "paper:undefended).", model=True))
-    adv_train_attack: str = dataclasses.field(default="fgsm_rs", metadata=flag(
+    adv_train_attack: str = dataclasses.field(default="fgsm_rs", metadata=_adv_train_flag(
         "adv_train_attack", "--defense=adversarial: the training adversary, one of "
         f"{', '.join(ADV_TRAIN_ATTACKS)} (FGSM with a random start, Wong et al. 2020; PGD, "
-        "Madry et al. 2018).", choices=AdvTrainAttack, when=_adversarial, omit_default=True))
-    adv_train_eps: float = dataclasses.field(default=ADV_TRAIN_EPS, metadata=flag(
+        "Madry et al. 2018).", choices=AdvTrainAttack, omit_default=True))
+    adv_train_eps: float = dataclasses.field(default=ADV_TRAIN_EPS, metadata=_adv_train_flag(
         "adv_train_eps", "--defense=adversarial: L_inf radius of the training adversary "
-        "(MNIST: 0.3).", when=_adversarial, omit_default=True))
-    adv_train_step: float | None = dataclasses.field(default=None, metadata=flag(
+        "(MNIST: 0.3).", omit_default=True))
+    adv_train_step: float | None = dataclasses.field(default=None, metadata=_adv_train_flag(
         "adv_train_step", "--defense=adversarial: its step (default 1.25 eps for fgsm_rs, "
-        "0.01 for pgd).", when=_adversarial, omit_default=True))
-    adv_train_steps: int = dataclasses.field(default=ADV_TRAIN_PGD_STEPS, metadata=flag(
+        "0.01 for pgd).", omit_default=True))
+    adv_train_steps: int = dataclasses.field(default=ADV_TRAIN_PGD_STEPS, metadata=_adv_train_flag(
         "adv_train_steps", "--defense=adversarial with pgd: its number of steps.",
-        when=_adversarial, omit_default=True))
-    adv_train_schedule: str = dataclasses.field(default="cyclic", metadata=flag(
+        omit_default=True))
+    adv_train_schedule: str = dataclasses.field(default="cyclic", metadata=_adv_train_flag(
         "adv_train_schedule", "--defense=adversarial: learning-rate schedule, one of "
         f"{', '.join(LR_SCHEDULES)} (cyclic: 0 -> --adv_train_lr_max at 40 % of the steps -> "
-        "0, Wong et al. 2020; constant: --learning_rate).", choices=LrSchedule,
-        when=_adversarial, legacy="constant"))
-    adv_train_lr_max: float = dataclasses.field(default=ADV_TRAIN_LR_MAX, metadata=flag(
+        "0, Wong et al. 2020; constant: --learning_rate).", choices=LrSchedule, legacy="constant"))
+    adv_train_lr_max: float = dataclasses.field(default=ADV_TRAIN_LR_MAX, metadata=_adv_train_flag(
         "adv_train_lr_max", "--defense=adversarial with the cyclic schedule: its peak "
-        "learning rate.", when=_adversarial))
-    adv_train_keep_best: bool = dataclasses.field(default=True, metadata=flag(
+        "learning rate."))
+    adv_train_keep_best: bool = dataclasses.field(default=True, metadata=_adv_train_flag(
         "adv_train_keep_best", "--defense=adversarial: keep the epoch of highest held-out PGD "
-        "accuracy, not the last (early stopping, Rice et al. 2020).", when=_adversarial,
-        legacy=False))
+        "accuracy, not the last (early stopping, Rice et al. 2020).", legacy=False))
 
     def to_dict(self):
         """The settings; the adversarial recipe only where it applies (see the class)."""

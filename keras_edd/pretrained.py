@@ -58,14 +58,6 @@ _NOT_COMPARED = (("data", "data_dir"), ("train", "precision"), ("defense", "teac
 # no `..`, nothing absolute), so a manifest can name no file outside its collection.
 _FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.keras$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-# The defense settings each defense reads (the others are recorded but unused: e.g. alpha
-# of an adversarially trained model); adv_train_* are saved only when not the default.
-_DEFENSE_READS = {"none": (), "adversarial": ("adv_train_attack", "adv_train_eps",
-                                              "adv_train_step", "adv_train_steps",
-                                              "adv_train_schedule", "adv_train_lr_max",
-                                              "adv_train_keep_best"),
-                  "distillation": ("temperature", "teacher_epochs"),
-                  "extended": ("alpha", "temperature", "mc_passes", "penalty_weight")}
 
 
 class PretrainedError(ValueError):
@@ -255,8 +247,10 @@ def comparable_settings(settings, teacher=None):
     teacher named by role instead of by path."""
     out = copy.deepcopy(config.run_identity(settings, ignore=_NOT_COMPARED))
     defense = out.get("defense")
-    if isinstance(defense, dict) and defense.get("defense") in _DEFENSE_READS:
-        reads = ("defense", "teacher") + _DEFENSE_READS[defense["defense"]]
+    if isinstance(defense, dict) and defense.get("defense") in config.DEFENSES:
+        # the settings its defense reads (config.defense_identifies); adv_train_* are saved
+        # only when not the default
+        reads = ("defense", "teacher") + config.defense_identifies(defense["defense"])
         out["defense"] = {k: v for k, v in defense.items() if k in reads}
     if teacher is not None:
         out.setdefault("defense", {})["teacher"] = teacher

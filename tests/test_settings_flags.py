@@ -262,3 +262,15 @@ def test_a_defense_reads_only_its_own_flags():
     values["defense"] = "adversarial"
     assert setting_fields.build(DefenseConfig, read) == DefenseConfig(
         defense="adversarial", adv_train_eps=0.1, alpha=0.5)
+
+
+def test_the_settings_that_identify_each_defense_come_from_the_fields():
+    """keras_edd.pretrained compares a pretrained model on these (a new adv_train_* field
+    with config._adv_train_flag metadata is compared without another edit)."""
+    adversarial = tuple(f.name for f in dataclasses.fields(DefenseConfig)
+                        if f.name.startswith("adv_train_"))
+    assert len(adversarial) == 7
+    assert {d: config.defense_identifies(d) for d in config.DEFENSES} == {
+        "none": (), "adversarial": adversarial,
+        "distillation": ("temperature", "teacher_epochs"),
+        "extended": ("alpha", "temperature", "mc_passes", "penalty_weight")}
