@@ -23,6 +23,8 @@ if _importlib_util.find_spec("tensorflow") is None:  # pragma: no cover - enviro
 _LAZY = {
     "evaluate": ("keras_edd.robustness", "evaluate"),
     "RobustnessResult": ("keras_edd.robustness", "RobustnessResult"),
+    "robustness_curve": ("keras_edd.robustness", "robustness_curve"),
+    "RobustnessCurve": ("keras_edd.robustness", "RobustnessCurve"),
     "Rate": ("keras_edd.robustness", "Rate"),
     "load_pretrained": ("keras_edd.models", "load_pretrained"),
 }

@@ -5,7 +5,7 @@ the attacks aim at the TRUE label y; a digit wrong when clean is never attacked
 and never robust; each attack runs only on the digits still robust; a digit
 broken by an attack keeps that first adversarial example; robust accuracy is the
 fraction of digits correct when clean and after every attack. A returned point
-counts only when ||x_adv - x|| <= eps (+ NORM_TOLERANCE) and x_adv lies in
+counts only when ||x_adv - x|| <= eps (+ points.NORM_TOLERANCE) and x_adv lies in
 [0, 1]; a point outside is a failure of that attack and a warning.
 
 With an outlier class (the "detected" logit of an extended-distillation model)
@@ -17,7 +17,6 @@ adversarial example defenses"; Stutz et al. 2020, CCAT): see ThresholdResult.
 """
 
 import time
-import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -25,17 +24,13 @@ import tensorflow as tf
 from keras_edd import data
 from keras_edd import progress as progress_bars
 from keras_edd import validation as v
-from keras_edd.attacks import checks, utils
+from keras_edd.attacks import utils
 from keras_edd.evaluation import detection
 from keras_edd.robustness import inputs, suite
+from keras_edd.robustness.points import (CHECK_EXAMPLES, attacker_wins, in_box, logits,
+                                         norms, sanity_checks, warn, within)
 from keras_edd.robustness.rates import Rate
 from keras_edd.robustness.result import RobustnessResult, ThresholdResult
-
-# A returned point counts when its norm is at most eps * (1 + 1e-6) + NORM_TOLERANCE.
-NORM_TOLERANCE = 1e-5
-# Digits the sanity checks look at (the first ones).
-CHECK_EXAMPLES = 100
-
 
 def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
              outlier_class: int | None = None,
@@ -98,7 +93,7 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
     rows, skipped = suite.drop_unfit(rows, skipped, x.shape, named=not standard)
 
     model_fn = utils.as_model_fn(model)
-    clean_logits = _logits(model_fn, x, batch_size)
+    clean_logits = logits(model_fn, x, batch_size)
     if clean_logits.ndim != 2 or clean_logits.shape[1] < 2:
         raise ValueError(f"the model outputs shape {clean_logits.shape[1:]} per example: "
                          "expected a vector of at least 2 logits")
@@ -108,9 +103,9 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
 
     issued = []
     for _, reason in skipped:
-        _warn(issued, f"standard attack not run: {reason}; robust accuracy is an upper bound "
-                      "of AutoAttack's without it")
-    sanity = _sanity_checks(model_fn, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], outlier_class,
+        warn(issued, f"standard attack not run: {reason}; robust accuracy is an upper bound "
+                     "of AutoAttack's without it")
+    sanity = sanity_checks(model_fn, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], outlier_class,
                             issued)
     suites = 1 + 2 * len(false_detection) * (outlier_class is not None)
     bar = progress_bars.bar(total=suites * len(rows) * len(x), desc="evaluate",
@@ -141,62 +136,9 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
         robust_accuracy_by_attack={row.name: Rate(k, n)
                                    for row, k in zip(rows, run["robust_after"])},
         clean_correct=clean_correct, robust=run["robust"], broken_by=broken_by,
-        x_adv=run["x_adv"], perturbation_norm=_norms(run["x_adv"] - x, norm),
+        x_adv=run["x_adv"], perturbation_norm=norms(run["x_adv"] - x, norm),
         norm_violations=run["violations"], thresholds=thresholds, checks=sanity,
         warnings=tuple(issued), seed=seed, seconds=time.perf_counter() - started)
-
-
-def _warn(issued, message):
-    issued.append(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-def _logits(model_fn, x, batch_size):
-    return np.concatenate([np.asarray(model_fn(tf.constant(x[start:start + batch_size])),
-                                      np.float32)
-                           for start in range(0, len(x), batch_size)], axis=0)
-
-
-def _norms(delta, norm):
-    flat = np.asarray(delta, np.float64).reshape(len(delta), -1)
-    if norm == "linf":
-        return np.abs(flat).max(axis=1) if flat.shape[1] else np.zeros(len(flat))
-    return np.sqrt((flat ** 2).sum(axis=1))
-
-
-def _attacker_wins(logits, y, outlier_class):
-    """Untargeted success at kappa = 0, as the attacks judge it (utils.attack_success):
-    max_{i not in avoided} Z_i > max_{i in avoided} Z_i, avoided = {y} or {y, out}."""
-    avoided = np.zeros(logits.shape, bool)
-    avoided[np.arange(len(y)), y] = True
-    if outlier_class is not None:
-        avoided[:, outlier_class] = True
-    real = np.where(avoided, logits, -np.inf).max(axis=1)
-    other = np.where(avoided, -np.inf, logits).max(axis=1)
-    return other > real
-
-
-def _sanity_checks(model_fn, x, y, outlier_class, issued):
-    """AutoAttack's checks, first: logits not probabilities, gradients, determinism."""
-    measured = {
-        "probabilities": bool(checks.check_logits(model_fn, x, action="ignore")),
-        "zero_gradient_fraction": float(checks.zero_gradient_fraction(
-            model_fn, x, y, outlier_class=outlier_class)),
-        "stochastic": bool(checks.check_deterministic(model_fn, x, action="ignore")),
-    }
-    if measured["probabilities"]:
-        _warn(issued, "check: the model outputs look like probabilities (rows in [0, 1] "
-                      "summing to 1); the attacks expect logits: remove the final softmax")
-    if measured["zero_gradient_fraction"] > 0.5:
-        _warn(issued, f"check: {measured['zero_gradient_fraction']:.1%} of the input gradients "
-                      "are exactly zero: likely gradient masking; gradient attacks under-report, "
-                      "trust the gradient-free attack (square) and the logit-margin losses")
-    if measured["stochastic"]:
-        _warn(issued, "check: the model's outputs differ between two calls on the same x (a "
-                      "stochastic model, e.g. dropout on): plain attacks are unreliable on it; "
-                      "call Keras models with training=False, or attack the expectation over "
-                      "the randomness (EOT, Athalye et al. 2018; AutoAttack's version='rand')")
-    return measured
 
 
 def _run_suite(model_fn, x, y, clean_correct, rows, *, eps, norm, outlier_class, seed,
@@ -206,7 +148,6 @@ def _run_suite(model_fn, x, y, clean_correct, rows, *, eps, norm, outlier_class,
     broken_by = np.where(clean_correct, -2, -1)  # -1: wrong when clean, -2: not broken
     x_adv = x.copy()
     robust_after, violations = [], {}
-    limit = eps * (1.0 + 1e-6) + NORM_TOLERANCE
     for index, row in enumerate(rows):
         todo = np.flatnonzero(robust)
         bar.update(len(x) - len(todo))
@@ -217,21 +158,19 @@ def _run_suite(model_fn, x, y, clean_correct, rows, *, eps, norm, outlier_class,
                                         outlier_class=outlier_class,
                                         seed=(seed + position) % 2**31),
                                 np.float32).reshape(x[batch].shape)
-            inside = ((_norms(points - x[batch], norm) <= limit)
-                      & (points.reshape(len(batch), -1).min(axis=1) >= -1e-6)
-                      & (points.reshape(len(batch), -1).max(axis=1) <= 1.0 + 1e-6))
+            inside = within(norms(points - x[batch], norm), eps) & in_box(points)
             violations[row.name] += int((~inside).sum())
-            wins = _attacker_wins(_logits(model_fn, points, batch_size), y[batch],
-                                  outlier_class) & inside
+            wins = attacker_wins(logits(model_fn, points, batch_size), y[batch],
+                                 outlier_class) & inside
             broken = batch[wins]
             robust[broken] = False
             broken_by[broken] = index
             x_adv[broken] = points[wins]
             bar.update(len(batch))
         if violations[row.name]:
-            _warn(issued, f"{row.name} returned {violations[row.name]} point(s) outside the "
-                          f"{norm} ball of radius {eps:g} or the box [0, 1]: each counted as a "
-                          "failure of the attack")
+            warn(issued, f"{row.name} returned {violations[row.name]} point(s) outside the "
+                         f"{norm} ball of radius {eps:g} or the box [0, 1]: each counted as a "
+                         "failure of the attack")
         robust_after.append(int(robust.sum()))
     return {"robust": robust, "broken_by": broken_by, "x_adv": x_adv,
             "robust_after": robust_after, "violations": violations}

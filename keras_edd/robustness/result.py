@@ -13,7 +13,8 @@ import numpy as np
 from keras_edd.robustness.rates import Rate
 
 
-def _frozen(array):
+def frozen_array(array):
+    """A read-only copy of `array` (the results' arrays cannot change after the fact)."""
     array = np.array(array, copy=True)
     array.setflags(write=False)
     return array
@@ -111,29 +112,11 @@ class RobustnessResult:
 
     def __post_init__(self):
         for name in ("clean_correct", "robust", "x_adv", "perturbation_norm"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
+            object.__setattr__(self, name, frozen_array(getattr(self, name)))
 
     def summary(self) -> str:
         """A short table: clean and robust accuracy, per attack, per threshold."""
-        width = max([len("robust (all attacks)")] + [len(f"  after {a}") for a in self.attacks])
-        lines = [f"{self.model}: {self.norm} eps={self.eps:g}, n={self.n}"
-                 + (f", outlier class {self.outlier_class}"
-                    if self.outlier_class is not None else ""),
-                 f"{'clean accuracy':<{width}}  {self.clean_accuracy}"]
-        for name, rate in self.robust_accuracy_by_attack.items():
-            lines.append(f"{'  after ' + name:<{width}}  {rate}")
-        lines.append(f"{'robust (all attacks)':<{width}}  {self.robust_accuracy}")
-        for name, reason in self.attacks_skipped:
-            lines.append(f"not run: {reason}")
-        for row in self.thresholds:
-            lines.append(
-                f"false detection {row.target_false_detection:g} (tau={row.tau:.4g}, "
-                f"actual {row.false_detection.value:.2%}): clean {row.clean_accuracy.value:.2%}, "
-                f"robust {row.robust_accuracy_detection_correct.value:.2%} (detection correct), "
-                f"{row.robust_accuracy_rejection_error.value:.2%} (rejection an error)")
-        if any(self.norm_violations.values()):
-            lines.append(f"norm violations (counted as failures): {self.norm_violations}")
-        return "\n".join(lines)
+        return summary_text(self.to_dict())
 
     def to_dict(self) -> dict:
         """Every field as JSON-ready values, except x_adv (the images)."""
@@ -158,3 +141,33 @@ class RobustnessResult:
     def to_json(self, **kwargs) -> str:
         """`to_dict()` as JSON text (keyword arguments go to json.dumps)."""
         return json.dumps(self.to_dict(), **kwargs)
+
+
+def _rate(data):
+    return Rate(data["k"], data["n"])
+
+
+def summary_text(data: dict) -> str:
+    """RobustnessResult.summary() from its `to_dict()`, so that a results file saved as
+    JSON (bin/eval_whitebox --attacks=standard) prints the same table."""
+    attacks = data["robust_accuracy_by_attack"]
+    width = max([len("robust (all attacks)")] + [len(f"  after {a}") for a in attacks])
+    lines = [f"{data['model']}: {data['norm']} eps={data['eps']:g}, n={data['n']}"
+             + (f", outlier class {data['outlier_class']}"
+                if data["outlier_class"] is not None else ""),
+             f"{'clean accuracy':<{width}}  {_rate(data['clean_accuracy'])}"]
+    for name, rate in attacks.items():
+        lines.append(f"{'  after ' + name:<{width}}  {_rate(rate)}")
+    lines.append(f"{'robust (all attacks)':<{width}}  {_rate(data['robust_accuracy'])}")
+    for skipped in data["attacks_skipped"]:
+        lines.append(f"not run: {skipped['reason']}")
+    for row in data["thresholds"]:
+        lines.append(
+            f"false detection {row['target_false_detection']:g} (tau={row['tau']:.4g}, "
+            f"actual {row['false_detection']['value']:.2%}): clean "
+            f"{row['clean_accuracy']['value']:.2%}, robust "
+            f"{row['robust_accuracy_detection_correct']['value']:.2%} (detection correct), "
+            f"{row['robust_accuracy_rejection_error']['value']:.2%} (rejection an error)")
+    if any(data["norm_violations"].values()):
+        lines.append(f"norm violations (counted as failures): {data['norm_violations']}")
+    return "\n".join(lines)

@@ -68,10 +68,12 @@ class SuiteAttack:
         return None
 
     def run(self, model_fn: Callable, x, y, *, eps: float, norm: str,
-            outlier_class: int | None, seed: int):
+            outlier_class: int | None, seed: int, **options):
+        """The attack on (x, y); `options` are further keywords of the function
+        (robustness_curve runs FAB with early_stop=False, return_details=True)."""
         module, name = self.functions[norm].split(":")
         function = getattr(importlib.import_module(module), name)
-        kwargs = dict(self.settings, eps=eps, y=y, outlier_class=outlier_class)
+        kwargs = dict(self.settings, eps=eps, y=y, outlier_class=outlier_class, **options)
         if self.norm_keyword:
             kwargs["norm"] = norm
         if self.takes_seed:

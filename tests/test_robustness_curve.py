@@ -1,0 +1,252 @@
+"""keras_edd.robustness_curve: eps* per digit, the curve over an eps grid, its figure.
+
+On a linear model Z = W^T x + b the smallest perturbation that makes class j beat y
+is known in closed form: m_j / ||w_y - w_j||_q, m_j = Z_y - Z_j the clean margin and
+q the dual norm (1 for L_inf, 2 for L2), as long as the box [0, 1] does not bind
+(x in [0.3, 0.7] and distances below 0.3 here). FAB lands within 1 % of it.
+"""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import keras_edd
+from keras_edd.reporting.robustness_curve_figure import plot_robustness_curves
+from keras_edd.robustness import Rate, RobustnessCurve
+
+SHAPE = (4, 4, 1)
+DUAL = {"linf": 1, "l2": 2}
+
+
+def dense_model(weights, bias=None):
+    import keras
+    weights = np.asarray(weights, np.float32)
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
+                              keras.layers.Dense(weights.shape[1])])
+    bias = np.zeros(weights.shape[1], np.float32) if bias is None else bias
+    model.layers[-1].set_weights([weights, np.asarray(bias, np.float32)])
+    return model
+
+
+def quiet_curve(*args, **kwargs):
+    kwargs.setdefault("progress", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return keras_edd.robustness_curve(*args, **kwargs)
+
+
+def boundary_distances(weights, x, y, norm, bias=0.0):
+    """[n, classes]: the distance from x to the hyperplane Z_j = Z_y (inf for j = y)."""
+    n = len(x)
+    logits = x.reshape(n, -1) @ weights + bias
+    gap = weights[:, y].T[:, None, :] - weights.T[None]  # [n, classes, d]: w_y - w_j
+    margin = logits[np.arange(n), y][:, None] - logits
+    size = np.linalg.norm(gap, ord=DUAL[norm], axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.arange(weights.shape[1])[None] == y[:, None], np.inf,
+                        margin / size)
+
+
+def linear_problem(seed=0, n=40, classes=4):
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(16, classes)).astype(np.float32)
+    x = rng.uniform(0.3, 0.7, size=(n, *SHAPE)).astype(np.float32)
+    y = (x.reshape(n, -1) @ weights).argmax(axis=1)
+    return weights, x, y
+
+
+@pytest.fixture(scope="module")
+def linear():
+    weights, x, y = linear_problem()
+    y_given = y.copy()
+    y_given[:4] = (y[:4] + 1) % 4  # four digits wrong when clean
+    return dense_model(weights), weights, x, y, y_given
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_eps_star_is_the_distance_to_the_linear_boundary(linear, norm):
+    model, weights, x, y, y_given = linear
+    curve = quiet_curve(model, x, y_given, norm=norm)
+    distance = boundary_distances(weights, x, y, norm).min(axis=1)
+    assert distance.max() < 0.3  # the box never binds
+    wrong = y_given != y
+    # A digit wrong when clean has eps* = 0; the others are at the boundary, from above.
+    np.testing.assert_array_equal(curve.eps_star[wrong], 0.0)
+    assert all(curve.found_by[i] == "clean" for i in np.flatnonzero(wrong))
+    right = ~wrong
+    np.testing.assert_allclose(curve.eps_star[right], distance[right], rtol=0.01)
+    assert np.all(curve.eps_star[right] >= distance[right] * (1 - 1e-4))
+    assert {curve.found_by[i] for i in np.flatnonzero(right)} <= {"fab", "fab_t"}
+    # x_adv is adversarial and of norm eps*.
+    predicted = np.asarray(model(curve.x_adv[right])).argmax(axis=1)
+    assert np.all(predicted != y[right])
+    delta = (curve.x_adv - x).reshape(len(x), -1)
+    size = np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+    np.testing.assert_allclose(size, curve.eps_star, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_the_curve_is_read_off_eps_star(linear, norm):
+    model, _, x, _, y_given = linear
+    curve = quiet_curve(model, x, y_given, norm=norm)
+    n = len(x)
+    # Default grid: 0 to the largest eps* found, where no digit is left robust.
+    assert curve.eps_grid[0] == 0 and curve.eps_grid[-1] == pytest.approx(curve.eps_star.max())
+    ks = [rate.k for rate in curve.robust_accuracy]
+    assert ks == sorted(ks, reverse=True) and ks[0] == curve.clean_accuracy.k == n - 4
+    assert ks[-1] == 0
+    for eps, rate in zip(curve.eps_grid, curve.robust_accuracy):
+        assert rate == Rate(int((curve.eps_star > eps * (1 + 1e-6) + 1e-5).sum()), n)
+    # The median eps*: the smallest eps at which at most half of the digits are robust.
+    ordered = np.sort(curve.eps_star)
+    assert curve.median_eps == ordered[n // 2 - 1]
+    assert (curve.eps_star > curve.median_eps).sum() <= n / 2
+    assert (curve.eps_star >= curve.median_eps).sum() > n / 2
+
+
+def test_a_fixed_radius_attack_tightens_the_curve_at_grid_points(linear):
+    """APGD-T at eps between the exact distance d and FAB's answer (d < eps < eps*_FAB)
+    finds a point in the ball: the digit counts as broken at that grid point."""
+    model, weights, x, y, _ = linear
+    fab_only = quiet_curve(model, x, y, norm="linf", attacks=["fab"])
+    distance = boundary_distances(weights, x, y, "linf").min(axis=1)
+    between = np.flatnonzero(fab_only.eps_star > distance * 1.003)[:5]
+    assert len(between) == 5
+    grid = [0.0, *(distance[between] * 1.002)]
+    tightened = quiet_curve(model, x, y, norm="linf", attacks=["fab", "apgd_t"],
+                            eps_grid=grid)
+    assert tightened.attacks == ("fab", "apgd_t")
+    assert np.all(tightened.eps_star <= fab_only.eps_star)
+    for index in between:
+        assert tightened.found_by[index] == "apgd_t"
+        assert tightened.eps_star[index] <= distance[index] * 1.002 + 1e-5
+    # At each of those grid points the digit is broken; FAB alone left it robust there.
+    for point, index in zip(grid[1:], between):
+        assert fab_only.eps_star[index] > point and tightened.eps_star[index] <= point + 1e-5
+    ks = [rate.k for rate in tightened.robust_accuracy]
+    order = np.argsort(grid)
+    assert np.all(np.diff(ks) <= 0)
+    for eps, rate in zip(tightened.eps_grid, tightened.robust_accuracy):
+        assert rate.k == int((tightened.eps_star > eps * (1 + 1e-6) + 1e-5).sum())
+    assert np.allclose(tightened.eps_grid, np.asarray(grid)[order])
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_outlier_class_makes_the_attacks_adaptive(norm):
+    """With an outlier class, moving into it is no win: eps* is the distance to the
+    nearest real class boundary, not to the (nearer) outlier boundary."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(16, 3)).astype(np.float32)
+    n = 200
+    x = rng.uniform(0.3, 0.7, size=(n, *SHAPE)).astype(np.float32)
+    flat = x.reshape(n, -1)
+    # Outlier logit 3 = class 0's plus a random direction, just below it on average.
+    weights = np.concatenate([real, real[:, :1] + 0.5 * rng.normal(size=(16, 1))], axis=1)
+    bias = -(flat.mean(axis=0) @ weights) - np.array([0, 0, 0, 0.1])
+    logits = flat @ weights + bias
+    y = logits[:, :3].argmax(axis=1)
+    distance = boundary_distances(weights, x, y, norm, bias)
+    nearest_real = distance[:, :3].argmin(axis=1)
+    # The nearest real boundary point (closed form), where the outlier must stay below.
+    gap = weights[:, y].T - weights[:, nearest_real].T
+    margin = distance[np.arange(n), nearest_real]
+    step = (-np.sign(gap) if norm == "linf"
+            else -gap / np.linalg.norm(gap, axis=1, keepdims=True)) * margin[:, None]
+    at_boundary = (flat + step) @ weights + bias
+    keep = ((logits.argmax(axis=1) == y)  # right when clean, over all 4 logits
+            & (distance[:, 3] < 0.8 * distance[:, :3].min(axis=1))  # the outlier is nearer
+            & (at_boundary[np.arange(n), 3] < at_boundary[np.arange(n), nearest_real] - 0.05)
+            & (distance[:, :3].min(axis=1) < 0.25))
+    assert keep.sum() >= 5
+    model, x, y, distance = dense_model(weights, bias), x[keep], y[keep], distance[keep]
+    plain = quiet_curve(model, x, y, norm=norm)
+    adaptive = quiet_curve(model, x, y, norm=norm, outlier_class=3)
+    assert adaptive.outlier_class == 3 and plain.outlier_class is None
+    np.testing.assert_allclose(plain.eps_star, distance.min(axis=1), rtol=0.01)
+    np.testing.assert_allclose(adaptive.eps_star, distance[:, :3].min(axis=1), rtol=0.01)
+    # The adaptive attacker's point is a real class other than y, not the outlier class.
+    predicted = np.asarray(model(adaptive.x_adv)).argmax(axis=1)
+    assert np.all((predicted != y) & (predicted != 3))
+
+
+def test_result_is_frozen_and_serialises(linear):
+    model, _, x, _, y_given = linear
+    curve = quiet_curve(model, x[:10], y_given[:10], eps_grid=[0.0, 0.02, 0.05])
+    assert isinstance(curve, RobustnessCurve)
+    with pytest.raises(Exception):
+        curve.eps_star[0] = 1.0
+    with pytest.raises(Exception):
+        curve.n = 3
+    data = json.loads(curve.to_json())
+    assert [point["eps"] for point in data["curve"]] == [0.0, 0.02, 0.05]
+    assert [point["k"] for point in data["curve"]] == [r.k for r in curve.robust_accuracy]
+    assert data["eps_star"] == pytest.approx(curve.eps_star.tolist())
+    assert data["median_eps"] == pytest.approx(curve.median_eps)
+    assert data["attacks"] == ["fab", "fab_t"] and data["settings"]["fab_t"]["nb_targets"] == 9
+    text = curve.summary()
+    assert "median eps*" in text and str(curve.robust_accuracy[1]) in text
+
+
+def test_digits_never_broken_have_infinite_eps_star():
+    """A constant model: no perturbation changes its answer; eps* = inf, JSON null."""
+    model = dense_model(np.zeros((16, 3)), bias=[2.0, 0.0, 0.0])
+    x = np.full((4, *SHAPE), 0.5, np.float32)
+    y = np.array([0, 0, 0, 1])  # the last one is wrong when clean
+    curve = quiet_curve(model, x, y, eps_grid=[0.0, 0.5])
+    np.testing.assert_array_equal(curve.eps_star, [np.inf, np.inf, np.inf, 0.0])
+    assert curve.found_by == (None, None, None, "clean")
+    assert curve.median_eps == np.inf and [r.k for r in curve.robust_accuracy] == [3, 3]
+    data = curve.to_dict()
+    assert data["eps_star"] == [None, None, None, 0.0] and data["median_eps"] is None
+    assert "more than half of the digits never broken" in curve.summary()
+    assert any("gradients are exactly zero" in w for w in curve.warnings)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(norm="l1"), r"norm='l1'"),
+    (dict(eps_grid=[0.1, -0.1]), r"eps_grid=-0\.1: allowed range"),
+    (dict(eps_grid=[1.5]), r"eps_grid=1\.5: allowed range for norm='linf' is \[0, 1\]"),
+    (dict(eps_grid=[]), r"eps_grid=\[\]: expected a non-empty list"),
+    (dict(eps_grid=[0.1], eps_max=0.2), r"eps_grid and eps_max=0\.2: give one of them"),
+    (dict(eps_max=0.0), r"eps_max=0\.0: must be > 0"),
+    (dict(norm="l2", eps_max=5.0), r"eps_max=5\.0: allowed range for norm='l2'"),
+    (dict(attacks=["apgd_ce"]), r"needs a minimum-norm attack, one of fab, fab_t"),
+    (dict(attacks=["fab", "boom"]), r"unknown attack 'boom'"),
+    (dict(attacks=["fab", "fab"]), r"'fab' is named twice"),
+    (dict(attacks=[]), r"attacks=\[\]: expected a non-empty list"),
+    (dict(attacks=["fab", "fgsm"], norm="l2"), r"fgsm supports norm linf only"),
+    (dict(outlier_class=7), r"outlier_class=7: allowed range is \[0, 3\]"),
+    (dict(batch_size=0), r"batch_size=0"),
+    (dict(progress="yes"), r"progress='yes'"),
+])
+def test_bad_arguments_raise_one_line(linear, kwargs, message):
+    model, _, x, y, _ = linear
+    with pytest.raises(ValueError, match=message) as raised:
+        keras_edd.robustness_curve(model, x[:3], y[:3], **kwargs)
+    assert "\n" not in str(raised.value)
+
+
+def test_bad_labels_raise_as_in_evaluate(linear):
+    model, _, x, y, _ = linear
+    with pytest.raises(ValueError, match=r"y contains labels 0\.\.9: allowed range is \[0, 3\]"):
+        keras_edd.robustness_curve(model, x[:3], np.array([0, 9, 1]), progress=False)
+    with pytest.raises(ValueError, match=r"x holds n = 0 examples"):
+        keras_edd.robustness_curve(model, x[:0], y[:0], progress=False)
+
+
+def test_figure_shows_curves_with_bands_and_medians(linear, tmp_path):
+    model, _, x, _, y_given = linear
+    curves = [quiet_curve(model, x, y_given), quiet_curve(model, x[:20], y_given[:20])]
+    png = tmp_path / "curve.png"
+    assert plot_robustness_curves(curves, str(png), labels=["all 40", "first 20"])
+    assert png.stat().st_size > 10_000 and (tmp_path / "curve.pdf").stat().st_size > 1_000
+    import matplotlib.image
+    image = matplotlib.image.imread(png)
+    assert image.ndim == 3 and min(image.shape[:2]) > 300
+    assert plot_robustness_curves([], str(tmp_path / "none.png")) is False
+    assert not (tmp_path / "none.png").exists()
+    l2 = quiet_curve(model, x[:5], y_given[:5], norm="l2")
+    with pytest.raises(ValueError, match=r"curves of norms \['l2', 'linf'\]"):
+        plot_robustness_curves([curves[0], l2], str(tmp_path / "mixed.png"))
