@@ -525,7 +525,8 @@ class EvalConfig(_Config):
     spends its time on the paper's cells.
     """
     attacks: tuple = dataclasses.field(default=attack_registry.DEFAULT_NAMES, metadata=flag(
-        "attacks", f"Attacks to run, from {', '.join(ATTACKS)}."))
+        "attacks", f"Attacks to run, from {', '.join(ATTACKS)}. bin/eval_whitebox also takes "
+        "standard (alone): keras_edd.evaluate's AutoAttack list at --apgd_ce_eps, --apgd_ce_norm."))
     num_examples: int = dataclasses.field(default=1000, metadata=flag(
         "num_examples", "How many test inputs (the first ones) are attacked."))
     max_examples: dict = dataclasses.field(default_factory=dict, metadata=per_key(

@@ -34,6 +34,19 @@ def build(config_class, **given):
     return config
 
 
+def standard_attacks(config):
+    """bin/eval_whitebox --attacks=standard: `config` set to run keras_edd.evaluate's
+    standard list alone, at apgd_ce's eps and norm (WhiteboxConfig.standard)."""
+    attacks = config.evaluation.attacks
+    if "standard" not in attacks:
+        return config
+    if attacks != ("standard",):
+        raise ValueError(f"attacks={','.join(attacks)}: 'standard' (AutoAttack's list) runs "
+                         "alone")
+    return dataclasses.replace(config, standard=True, evaluation=dataclasses.replace(
+        config.evaluation, attacks=("apgd_ce",), sweeps=False))
+
+
 def model_file(value):
     """A model flag's `.keras` path: a pretrained name (`paper:extended`) becomes its
     sha256-checked file in saved_models/ (keras_edd.pretrained); a path stays as given."""

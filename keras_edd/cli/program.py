@@ -108,16 +108,21 @@ def quiet_retracing_notices():
     logging.getLogger("tensorflow").addFilter(_DropRetracingNotices())
 
 
-def print_summary(results):
+def print_summary(results, tables=()):
     """A few lines on stdout: where the report is and the headline numbers (a worker
-    other than the chief of a multi-worker run says only that it is done)."""
+    other than the chief of a multi-worker run says only that it is done). `tables`:
+    text blocks printed too (bin/eval_whitebox --attacks=standard: its summary)."""
     worker = results.get("distribution", {}).get("worker", 0)
     if worker:
         print(f"worker {worker}: done (the chief, worker 0, writes the report)")
         return
-    for e in results["evaluations"]:  # a recap: each was also printed when it finished
+    for e in results.get("evaluations", []):  # a recap: each was also printed when it finished
         if e["filtered"]["count"]:
             print(formatting.result_line(e))
+    for table in tables:
+        print(table)
     for warning in results.get("warnings", []):
         print(f"warning: {warning}")
-    print(f"report: {results['run_dir']}/report.md")
+    written = "report.md" if "report.md" in results.get("files", ["report.md"]) else \
+        "results.json"
+    print(f"{written.split('.')[0]}: {results['run_dir']}/{written}")

@@ -4,7 +4,9 @@
 bad input (settings, data, model files) before the run directory is created
 (keras_edd.runs.run_dirs), call keras_edd.evaluation.engine.evaluate_models with the crafts kept in
 the run directory (`crafts_dir`, keras_edd.evaluation.attack_cache, so a killed run resumes),
-and write the report (`finish_run`, keras_edd.reporting.results_files; results.json last).
+and write the report (`finish_run`, keras_edd.reporting.results_files; results.json last). With
+--attacks=standard the white-box run is keras_edd.evaluate's standard list instead
+(`results["standard"]`).
 keras_edd.runs.reproduce uses `announce`, `crafts_dir` and `finish_run` too.
 """
 
@@ -12,11 +14,13 @@ import dataclasses
 import os
 import time
 
+from keras_edd import attack_registry, distribute, files, pretrained
 from keras_edd import data as data_lib
-from keras_edd import distribute, pretrained
 from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec, model_label
 from keras_edd.reporting import results_files
+from keras_edd.robustness import evaluate
+from keras_edd.robustness.result import summary_text
 from keras_edd.runs import run_dirs, substitute_run
 from keras_edd.runs.run_config import JACOBIAN_SURROGATE
 
@@ -33,17 +37,24 @@ def crafts_dir(run_dir):
     return os.path.join(run_dir, "attacks")
 
 
-def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=None,
-               distribution=distribute.LOCAL):
-    """Add the run's context to `results` and write the report (results.json last; on
-    the chief only, for a multi-worker `distribution`)."""
-    if distribution.kind != "none":
-        results["distribution"] = distribution.describe()
-    results.update({
+def run_context(run_dir, config, dataset, t_start, kind, seeds=None,
+                distribution=distribute.LOCAL):
+    """What results.json says about the run itself: kind, folder, data, settings, seeds,
+    versions, wall time (and the distribution when not one process)."""
+    context = {"distribution": distribution.describe()} if distribution.kind != "none" else {}
+    context.update({
         "kind": kind, "run_dir": os.path.abspath(run_dir), "dataset": dataset.summary(),
         "settings": config.to_dict(),
         "seeds": {"attack": config.evaluation.attack.seed, **(seeds or {})},
         "versions": run_dirs.versions(), "wall_seconds": time.perf_counter() - t_start})
+    return context
+
+
+def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=None,
+               distribution=distribute.LOCAL):
+    """Add the run's context to `results` and write the report (results.json last; on
+    the chief only, for a multi-worker `distribution`)."""
+    results.update(run_context(run_dir, config, dataset, t_start, kind, seeds, distribution))
     if distribution.is_chief:
         results_files.write_report(run_dir, results, images)
     return results
@@ -81,11 +92,36 @@ def run_whitebox(config):
     progress = config.progress and dist.is_chief
     if progress:
         announce(config, run_dir)
+    if config.standard:
+        return _run_standard(config, dataset, spec, run_dir, t_start, progress)
     results, images = evaluate_models(dataset, [spec], (), config.evaluation,
                                       progress=progress, cache_dir=crafts_dir(run_dir),
                                       distribution=dist)
     return finish_run(run_dir, results, images, config, dataset, t_start, "whitebox",
                       distribution=dist)
+
+
+def _run_standard(config, dataset, spec, run_dir, t_start, progress):
+    """--attacks=standard: keras_edd.evaluate's standard list on the first num_examples
+    test digits at apgd_ce's eps and norm (adaptive with an outlier class). results.json
+    holds it under "standard", {target name: RobustnessResult.to_dict()}, and the run's
+    context; no report.md or figures (the engine's, for the registry attacks)."""
+    params = attack_registry.attack_params("apgd_ce", config.evaluation.attack)
+    n = config.evaluation.num_examples
+    result = evaluate(spec.model, dataset.x_test[:n], dataset.y_test[:n], eps=params["eps"],
+                      norm=params["norm"], attacks="standard", outlier_class=spec.outlier_class,
+                      batch_size=config.evaluation.attack.batch_size,
+                      seed=config.evaluation.attack.seed, progress=progress)
+    results = {"standard": {spec.name: dict(result.to_dict(), model=config.model_path)},
+               **run_context(run_dir, config, dataset, t_start, "whitebox"),
+               "files": ["results.json"]}
+    files.write_json(os.path.join(run_dir, "results.json"), results)
+    return results
+
+
+def standard_summaries(results):
+    """The summary table of each standard evaluation in a run's results (none without)."""
+    return [summary_text(entry) for entry in results.get("standard", {}).values()]
 
 
 def run_blackbox(config):

@@ -109,10 +109,19 @@ def _check_model_path(name, path):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WhiteboxConfig(_Config):
-    """bin/eval_whitebox: attacks computed on the evaluated model itself."""
+    """bin/eval_whitebox: attacks computed on the evaluated model itself.
+
+    `standard` (--attacks=standard): keras_edd.evaluate's standard list (AutoAttack:
+    apgd_ce, apgd_t, fab_t, square) on the first evaluation.num_examples test digits
+    at apgd_ce's eps and norm, adaptive for a model with an outlier class, instead of
+    the registry attacks (evaluation.attacks is then ("apgd_ce",), whose settings give
+    the radius, and no sweeps); one device.
+    """
     model_path: str = _model("--model")
     data: DataConfig = _field(DataConfig(), nested())
     evaluation: EvalConfig = _field(EvalConfig(), nested())
+    standard: bool = _field(False, no_flag("set by the binary from --attacks=standard",
+                                           omit_default=True))
     output_dir: str = _output_dir()
     run_name: str | None = _run_name()  # None: whitebox-<model run dir>-<model file>
     distribution: DistributionConfig = _distribution()
@@ -124,6 +133,9 @@ class WhiteboxConfig(_Config):
         self.data.validate()
         self.evaluation.validate()
         self.distribution.validate()
+        require(not self.standard or self.distribution.kind == "none",
+                f"attacks=standard runs on one device: drop "
+                f"--distribution={self.distribution.kind}")
         _check_output(self.output_dir, self.run_name, self.preset)
         return self
 
