@@ -7,69 +7,45 @@ q the dual norm (1 for L_inf, 2 for L2), as long as the box [0, 1] does not bind
 """
 
 import json
-import warnings
 
 import numpy as np
 import pytest
 
 import keras_edd
+from conftest import LinearModel, linear_boundaries, random_linear, uniform_inputs
 from keras_edd.reporting.robustness_curve_figure import plot_robustness_curves
 from keras_edd.robustness import Rate, RobustnessCurve
 
 SHAPE = (4, 4, 1)
-DUAL = {"linf": 1, "l2": 2}
 
-
-def dense_model(weights, bias=None):
-    import keras
-    weights = np.asarray(weights, np.float32)
-    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
-                              keras.layers.Dense(weights.shape[1])])
-    bias = np.zeros(weights.shape[1], np.float32) if bias is None else bias
-    model.layers[-1].set_weights([weights, np.asarray(bias, np.float32)])
-    return model
+# The sanity checks warn (e.g. zero gradients on a constant model); the result keeps them.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
 def quiet_curve(*args, **kwargs):
-    kwargs.setdefault("progress", False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return keras_edd.robustness_curve(*args, **kwargs)
+    return keras_edd.robustness_curve(*args, **dict(kwargs, progress=False))
 
 
-def boundary_distances(weights, x, y, norm, bias=0.0):
-    """[n, classes]: the distance from x to the hyperplane Z_j = Z_y (inf for j = y)."""
-    n = len(x)
-    logits = x.reshape(n, -1) @ weights + bias
-    gap = weights[:, y].T[:, None, :] - weights.T[None]  # [n, classes, d]: w_y - w_j
-    margin = logits[np.arange(n), y][:, None] - logits
-    size = np.linalg.norm(gap, ord=DUAL[norm], axis=2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.arange(weights.shape[1])[None] == y[:, None], np.inf,
-                        margin / size)
-
-
-def linear_problem(seed=0, n=40, classes=4):
-    rng = np.random.default_rng(seed)
-    weights = rng.normal(size=(16, classes)).astype(np.float32)
-    x = rng.uniform(0.3, 0.7, size=(n, *SHAPE)).astype(np.float32)
-    y = (x.reshape(n, -1) @ weights).argmax(axis=1)
-    return weights, x, y
+def nearest_boundary(model, x, norm):
+    return linear_boundaries(model, x, norm)[0].min(axis=1)
 
 
 @pytest.fixture(scope="module")
 def linear():
-    weights, x, y = linear_problem()
+    """(model, x, the model's labels y, labels with four digits wrong when clean)."""
+    model = random_linear(num_features=16, num_classes=4, seed=0)
+    x = uniform_inputs(40, shape=SHAPE)
+    y = np.asarray(model(x)).argmax(axis=1)
     y_given = y.copy()
-    y_given[:4] = (y[:4] + 1) % 4  # four digits wrong when clean
-    return dense_model(weights), weights, x, y, y_given
+    y_given[:4] = (y[:4] + 1) % 4
+    return model, x, y, y_given
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_eps_star_is_the_distance_to_the_linear_boundary(linear, norm):
-    model, weights, x, y, y_given = linear
+    model, x, y, y_given = linear
     curve = quiet_curve(model, x, y_given, norm=norm)
-    distance = boundary_distances(weights, x, y, norm).min(axis=1)
+    distance = nearest_boundary(model, x, norm)
     assert distance.max() < 0.3  # the box never binds
     wrong = y_given != y
     # A digit wrong when clean has eps* = 0; the others are at the boundary, from above.
@@ -89,7 +65,7 @@ def test_eps_star_is_the_distance_to_the_linear_boundary(linear, norm):
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_the_curve_is_read_off_eps_star(linear, norm):
-    model, _, x, _, y_given = linear
+    model, x, _, y_given = linear
     curve = quiet_curve(model, x, y_given, norm=norm)
     n = len(x)
     # Default grid: 0 to the largest eps* found, where no digit is left robust.
@@ -109,9 +85,9 @@ def test_the_curve_is_read_off_eps_star(linear, norm):
 def test_a_fixed_radius_attack_tightens_the_curve_at_grid_points(linear):
     """APGD-T at eps between the exact distance d and FAB's answer (d < eps < eps*_FAB)
     finds a point in the ball: the digit counts as broken at that grid point."""
-    model, weights, x, y, _ = linear
+    model, x, y, _ = linear
     fab_only = quiet_curve(model, x, y, norm="linf", attacks=["fab"])
-    distance = boundary_distances(weights, x, y, "linf").min(axis=1)
+    distance = nearest_boundary(model, x, "linf")
     between = np.flatnonzero(fab_only.eps_star > distance * 1.003)[:5]
     assert len(between) == 5
     grid = [0.0, *(distance[between] * 1.002)]
@@ -138,41 +114,38 @@ def test_outlier_class_makes_the_attacks_adaptive(norm):
     """With an outlier class, moving into it is no win: eps* is the distance to the
     nearest real class boundary, not to the (nearer) outlier boundary."""
     rng = np.random.default_rng(0)
-    real = rng.normal(size=(16, 3)).astype(np.float32)
-    n = 200
-    x = rng.uniform(0.3, 0.7, size=(n, *SHAPE)).astype(np.float32)
-    flat = x.reshape(n, -1)
+    real = rng.normal(size=(16, 3))
+    x = uniform_inputs(200, seed=0, shape=SHAPE)
     # Outlier logit 3 = class 0's plus a random direction, just below it on average.
     weights = np.concatenate([real, real[:, :1] + 0.5 * rng.normal(size=(16, 1))], axis=1)
-    bias = -(flat.mean(axis=0) @ weights) - np.array([0, 0, 0, 0.1])
-    logits = flat @ weights + bias
-    y = logits[:, :3].argmax(axis=1)
-    distance = boundary_distances(weights, x, y, norm, bias)
-    nearest_real = distance[:, :3].argmin(axis=1)
+    model = LinearModel(weights, -(x.reshape(200, -1).mean(axis=0) @ weights) - [0, 0, 0, 0.1])
+    distances, y, _, differences = linear_boundaries(model, x, norm)  # differences: w_k - w_y
+    nearest_real = distances[:, :3].argmin(axis=1)
+    rows = np.arange(len(x))
     # The nearest real boundary point (closed form), where the outlier must stay below.
-    gap = weights[:, y].T - weights[:, nearest_real].T
-    margin = distance[np.arange(n), nearest_real]
-    step = (-np.sign(gap) if norm == "linf"
-            else -gap / np.linalg.norm(gap, axis=1, keepdims=True)) * margin[:, None]
-    at_boundary = (flat + step) @ weights + bias
-    keep = ((logits.argmax(axis=1) == y)  # right when clean, over all 4 logits
-            & (distance[:, 3] < 0.8 * distance[:, :3].min(axis=1))  # the outlier is nearer
-            & (at_boundary[np.arange(n), 3] < at_boundary[np.arange(n), nearest_real] - 0.05)
-            & (distance[:, :3].min(axis=1) < 0.25))
+    toward = differences[:, rows, nearest_real].T
+    step = (np.sign(toward) if norm == "linf"
+            else toward / np.linalg.norm(toward, axis=1, keepdims=True))
+    at_boundary = np.asarray(model(x + (distances[rows, nearest_real][:, None]
+                                        * step).reshape(x.shape)))
+    keep = ((y != 3)  # right when clean: a real class on top of all 4 logits
+            & (distances[:, 3] < 0.8 * distances[:, :3].min(axis=1))  # the outlier is nearer
+            & (at_boundary[rows, 3] < at_boundary[rows, nearest_real] - 0.05)
+            & (distances[:, :3].min(axis=1) < 0.25))
     assert keep.sum() >= 5
-    model, x, y, distance = dense_model(weights, bias), x[keep], y[keep], distance[keep]
+    x, y, distances = x[keep], y[keep], distances[keep]
     plain = quiet_curve(model, x, y, norm=norm)
     adaptive = quiet_curve(model, x, y, norm=norm, outlier_class=3)
     assert adaptive.outlier_class == 3 and plain.outlier_class is None
-    np.testing.assert_allclose(plain.eps_star, distance.min(axis=1), rtol=0.01)
-    np.testing.assert_allclose(adaptive.eps_star, distance[:, :3].min(axis=1), rtol=0.01)
+    np.testing.assert_allclose(plain.eps_star, distances.min(axis=1), rtol=0.01)
+    np.testing.assert_allclose(adaptive.eps_star, distances[:, :3].min(axis=1), rtol=0.01)
     # The adaptive attacker's point is a real class other than y, not the outlier class.
     predicted = np.asarray(model(adaptive.x_adv)).argmax(axis=1)
     assert np.all((predicted != y) & (predicted != 3))
 
 
 def test_result_is_frozen_and_serialises(linear):
-    model, _, x, _, y_given = linear
+    model, x, _, y_given = linear
     curve = quiet_curve(model, x[:10], y_given[:10], eps_grid=[0.0, 0.02, 0.05])
     assert isinstance(curve, RobustnessCurve)
     with pytest.raises(Exception):
@@ -191,7 +164,7 @@ def test_result_is_frozen_and_serialises(linear):
 
 def test_digits_never_broken_have_infinite_eps_star():
     """A constant model: no perturbation changes its answer; eps* = inf, JSON null."""
-    model = dense_model(np.zeros((16, 3)), bias=[2.0, 0.0, 0.0])
+    model = LinearModel(np.zeros((16, 3)), [2.0, 0.0, 0.0])
     x = np.full((4, *SHAPE), 0.5, np.float32)
     y = np.array([0, 0, 0, 1])  # the last one is wrong when clean
     curve = quiet_curve(model, x, y, eps_grid=[0.0, 0.5])
@@ -215,21 +188,21 @@ def test_digits_never_broken_have_infinite_eps_star():
     (dict(attacks=["apgd_ce"]), r"needs a minimum-norm attack, one of fab, fab_t"),
     (dict(attacks=["fab", "boom"]), r"unknown attack 'boom'"),
     (dict(attacks=["fab", "fab"]), r"'fab' is named twice"),
-    (dict(attacks=[]), r"attacks=\[\]: expected a non-empty list"),
+    (dict(attacks=[]), r"attacks=\[\]: expected 'standard' or a non-empty list"),
     (dict(attacks=["fab", "fgsm"], norm="l2"), r"fgsm supports norm linf only"),
     (dict(outlier_class=7), r"outlier_class=7: allowed range is \[0, 3\]"),
     (dict(batch_size=0), r"batch_size=0"),
     (dict(progress="yes"), r"progress='yes'"),
 ])
 def test_bad_arguments_raise_one_line(linear, kwargs, message):
-    model, _, x, y, _ = linear
+    model, x, y, _ = linear
     with pytest.raises(ValueError, match=message) as raised:
         keras_edd.robustness_curve(model, x[:3], y[:3], **kwargs)
     assert "\n" not in str(raised.value)
 
 
 def test_bad_labels_raise_as_in_evaluate(linear):
-    model, _, x, y, _ = linear
+    model, x, y, _ = linear
     with pytest.raises(ValueError, match=r"y contains labels 0\.\.9: allowed range is \[0, 3\]"):
         keras_edd.robustness_curve(model, x[:3], np.array([0, 9, 1]), progress=False)
     with pytest.raises(ValueError, match=r"x holds n = 0 examples"):
@@ -237,7 +210,7 @@ def test_bad_labels_raise_as_in_evaluate(linear):
 
 
 def test_figure_shows_curves_with_bands_and_medians(linear, tmp_path):
-    model, _, x, _, y_given = linear
+    model, x, _, y_given = linear
     curves = [quiet_curve(model, x, y_given), quiet_curve(model, x[:20], y_given[:20])]
     png = tmp_path / "curve.png"
     assert plot_robustness_curves(curves, str(png), labels=["all 40", "first 20"])

@@ -34,7 +34,7 @@ from keras_edd.attacks import utils
 from keras_edd.robustness import inputs, suite
 from keras_edd.robustness.curve_result import RobustnessCurve
 from keras_edd.robustness.points import (CHECK_EXAMPLES, attacker_wins, in_box, logits,
-                                         norms, sanity_checks, within)
+                                         norms, sanity_checks, warn, within)
 from keras_edd.robustness.rates import Rate
 
 # The attacks that minimise the norm (suite rows of keras_edd.attacks.fab).
@@ -60,11 +60,12 @@ def robustness_curve(model, x, y, *, norm: str = "linf", eps_grid=None,
       eps_max: the end of the default grid; None: the largest finite eps* the
         minimum-norm attacks found (so the curve reaches its floor). Not together
         with eps_grid.
-      attacks: names run in order, at least one minimum-norm attack ("fab": FAB
-        over all classes; "fab_t": FAB-T over the 9 best-ranked other classes; both
-        100 iterations, AutoAttack's settings) and optionally fixed-radius ones
-        from `keras_edd.evaluate`'s list (apgd_ce, apgd_t, apgd_dlr, square, ...),
-        run at every grid radius > 0.
+      attacks: names, at least one minimum-norm attack ("fab": FAB over all
+        classes; "fab_t": FAB-T over the 9 best-ranked other classes; both 100
+        iterations, AutoAttack's settings), run first, and optionally fixed-radius
+        ones from `keras_edd.evaluate`'s list (apgd_ce, apgd_t, apgd_dlr, square,
+        ...), run in the order given at every grid radius > 0. "standard":
+        AutoAttack's list (fab_t; apgd_ce, apgd_t, square at every radius).
     Returns:
       A RobustnessCurve (frozen): eps_star, found_by and x_adv per digit, the grid
       and one Rate (with its 95 % Wilson interval) per grid point, median_eps,
@@ -82,18 +83,17 @@ def robustness_curve(model, x, y, *, norm: str = "linf", eps_grid=None,
     if eps_grid is not None and eps_max is not None:
         raise ValueError(f"eps_grid and eps_max={eps_max!r}: give one of them (eps_max is the "
                          "end of the default grid)")
-    minimum_rows, fixed_names = _split_attacks(attacks, norm)
     x = data.to_float(x)
     model, description = inputs.resolve_model(model)
     x = inputs.fit_to_model(model, x)
+    issued = []
+    minimum_rows, fixed_names = _split_attacks(attacks, norm, x.shape, issued)
     size = int(np.prod(x.shape[1:]))
     if eps_grid is not None:
         eps_grid = _check_grid(eps_grid, norm, size)
     if eps_max is not None:
         eps_max = v.check_eps("eps_max", eps_max, norm, size=size)
         v.require(eps_max > 0, f"eps_max={eps_max!r}: must be > 0")
-    if fixed_names:  # Square named on inputs that are not images raises here, before any work
-        suite.drop_unfit(suite.resolve(fixed_names, norm, 0.0)[0], (), x.shape, named=True)
 
     model_fn = utils.as_model_fn(model)
     clean_logits = logits(model_fn, x, batch_size)
@@ -103,7 +103,6 @@ def robustness_curve(model, x, y, *, norm: str = "linf", eps_grid=None,
     outlier_class = inputs.check_outlier_class(outlier_class, clean_logits.shape[1])
     y = inputs.check_labels(y, len(x), clean_logits.shape[1], outlier_class)
 
-    issued = []
     sanity = sanity_checks(model_fn, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], outlier_class,
                            issued)
     clean_correct = clean_logits.argmax(axis=1) == y
@@ -185,22 +184,20 @@ class _Found:
             self.found_by[index] = name
 
 
-def _split_attacks(attacks, norm):
-    """(the minimum-norm suite rows, the fixed-radius names), both in the order given."""
-    names = [attacks] if isinstance(attacks, str) else attacks
-    try:
-        names = list(names)
-    except TypeError:
-        names = None
-    if not names or not all(isinstance(name, str) for name in names):
-        raise ValueError(f"attacks={attacks!r}: expected a non-empty list of names, at least "
-                         f"one of {', '.join(MINIMUM_NORM)}")
-    if not any(name in MINIMUM_NORM for name in names):
-        raise ValueError(f"attacks={names!r}: a robustness curve needs a minimum-norm attack, "
-                         f"one of {', '.join(MINIMUM_NORM)}")
-    rows, _ = suite.resolve(names, norm, 0.0)  # unknown, repeated or unavailable names raise
-    return (tuple(row for row in rows if row.name in MINIMUM_NORM),
-            tuple(name for name in names if name not in MINIMUM_NORM))
+def _split_attacks(attacks, norm, shape, issued):
+    """(the minimum-norm suite rows, the fixed-radius names), both in the order given;
+    "standard" is AutoAttack's list (FAB-T, and APGD-CE, APGD-T, Square at each radius)."""
+    standard = isinstance(attacks, str) and attacks == "standard"
+    rows, skipped = suite.resolve(attacks, norm, 0.0)  # unknown, repeated, unavailable: raise
+    rows, skipped = suite.drop_unfit(rows, skipped, shape, named=not standard)
+    minimum = tuple(row for row in rows if row.name in MINIMUM_NORM)
+    if not minimum:
+        raise ValueError(f"attacks={attacks!r}: a robustness curve needs a minimum-norm "
+                         f"attack, one of {', '.join(MINIMUM_NORM)}")
+    for _, reason in skipped:
+        warn(issued, f"standard attack not run: {reason}; the curve is an upper bound of the "
+                     "one with it")
+    return minimum, tuple(row.name for row in rows if row.name not in MINIMUM_NORM)
 
 
 def _check_grid(eps_grid, norm, size):
