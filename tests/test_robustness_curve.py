@@ -41,10 +41,17 @@ def linear():
     return model, x, y, y_given
 
 
+@pytest.fixture(scope="module")
+def curves(linear):
+    """The default curve of `linear` (FAB and FAB-T, labels y_given) per norm."""
+    model, x, _, y_given = linear
+    return {norm: quiet_curve(model, x, y_given, norm=norm) for norm in ("linf", "l2")}
+
+
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_eps_star_is_the_distance_to_the_linear_boundary(linear, norm):
+def test_eps_star_is_the_distance_to_the_linear_boundary(linear, curves, norm):
     model, x, y, y_given = linear
-    curve = quiet_curve(model, x, y_given, norm=norm)
+    curve = curves[norm]
     distance = nearest_boundary(model, x, norm)
     assert distance.max() < 0.3  # the box never binds
     wrong = y_given != y
@@ -64,9 +71,9 @@ def test_eps_star_is_the_distance_to_the_linear_boundary(linear, norm):
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_the_curve_is_read_off_eps_star(linear, norm):
-    model, x, _, y_given = linear
-    curve = quiet_curve(model, x, y_given, norm=norm)
+def test_the_curve_is_read_off_eps_star(linear, curves, norm):
+    x = linear[1]
+    curve = curves[norm]
     n = len(x)
     # Default grid: 0 to the largest eps* found, where no digit is left robust.
     assert curve.eps_grid[0] == 0 and curve.eps_grid[-1] == pytest.approx(curve.eps_star.max())
@@ -82,31 +89,28 @@ def test_the_curve_is_read_off_eps_star(linear, norm):
     assert (curve.eps_star >= curve.median_eps).sum() > n / 2
 
 
-def test_a_fixed_radius_attack_tightens_the_curve_at_grid_points(linear):
+def test_a_fixed_radius_attack_tightens_the_curve_at_grid_points(linear, curves):
     """APGD-T at eps between the exact distance d and FAB's answer (d < eps < eps*_FAB)
     finds a point in the ball: the digit counts as broken at that grid point."""
-    model, x, y, _ = linear
-    fab_only = quiet_curve(model, x, y, norm="linf", attacks=["fab"])
+    model, x, y, y_given = linear
     distance = nearest_boundary(model, x, "linf")
-    between = np.flatnonzero(fab_only.eps_star > distance * 1.003)[:5]
+    fab = curves["linf"].eps_star
+    between = np.flatnonzero((y == y_given) & (fab > distance * 1.003))[:5]
     assert len(between) == 5
     grid = [0.0, *(distance[between] * 1.002)]
-    tightened = quiet_curve(model, x, y, norm="linf", attacks=["fab", "apgd_t"],
-                            eps_grid=grid)
+    tightened = quiet_curve(model, x[between], y[between], norm="linf",
+                            attacks=["fab", "apgd_t"], eps_grid=grid)
     assert tightened.attacks == ("fab", "apgd_t")
-    assert np.all(tightened.eps_star <= fab_only.eps_star)
-    for index in between:
-        assert tightened.found_by[index] == "apgd_t"
-        assert tightened.eps_star[index] <= distance[index] * 1.002 + 1e-5
-    # At each of those grid points the digit is broken; FAB alone left it robust there.
-    for point, index in zip(grid[1:], between):
-        assert fab_only.eps_star[index] > point and tightened.eps_star[index] <= point + 1e-5
-    ks = [rate.k for rate in tightened.robust_accuracy]
+    assert tightened.found_by == ("apgd_t",) * 5
+    assert np.all(tightened.eps_star <= distance[between] * 1.002 + 1e-5)
+    # At its grid point each digit is broken; FAB and FAB-T alone left it robust there.
+    assert np.all(fab[between] > grid[1:])
     order = np.argsort(grid)
-    assert np.all(np.diff(ks) <= 0)
+    np.testing.assert_allclose(tightened.eps_grid, np.asarray(grid)[order])
     for eps, rate in zip(tightened.eps_grid, tightened.robust_accuracy):
         assert rate.k == int((tightened.eps_star > eps * (1 + 1e-6) + 1e-5).sum())
-    assert np.allclose(tightened.eps_grid, np.asarray(grid)[order])
+        assert rate.k < 5 or eps == 0
+    assert [rate.k for rate in tightened.robust_accuracy] == [5, 4, 3, 2, 1, 0]
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -209,17 +213,29 @@ def test_bad_labels_raise_as_in_evaluate(linear):
         keras_edd.robustness_curve(model, x[:0], y[:0], progress=False)
 
 
-def test_figure_shows_curves_with_bands_and_medians(linear, tmp_path):
+def test_figure_shows_curves_with_bands_and_medians(linear, curves, tmp_path):
     model, x, _, y_given = linear
-    curves = [quiet_curve(model, x, y_given), quiet_curve(model, x[:20], y_given[:20])]
+    shown = [curves["linf"], quiet_curve(model, x[:10], y_given[:10], eps_grid=[0, 0.05])]
     png = tmp_path / "curve.png"
-    assert plot_robustness_curves(curves, str(png), labels=["all 40", "first 20"])
+    assert plot_robustness_curves(shown, str(png), labels=["all 40", "first 10"])
     assert png.stat().st_size > 10_000 and (tmp_path / "curve.pdf").stat().st_size > 1_000
     import matplotlib.image
     image = matplotlib.image.imread(png)
     assert image.ndim == 3 and min(image.shape[:2]) > 300
     assert plot_robustness_curves([], str(tmp_path / "none.png")) is False
     assert not (tmp_path / "none.png").exists()
-    l2 = quiet_curve(model, x[:5], y_given[:5], norm="l2")
     with pytest.raises(ValueError, match=r"curves of norms \['l2', 'linf'\]"):
-        plot_robustness_curves([curves[0], l2], str(tmp_path / "mixed.png"))
+        plot_robustness_curves([curves["linf"], curves["l2"]], str(tmp_path / "mixed.png"))
+
+
+@pytest.mark.slow  # Square's 5,000 queries on the digits robust at a radius: ~20 s
+def test_standard_is_fab_t_then_the_fixed_radius_attacks_at_each_grid_radius(linear):
+    model, x, y, _ = linear
+    grid = [0.0, 0.01, 0.03]
+    fab_t = quiet_curve(model, x[:10], y[:10], eps_grid=grid, attacks=["fab_t"])
+    standard = quiet_curve(model, x[:10], y[:10], eps_grid=grid, attacks="standard")
+    assert standard.attacks == ("fab_t", "apgd_ce", "apgd_t", "square")
+    assert set(standard.settings) == set(standard.attacks)
+    assert np.all(standard.eps_star <= fab_t.eps_star)
+    assert np.all(np.array([r.k for r in standard.robust_accuracy])
+                  <= np.array([r.k for r in fab_t.robust_accuracy]))
