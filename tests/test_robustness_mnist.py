@@ -44,3 +44,30 @@ def test_standard_evaluation_of_the_undefended_model(shared_mnist):
     assert sum(standard.norm_violations.values()) == 0
     low, high = standard.robust_accuracy.interval
     assert low <= standard.robust_accuracy.value <= high
+
+
+@pytest.mark.slow
+def test_robustness_curve_agrees_with_evaluate_on_the_undefended_model(shared_mnist):
+    """FAB-T runs the same trajectory per digit with and without early stopping, so every
+    digit evaluate's fab_t breaks at eps has eps* <= eps on the curve; the curve at the
+    grid point eps is then at most evaluate's robust accuracy there."""
+    from keras_edd import pretrained
+    from keras_edd.data import load_idx_folder
+    try:
+        pretrained.model_path("paper:undefended")
+    except pretrained.PretrainedError as exc:
+        pytest.skip(f"shipped collection unavailable: {exc}")
+    mnist = load_idx_folder("mnist", shared_mnist)
+    x, y = mnist.x_test[:20], mnist.y_test[:20]
+    model = keras_edd.load_pretrained("paper:undefended")
+    curve = keras_edd.robustness_curve(model, x, y, eps_grid=[0.0, EPS], attacks=["fab_t"],
+                                       progress=False)
+    fixed = keras_edd.evaluate(model, x, y, eps=EPS, attacks=["fab_t"], progress=False)
+    assert curve.robust_accuracy[0] == fixed.clean_accuracy
+    at_eps = curve.eps_star > EPS * (1 + 1e-6) + 1e-5
+    assert not np.any(at_eps & ~fixed.robust)  # broken by evaluate: broken on the curve
+    assert curve.robust_accuracy[1].k == at_eps.sum() <= fixed.robust_accuracy.k
+    assert 0 < curve.median_eps < np.inf
+    broken = np.isfinite(curve.eps_star) & (curve.eps_star > 0)
+    predicted = np.asarray(model(curve.x_adv[broken], training=False)).argmax(axis=1)
+    assert np.all(predicted != y[broken])
