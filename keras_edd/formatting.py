@@ -1,9 +1,14 @@
 """Numbers and settings as text, for reports, tables and progress lines. Light: no TensorFlow."""
 
 
+def percent(value, digits=1):
+    """A rate as a number of percent without the unit, '12.3' (table cells); None as 'n/a'."""
+    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+
+
 def pct(value, digits=1):
     """A rate as a percentage, '12.3 %'; None as 'n/a'."""
-    return "n/a" if value is None else f"{100 * value:.{digits}f} %"
+    return "n/a" if value is None else f"{percent(value, digits)} %"
 
 
 def num(value, digits=3):

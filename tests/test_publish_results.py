@@ -6,6 +6,7 @@ import os
 import pytest
 
 from conftest import load_tool
+from keras_edd.reporting import readme_tables
 
 
 def _tool():
@@ -112,16 +113,16 @@ def test_publish_refuses_an_unfinished_run(tmp_path):
 
 
 def test_readme_tables_update_only_their_blocks():
-    tables = load_tool("readme_tables")
+    tables = readme_tables
     results = {"num_examples": {"fgsm": 3}, "models": {}, "evaluations": [],
                "worst_case": [], "at_fixed_fpr": {"targets": {}}}
-    tables.readme_blocks = lambda r: {"figure-1": "NEW TABLE", "worst-case": "W"}
+    blocks = {"figure-1": "NEW TABLE", "worst-case": "W"}
     text = (f"intro\n{tables.begin_marker('figure-1')}\nold\nrows\n"
             f"{tables.end_marker('figure-1')}\noutro\n")
-    updated = tables.update_readme(text, results)
+    updated = tables.update_readme(text, results, blocks=blocks)
     assert updated == (f"intro\n{tables.begin_marker('figure-1')}\nNEW TABLE\n"
                        f"{tables.end_marker('figure-1')}\noutro\n")
-    assert tables.update_readme(updated, results) == updated
+    assert tables.update_readme(updated, results, blocks=blocks) == updated
 
 
 READABLE = {"kind": "reproduce", "num_examples": {"fgsm": 3}, "models": {}, "evaluations": [],
@@ -177,6 +178,14 @@ def test_readme_tables_refuse_a_quick_run_unless_forced(tmp_path, monkeypatch):
                                          "--force_other_settings"):
         tables.main("r.json", str(readme))
     assert readme.read_text() == text
-    tables.readme_blocks = lambda r: {"worst-case": "NEW TABLE"}
+    monkeypatch.setattr(readme_tables, "readme_blocks", lambda r: {"worst-case": "NEW TABLE"})
     tables.main("r.json", str(readme), force_other_settings=True)
     assert readme.read_text() == text.replace("\nold\n", "\nNEW TABLE\n")
+
+
+def test_readme_tables_tool_is_only_a_command_line():
+    """One renderer: the tool calls keras_edd.reporting.readme_tables and draws no table."""
+    tool = load_tool("readme_tables")
+    own = [name for name, value in vars(tool).items() if callable(value)
+           and getattr(value, "__module__", None) == tool.__name__]
+    assert sorted(own) == ["fail", "main", "read_results", "rendered"]

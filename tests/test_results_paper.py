@@ -2,7 +2,8 @@
 
 The README's generated tables (Figure 1, the stronger attacks, the worst case, the
 accuracy at a fixed false-detection rate) sit between markers and must be exactly what
-tools/readme_tables.py makes from results/paper/results.json, so they cannot drift
+keras_edd.reporting.readme_tables (tools/readme_tables.py) makes from
+results/paper/results.json, so they cannot drift
 from the run. The committed files agree with each other.
 """
 
@@ -13,7 +14,8 @@ import re
 
 import pytest
 
-from conftest import REPO, load_tool
+from conftest import REPO
+from keras_edd.reporting import readme_tables
 
 RESULTS = os.path.join(REPO, "results", "paper")
 README = os.path.join(REPO, "README.md")
@@ -22,17 +24,13 @@ pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(RESULTS, "result
                                 reason="no committed paper run in results/paper/")
 
 
-def _tables():
-    return load_tool("readme_tables")
-
-
 def _results():
     with open(os.path.join(RESULTS, "results.json")) as f:
         return json.load(f)
 
 
 def test_readme_tables_are_the_runs():
-    tables = _tables()
+    tables = readme_tables
     text = open(README).read()
     results = _results()
     for name, body in tables.readme_blocks(results).items():

@@ -9,11 +9,12 @@ mark for the figures' titles. keras_edd.reporting.results_files writes the file.
 """
 
 from keras_edd.formatting import format_params, num, pct
+from keras_edd.results_schema import as_results
 
 
 def quick_note(results):
     """The mark of a --preset=quick run, for report.md's banner and the figures' titles;
-    None for any other run."""
+    None for any other run. `results`: a Results or its dict."""
     if (results.get("settings") or {}).get("preset") != "quick":
         return None
     return "--preset=quick: illustrative numbers from a tiny demo budget, not the paper's"
@@ -24,7 +25,7 @@ def quick_banner(results):
     if quick_note(results) is None:
         return []
     ds = results.get("dataset", {})
-    attacked = ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()
+    attacked = ", ".join(f"{a} {n}" for a, n in as_results(results).num_examples.items()
                          if not isinstance(n, dict))
     return [f"> **ILLUSTRATIVE RESULTS ONLY.** This run used `--preset=quick`, a tiny demo "
             f"budget ({ds.get('train_size')} training and {ds.get('test_size')} test images, a "
@@ -40,39 +41,41 @@ def _table(header, rows):
 
 
 def markdown_report(results):
-    """report.md's text: settings, filter, clean / white-box / black-box / sweep tables."""
+    """report.md's text: settings, filter, clean / white-box / black-box / sweep tables.
+    `results`: a Results (keras_edd.results_schema) or its dict."""
+    results = as_results(results)
     ds = results.get("dataset", {})
     out = quick_banner(results)
-    out += [f"# keras_edd evaluation: {results.get('kind', 'evaluation')}", ""]
+    out += [f"# keras_edd evaluation: {results.kind}", ""]
     out.append(f"Dataset **{ds.get('name')}** ({ds.get('source')}): {ds.get('train_size')} "
                f"train / {ds.get('test_size')} test, {ds.get('num_classes')} classes. "
                f"Inputs attacked per attack: "
-               + ", ".join(f"{a} {n}" for a, n in results.get("num_examples", {}).items()) + ".")
+               + ", ".join(f"{a} {n}" for a, n in results.num_examples.items()) + ".")
     out += ["", results.get("filter", ""), ""]
-    if results.get("warnings"):
-        out += ["## Warnings", ""] + [f"- {w}" for w in results["warnings"]] + [""]
+    if results.warnings:
+        out += ["## Warnings", ""] + [f"- {w}" for w in results.warnings] + [""]
     if results.get("training"):
         out += ["## Models", "", _table(
             ["role", "defense", "T", "seed", "clean acc.", "clean detected", "reused", "run"],
             [[role, t["defense"], f"{t['temperature']:g}", t["seed"],
               pct(t["clean_test_accuracy"]), pct(t.get("clean_test_detected")),
               "yes" if t["reused"] else "no", t["run_name"]]
-             for role, t in results["training"].items()]), ""]
-    out += _substitute_markdown(results.get("models", {}))
+             for role, t in results.get("training").items()]), ""]
+    out += _substitute_markdown(results.models)
     out += ["## Clean inputs", "", _table(
         ["model", "role", "outputs", "accuracy (test set)", "detected = false alarms",
          "accuracy (attacked inputs)", "zero-gradient fraction", "logits?", "deterministic?"],
-        [[name, m["role"], m["outputs"], pct(m["clean_test_set"]["accuracy"]),
-          pct(m["clean_test_set"]["detected"]), pct(m["clean_attacked"]["accuracy"]),
-          f"{m['checks']['zero_gradient_fraction']:.3f}"
-          + (f" / adaptive {m['checks']['zero_gradient_fraction_adaptive']:.3f}"
-             if "zero_gradient_fraction_adaptive" in m["checks"] else ""),
-          "no" if m["checks"]["probabilities"] else "yes",
-          "no" if m["checks"]["stochastic"] else "yes"]
-         for name, m in results.get("models", {}).items()]), ""]
+        [[name, m.role, m.outputs, pct(m.clean_test_set.accuracy),
+          pct(m.clean_test_set.detected), pct(m.clean_attacked.accuracy),
+          f"{m.checks['zero_gradient_fraction']:.3f}"
+          + (f" / adaptive {m.checks['zero_gradient_fraction_adaptive']:.3f}"
+             if "zero_gradient_fraction_adaptive" in m.checks else ""),
+          "no" if m.checks["probabilities"] else "yes",
+          "no" if m.checks["stochastic"] else "yes"]
+         for name, m in results.models.items()]), ""]
     for setting, title in (("whitebox", "White-box attacks"),
                            ("blackbox", "Black-box transfer attacks")):
-        entries = [e for e in results.get("evaluations", []) if e["setting"] == setting]
+        entries = [e for e in results.evaluations if e.setting == setting]
         if not entries:
             continue
         out += [f"## {title}", "",
@@ -82,27 +85,26 @@ def markdown_report(results):
                     ["target", "source", "attack", "variant", "settings", "n (filtered / all)",
                      "recovered", "detected", "misclassified", "attack failed", "mean L2",
                      "seconds"],
-                    [[e["target"], e["source"], e["attack"], e["variant"],
-                      format_params(e["params"]),
-                      f"{e['filtered']['count']} / {e['num_examples']}",
-                      pct(e["filtered"]["recovered"]), pct(e["filtered"]["detected"]),
-                      pct(e["filtered"]["misclassified"]),
-                      pct(e["filtered"].get("attack_failed")), f"{e['norms']['mean_l2']:.3f}",
-                      f"{e['attack_seconds']:.1f}"] for e in entries]), ""]
-    if results.get("sweeps"):
+                    [[e.target, e.source, e.attack, e.variant, format_params(e.params),
+                      f"{e.filtered.count} / {e.num_examples}",
+                      pct(e.filtered.recovered), pct(e.filtered.detected),
+                      pct(e.filtered.misclassified), pct(e.filtered.attack_failed),
+                      f"{e.norms['mean_l2']:.3f}", f"{e.attack_seconds:.1f}"]
+                     for e in entries]), ""]
+    if results.sweeps:
         out += ["## Budget sweeps (gradient-masking check)", "",
                 "success = 1 - recovered on correctly classified inputs; a sweep whose best "
                 "success stays below the threshold is flagged.", "", _table(
                     ["target", "attack", "variant", "budget", "success per budget",
                      "max success", "flag"],
-                    [[s["target"], s["attack"], s["variant"], s["parameter"],
-                      ", ".join(f"{p['value']:g}: {pct(p['success'])}" for p in s["points"]),
-                      pct(s["max_success"]),
+                    [[s.target, s.attack, s.variant, s.parameter,
+                      ", ".join(f"{p.value:g}: {pct(p.success)}" for p in s.points),
+                      pct(s.max_success),
                       {True: "**possible masking**", False: "ok", None: "unchecked"}[
-                          s["masking_suspected"]]] for s in results["sweeps"]]), ""]
-    out += _worst_case_markdown(results.get("worst_case"))
+                          s.masking_suspected]] for s in results.sweeps]), ""]
+    out += _worst_case_markdown(results.worst_case)
     out += _detection_markdown(results.get("detection"))
-    out += _fixed_fpr_markdown(results.get("at_fixed_fpr"))
+    out += _fixed_fpr_markdown(results.at_fixed_fpr)
     stages = results.get("stage_seconds", {})
     crafts = results.get("crafts", {})
     out += ["## Timing and versions", "",
@@ -119,9 +121,10 @@ def markdown_report(results):
 def _substitute_markdown(models):
     """report.md lines on each surrogate J: its oracle, queries and agreement."""
     rows = []
-    for name, m in models.items():
-        if m.get("kind") != "jacobian_substitute":
+    for name, model in models.items():
+        if model.get("kind") != "jacobian_substitute":
             continue
+        m = model.rest  # surrogate J's record: keras_edd.runs.substitute_run.describe
         s = m["settings"]
         indices = m["initial_test_indices"]
         rows.append([name, m["oracle"], f"{indices[0]}..{indices[-1]}", s["rounds"],
@@ -155,13 +158,12 @@ def _worst_case_markdown(rows):
         return []
     table = []
     for w in rows:
-        f, common = w["filtered"], w["all_attacks"]
-        table.append([w["target"], threat_model(w["setting"], w["target"], w["source"]),
-                      f"{f['count']} / {w['num_examples']}",
-                      f"{w['attacks_per_input']['min']}-{w['attacks_per_input']['max']}",
-                      pct(f["recovered"]), pct(f["detected"]), pct(f["misclassified"]),
-                      f"{pct(common['filtered']['misclassified'])} "
-                      f"(n={common['filtered']['count']})", ", ".join(w["attacks"])])
+        f, common = w.filtered, w.common["filtered"]
+        table.append([w.target, threat_model(w.setting, w.target, w.source),
+                      f"{f.count} / {w.num_examples}",
+                      f"{w.attacks_per_input['min']}-{w.attacks_per_input['max']}",
+                      pct(f.recovered), pct(f.detected), pct(f.misclassified),
+                      f"{pct(common.misclassified)} (n={common.count})", ", ".join(w.attacks)])
     return ["## Worst case per digit (any attack)", "",
             "A digit is misclassified if any attack of the threat model misclassified it "
             "undetected, detected if none did but one was detected, else recovered; filtered "
@@ -174,32 +176,31 @@ def _worst_case_markdown(rows):
 
 def _fixed_fpr_markdown(fixed):
     """report.md lines of the accuracy at a fixed clean false-detection rate."""
-    if not fixed or not fixed.get("targets"):
+    if not fixed or not fixed.targets:
         return []
     thresholds, table = [], []
-    for target, t in fixed["targets"].items():
-        detector = t["outlier_class"] is not None
-        labels = list(t["thresholds"]) if detector else list(t["thresholds"])[:1]
+    for target, t in fixed.targets.items():
+        detector = t.outlier_class is not None
+        labels = list(t.thresholds) if detector else list(t.thresholds)[:1]
         for label in labels if detector else ():
-            th = t["thresholds"][label]
-            thresholds.append([target, label, num(th["threshold"], 4) if th["flags"] == "some"
-                               else f"({th['flags']} flagged)", pct(th["false_detection"]),
-                               pct(th["clean_accuracy"])])
-        for r in t["rows"]:
+            th = t.thresholds[label]
+            thresholds.append([target, label, num(th.threshold, 4) if th.flags == "some"
+                               else f"({th.flags} flagged)", pct(th.false_detection),
+                               pct(th.clean_accuracy)])
+        for r in t.rows:
             if detector:
-                cell = " · ".join(f"{label}: {pct(r['at'][label]['detection_correct'])} / "
-                                  f"{pct(r['at'][label]['rejection_error'])}"
-                                  for label in labels)
+                cell = " · ".join(f"{label}: {pct(r.at[label].detection_correct)} / "
+                                  f"{pct(r.at[label].rejection_error)}" for label in labels)
             else:
-                cell = f"no detector: {pct(r['at'][labels[0]]['rejection_error'])}"
-            table.append([target, threat_model(r["setting"], target, r["source"]),
-                          r["attack"], r["variant"], r["num_examples"], cell])
+                cell = f"no detector: {pct(r.at[labels[0]].rejection_error)}"
+            table.append([target, threat_model(r.setting, target, r.source),
+                          r.attack, r.variant, r.num_examples, cell])
     return ["## Accuracy at a fixed clean false-detection rate", "",
-            f"Score {fixed['score']}; {fixed['threshold_rule']} (alpha 0.05 and 0.01; "
+            f"Score {fixed.score}; {fixed.threshold_rule} (alpha 0.05 and 0.01; "
             "'argmax' is the deployed rule, tau = 0). Accuracy over all attacked digits, as "
             "'detection counted correct / rejection counted as error'; models without an "
             "outlier class flag nothing (robust accuracy). "
-            f"{fixed['clean_candidate'].capitalize()} (a clean error counts against the "
+            f"{fixed.clean_candidate.capitalize()} (a clean error counts against the "
             "defense). The attacks aimed at the argmax rule, not at tau.", "",
             _table(["target", "chosen at", "tau", "clean false detection (test set)",
                     "clean accuracy (test set)"], thresholds), "",

@@ -44,8 +44,8 @@ def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=N
         "settings": config.to_dict(),
         "seeds": {"attack": config.evaluation.attack.seed, **(seeds or {})},
         "versions": run_dirs.versions(), "wall_seconds": time.perf_counter() - t_start})
-    if distribution.is_chief:
-        results_files.write_report(run_dir, results, images)
+    if distribution.is_chief:  # the dict written to results.json, in the current schema
+        results = results_files.write_report(run_dir, results, images)
     return results
 
 

@@ -1,0 +1,121 @@
+"""keras_edd.results_schema: results.json as typed objects, one writer, old files load."""
+
+import json
+import os
+
+import pytest
+
+from conftest import REPO
+from keras_edd import files, results_schema
+from keras_edd.reporting import readme_tables
+from keras_edd.results_schema import (AttackRates, CleanRates, Evaluation, Results,
+                                      SCHEMA_VERSION, migrate)
+
+PAPER = os.path.join(REPO, "results", "paper", "results.json")
+README = os.path.join(REPO, "README.md")
+paper_only = pytest.mark.skipif(not os.path.isfile(PAPER), reason="no results/paper run")
+
+
+def _rates(count, recovered, detected, attack_failed=None):
+    return {"count": count, "recovered": recovered, "detected": detected,
+            "misclassified": round(1 - recovered - detected, 6), "attack_failed": attack_failed}
+
+
+def _entry(**changes):
+    entry = {"setting": "whitebox", "source": "f", "target": "f", "attack": "fgsm",
+             "variant": "plain", "parameter": "eps", "value": 0.2, "num_examples": 4,
+             "filtered": _rates(4, 0.25, 0.0, 0.25), "unfiltered": _rates(4, 0.25, 0.0, 0.25),
+             "params": {"eps": 0.2}, "success": 0.75, "attack_seconds": 0.5,
+             "norms": {"mean_l2": 1.0}}
+    entry.update(changes)
+    return entry
+
+
+def _legacy():
+    """A version-0 results dict (no schema_version), as evaluations wrote before the schema."""
+    return {"kind": "whitebox", "models": {"f": {
+        "role": "target", "outputs": 10, "outlier_class": None, "path": "f.keras",
+        "extra": False, "checks": {"zero_gradient_fraction": 0.0},
+        "clean_test_set": {"count": 8, "accuracy": 0.875, "detected": 0.0,
+                           "misclassified": 0.125},
+        "clean_attacked": {"count": 4, "accuracy": 1.0, "detected": 0.0,
+                           "misclassified": 0.0}}},
+        "evaluations": [_entry()], "num_examples": {"fgsm": 4}, "warnings": ["w"],
+        "settings": {"preset": "paper"}, "a_future_key": [1, 2]}
+
+
+def test_a_legacy_dict_loads_typed_and_writes_back_with_its_version():
+    results = Results.from_dict(_legacy())
+    entry = results.evaluations[0]
+    assert isinstance(entry, Evaluation) and isinstance(entry.filtered, AttackRates)
+    assert entry.filtered.count == 4 and entry.filtered.attack_failed == 0.25
+    clean = results.models["f"].clean_test_set
+    assert isinstance(clean, CleanRates) and clean.accuracy == 0.875
+    assert results.models["f"].get("extra") is False  # a record's own "extra" key survives
+    data = results.to_dict()
+    assert data["schema_version"] == SCHEMA_VERSION
+    # Everything the legacy dict held comes back unchanged; only the version is added.
+    assert {k: v for k, v in data.items() if k != "schema_version"} == \
+        {**_legacy(), "sweeps": [], "worst_case": []}
+    assert migrate(data) == data
+
+
+def test_a_partial_entry_reads_missing_optional_fields_as_none():
+    entry = _entry(filtered={"count": 0, "recovered": None, "detected": None,
+                             "misclassified": None})
+    del entry["norms"], entry["attack_seconds"]
+    typed = Evaluation.from_dict(entry)
+    assert typed.norms is None and typed.attack_seconds is None
+    assert typed.filtered.attack_failed is None
+    assert typed.to_dict()["filtered"]["attack_failed"] is None
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["evaluations"][0].pop("target"), r"evaluations\[0\]: lacks the field 'target'"),
+    (lambda d: d["evaluations"][0]["filtered"].pop("count"),
+     r"evaluations\[0\].filtered: lacks the field 'count'"),
+    (lambda d: d["evaluations"][0]["unfiltered"].update(count=-1),
+     r"evaluations\[0\].unfiltered.count=-1: expected an integer >= 0"),
+    (lambda d: d["models"].update(g=[1]), r"models.g: expected a JSON object, got list"),
+    (lambda d: d.update(schema_version=SCHEMA_VERSION + 1),
+     rf"schema_version={SCHEMA_VERSION + 1}: this keras_edd reads versions 0 to"),
+])
+def test_bad_results_raise_one_line_naming_the_field(change, message):
+    data = _legacy()
+    change(data)
+    with pytest.raises(ValueError, match=message) as raised:
+        Results.from_dict(data)
+    assert "\n" not in str(raised.value)
+
+
+def test_the_one_writer_writes_the_current_version(tmp_path):
+    path = tmp_path / "results.json"
+    written = results_schema.write_results(str(path), _legacy())
+    assert files.read_json(path) == written and written["schema_version"] == SCHEMA_VERSION
+    assert results_schema.read_results(str(path)) == Results.from_dict(written)
+
+
+def test_typed_objects_are_frozen():
+    results = Results.from_dict(_legacy())
+    with pytest.raises(AttributeError):
+        results.evaluations[0].filtered.count = 3
+
+
+@paper_only
+def test_the_published_run_is_in_the_current_schema_and_its_readme_blocks_unchanged():
+    """The migration of results/paper/results.json changed its format, not a number: the
+    README's generated blocks are byte-identical from the migrated file and from the file
+    read as a legacy (version 0) dict."""
+    data = files.read_json(PAPER)
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert migrate(data) == data  # nothing left to migrate
+    legacy = {k: v for k, v in data.items() if k != "schema_version"}
+    text = open(README).read()
+    for source in (data, legacy):
+        assert readme_tables.update_readme(text, Results.from_dict(source)) == text
+    blocks = readme_tables.readme_blocks(data)
+    assert blocks == readme_tables.readme_blocks(legacy)
+    for name, body in blocks.items():
+        begin = readme_tables.begin_marker(name)
+        assert f"{begin}\n{body}\n{readme_tables.end_marker(name)}" in text, name
+    assert json.dumps(data, indent=2, sort_keys=True) + "\n" == open(PAPER).read()
