@@ -11,6 +11,17 @@ def pct(value, digits=1):
     return "n/a" if value is None else f"{percent(value, digits)} %"
 
 
+def percent_interval(value, interval, digits=1, unit=""):
+    """A rate and its interval in percent, '30.5 [27.7, 33.5]' ('30.5 % [27.7, 33.5]' with
+    unit ' %'); the rate alone without an interval, 'n/a' without a rate."""
+    if value is None:
+        return "n/a"
+    if interval is None:
+        return f"{percent(value, digits)}{unit}"
+    low, high = interval
+    return f"{percent(value, digits)}{unit} [{percent(low, digits)}, {percent(high, digits)}]"
+
+
 def num(value, digits=3):
     """A number with `digits` decimals; None as 'n/a'."""
     return "n/a" if value is None else f"{value:.{digits}f}"

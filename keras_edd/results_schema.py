@@ -18,8 +18,20 @@ README tables, the runs) reads the same typed object instead of string keys.
       detection, settings, training, dataset, ...: as recorded (`Results.rest`)
 
 Rates. `OutcomeRates` holds `count` (the n of the rates; 0 when nothing was counted, then
-every rate is None) and the fractions recovered / detected / misclassified. A rate is
-stored as a fraction of its count, so k = round(rate * count) is exact.
+every rate is None) and the fractions recovered / detected / misclassified. Each object
+with rates is written with `wilson95`: per rate, its 95 % Wilson score interval
+[low, high] over that n (null without a rate; keras_edd.stats.interval_of), computed from
+the rate and n on writing and ignored on reading, so it never disagrees with them:
+
+    OutcomeRates, AttackRates  over `count`         (CleanRates: the key `accuracy`)
+    Evaluation, SweepPoint     `success_wilson95`   over filtered.count
+    Sweep                      `max_success_wilson95` over max_success_count
+    Threshold, AtThreshold     over `count`
+    ModelResult (surrogate J)  `agreement_wilson95`: attacked over clean_attacked.count,
+                               test over agreement_test_count
+    detection                  entries' `at_fpr` points (tpr, fpr) over the entry's
+                               `count`; targets' `at_threshold` points (clean_accuracy,
+                               flagged) over the target's `num_examples`
 
 Reading. `Results.from_dict` accepts any results.json written since the first evaluation
 (a file without `schema_version` is version 0: the same fields, untyped); a missing
@@ -32,12 +44,12 @@ without changing a number.
 
 import dataclasses
 
-from keras_edd import files
+from keras_edd import files, stats
 
 # 1: the typed schema (`schema_version` written into results.json).
-SCHEMA_VERSION = 1
-
-OUTCOMES = ("recovered", "detected", "misclassified")
+# 2: every rate carries its 95 % Wilson interval (`wilson95`), derived from the rate and its n.
+SCHEMA_VERSION = 2
+INTERVALS = "wilson95"
 
 
 def _object(value, where):
@@ -53,12 +65,25 @@ def _required(data, key, where):
 
 
 def _rest(data, known):
-    """The keys of `data` the schema does not know, kept as they are."""
-    return {k: v for k, v in data.items() if k not in known}
+    """The keys of `data` the schema does not know, kept as they are; the derived intervals
+    (keys ending in `wilson95`) are dropped, to_dict writes them afresh."""
+    return {k: v for k, v in data.items() if k not in known and not k.endswith(INTERVALS)}
 
 
 def _names(cls):
     return {f.name for f in dataclasses.fields(cls)}
+
+
+def _interval(rate, n):
+    """[low, high], the Wilson interval of `rate` over n as JSON writes it; None without one."""
+    interval = stats.interval_of(rate, n)
+    return None if interval is None else list(interval)
+
+
+def _intervals(owner, names, n):
+    """{name: [low, high] or None}: the Wilson interval of each rate of `owner` over n."""
+    return {name: _interval(owner[name] if isinstance(owner, dict) else getattr(owner, name), n)
+            for name in names}
 
 
 def _plain(value):
@@ -73,8 +98,30 @@ def _plain(value):
 # ------------------------------------------------------------------------------ rates
 
 
+class _Rates:
+    """Rates stored as fractions of `self.count`, named by `rate_names()`."""
+
+    def rate_names(self):
+        return tuple(f.name for f in dataclasses.fields(self) if f.name != "count")
+
+    def rate(self, name):
+        """The fraction called `name` (one of rate_names())."""
+        if name not in self.rate_names():
+            raise ValueError(f"rate {name!r}: allowed are {list(self.rate_names())}")
+        return getattr(self, name)
+
+    def interval(self, name):
+        """The 95 % Wilson interval (low, high) of the rate `name` over `count`; None
+        without a rate."""
+        return stats.interval_of(self.rate(name), self.count)
+
+    def to_dict(self):
+        return {**dataclasses.asdict(self),
+                INTERVALS: _intervals(self, self.rate_names(), self.count)}
+
+
 @dataclasses.dataclass(frozen=True)
-class OutcomeRates:
+class OutcomeRates(_Rates):
     """recovered / detected / misclassified over `count` inputs (None when count is 0)."""
     count: int
     recovered: float | None = None
@@ -90,14 +137,6 @@ class OutcomeRates:
         return cls(count=count, **{f.name: data.get(f.name) for f in dataclasses.fields(cls)
                                    if f.name != "count"})
 
-    def rate(self, name):
-        """The fraction called `name` (a field of this object)."""
-        if name not in _names(type(self)) or name == "count":
-            raise ValueError(f"rate {name!r}: allowed are {sorted(_names(type(self)) - {'count'})}")
-        return getattr(self, name)
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +164,7 @@ class CleanRates(OutcomeRates):
     def to_dict(self):
         out = super().to_dict()
         out["accuracy"] = out.pop("recovered")
+        out[INTERVALS]["accuracy"] = out[INTERVALS].pop("recovered")
         return out
 
 
@@ -179,6 +219,7 @@ class Evaluation:
         out.update(filtered=self.filtered.to_dict(), unfiltered=self.unfiltered.to_dict())
         if self.source_rates is not None:  # only black-box runs have a source model's rates
             out["source_rates"] = {k: v.to_dict() for k, v in self.source_rates.items()}
+        out["success_wilson95"] = _interval(self.success, self.filtered.count)
         return {**_plain(self.rest), **out}
 
 
@@ -203,6 +244,7 @@ class SweepPoint:
     def to_dict(self):
         return {**_plain(self.rest), "value": self.value, "filtered": self.filtered.to_dict(),
                 "unfiltered": self.unfiltered.to_dict(), "success": self.success,
+                "success_wilson95": _interval(self.success, self.filtered.count),
                 "norms": _plain(self.norms), "attack_seconds": self.attack_seconds}
 
 
@@ -237,6 +279,8 @@ class Sweep:
     def to_dict(self):
         out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
                if f.name not in ("points", "rest")}
+        out["max_success_wilson95"] = _interval(self.max_success,
+                                                         self.max_success_count)
         return {**_plain(self.rest), **out, "points": [p.to_dict() for p in self.points]}
 
 
@@ -286,7 +330,7 @@ class WorstCase:
 
 
 @dataclasses.dataclass(frozen=True)
-class Threshold:
+class Threshold(_Rates):
     """A threshold tau chosen on the clean test set (`count` digits): the false-detection
     rate and the clean accuracy it gives. threshold None: infinite (`flags` 'none' or
     'all')."""
@@ -301,12 +345,12 @@ class Threshold:
         data = _object(data, where)
         return cls(**{f.name: _required(data, f.name, where) for f in dataclasses.fields(cls)})
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
+    def rate_names(self):
+        return ("false_detection", "clean_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
-class AtThreshold:
+class AtThreshold(_Rates):
     """Accuracy over `count` attacked digits at one tau: a flagged adversarial digit counted
     correct (`detection_correct`) or as an error (`rejection_error`)."""
     count: int
@@ -318,8 +362,7 @@ class AtThreshold:
         data = _object(data, where)
         return cls(**{f.name: _required(data, f.name, where) for f in dataclasses.fields(cls)})
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,7 +467,14 @@ class ModelResult:
         return self.rest.get(key, default)
 
     def to_dict(self):
-        return {**_plain(self.rest), "role": self.role, "outputs": self.outputs,
+        rest = _plain(self.rest)
+        if "agreement_attacked" in rest:  # surrogate J: how often it agrees with its oracle
+            rest["agreement_wilson95"] = {
+                "attacked": _interval(rest["agreement_attacked"],
+                                              self.clean_attacked.count),
+                "test": _interval(rest.get("agreement_test"),
+                                          rest.get("agreement_test_count"))}
+        return {**rest, "role": self.role, "outputs": self.outputs,
                 "outlier_class": self.outlier_class,
                 "clean_test_set": self.clean_test_set.to_dict(),
                 "clean_attacked": self.clean_attacked.to_dict(), "checks": _plain(self.checks)}
@@ -495,7 +545,25 @@ class Results:
                    num_examples=_plain(self.num_examples), warnings=list(self.warnings))
         if self.at_fixed_fpr is not None:
             out["at_fixed_fpr"] = self.at_fixed_fpr.to_dict()
+        if isinstance(out.get("detection"), dict):
+            out["detection"] = _detection_with_intervals(out["detection"])
         return out
+
+
+def _detection_with_intervals(detection):
+    """results.json "detection" (kept as recorded) with the Wilson interval of each
+    operating point: tpr and fpr over the entry's count (as many clean as adversarial
+    inputs), clean_accuracy and flagged over the target's num_examples."""
+    for entry in detection.get("entries", []):
+        for score in ("softmax", "margin"):
+            for point in (entry.get(score) or {}).get("at_fpr", {}).values():
+                point[INTERVALS] = _intervals(point, ("tpr", "fpr"), entry["count"])
+    for target in detection.get("targets", {}).values():
+        for score in target.get("scores", {}).values():
+            for point in score.get("at_threshold", {}).values():
+                point[INTERVALS] = _intervals(point, ("clean_accuracy", "flagged"),
+                                              target["num_examples"])
+    return detection
 
 
 def as_results(results):

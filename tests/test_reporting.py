@@ -8,7 +8,7 @@ import pytest
 
 from conftest import event_hparams
 from keras_edd.reporting import markdown, results_files, tensorboard
-from keras_edd import files
+from keras_edd import files, stats
 
 
 def _rates(count, recovered, detected):
@@ -133,9 +133,13 @@ def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
     assert header[:15] == ["kind", "setting", "target", "source", "attack", "variant",
                            "parameter", "value", "subset", "num_examples", "count", "recovered",
                            "detected", "misclassified", "attack_failed"]
-    assert header[15:] == ["mean_l0", "mean_l2", "mean_linf", "attack_seconds", "threshold",
-                           "false_detection", "accuracy_detection_correct",
-                           "accuracy_rejection_error"]
+    assert header[15:23] == ["mean_l0", "mean_l2", "mean_linf", "attack_seconds", "threshold",
+                             "false_detection", "accuracy_detection_correct",
+                             "accuracy_rejection_error"]
+    # Then the 95 % Wilson interval of every rate column, over `count`.
+    assert header[23:] == [f"{rate}_{end}" for rate in (
+        "recovered", "detected", "misclassified", "attack_failed", "false_detection",
+        "accuracy_detection_correct", "accuracy_rejection_error") for end in ("low", "high")]
     rows = results_files.read_csv(tmp_path / "results.csv")
     stored = files.read_json(tmp_path / "results.json")
     checked = 0
@@ -391,3 +395,24 @@ def test_pr_curve_data_from_roc_points():
     np.testing.assert_allclose(data["false_positive_counts"], [4, 1, 0, 0])
     np.testing.assert_allclose(data["precision"], [0.5, 0.8, 1.0, 1.0])
     np.testing.assert_allclose(data["true_negative_counts"], [0, 3, 4, 4])
+
+
+def test_csv_intervals_come_from_each_rows_count_and_rate(tmp_path, results):
+    results_files.write_report(str(tmp_path), results)
+    rows = results_files.read_csv(tmp_path / "results.csv")
+    checked = 0
+    for row in rows:
+        for rate in ("recovered", "detected", "misclassified"):
+            if row[rate] == "":
+                assert row[f"{rate}_low"] == row[f"{rate}_high"] == ""
+                continue
+            n, k = int(row["count"]), float(row[rate]) * int(row["count"])
+            if abs(k - round(k)) < 1e-9:  # hand-made rates that are a fraction k / n
+                assert (float(row[f"{rate}_low"]), float(row[f"{rate}_high"])) == \
+                    pytest.approx(stats.wilson_interval(round(k), n), abs=1e-12)
+                checked += 1
+    assert checked > 30
+    adaptive = next(r for r in rows if r["variant"] == "adaptive" and r["subset"] == "filtered")
+    # 1 of 8 recovered: the interval of 1/8 (Wilson), not of a rounded percentage.
+    np.testing.assert_allclose([float(adaptive["recovered_low"]),
+                                float(adaptive["recovered_high"])], [0.0224, 0.4709], atol=1e-4)

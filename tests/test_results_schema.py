@@ -6,7 +6,8 @@ import os
 import pytest
 
 from conftest import REPO
-from keras_edd import files, results_schema
+from keras_edd import files, results_schema, stats
+from keras_edd.evaluation import metrics
 from keras_edd.reporting import readme_tables
 from keras_edd.results_schema import (AttackRates, CleanRates, Evaluation, Results,
                                       SCHEMA_VERSION, migrate)
@@ -29,6 +30,15 @@ def _entry(**changes):
              "norms": {"mean_l2": 1.0}}
     entry.update(changes)
     return entry
+
+
+def _without_intervals(value):
+    """`value` without the derived Wilson intervals (keys ending in 'wilson95')."""
+    if isinstance(value, dict):
+        return {k: _without_intervals(v) for k, v in value.items() if not k.endswith("wilson95")}
+    if isinstance(value, list):
+        return [_without_intervals(v) for v in value]
+    return value
 
 
 def _legacy():
@@ -54,8 +64,9 @@ def test_a_legacy_dict_loads_typed_and_writes_back_with_its_version():
     assert results.models["f"].get("extra") is False  # a record's own "extra" key survives
     data = results.to_dict()
     assert data["schema_version"] == SCHEMA_VERSION
-    # Everything the legacy dict held comes back unchanged; only the version is added.
-    assert {k: v for k, v in data.items() if k != "schema_version"} == \
+    # Everything the legacy dict held comes back unchanged; only the version and the
+    # (derived) intervals are added.
+    assert {k: v for k, v in _without_intervals(data).items() if k != "schema_version"} == \
         {**_legacy(), "sweeps": [], "worst_case": []}
     assert migrate(data) == data
 
@@ -109,7 +120,7 @@ def test_the_published_run_is_in_the_current_schema_and_its_readme_blocks_unchan
     data = files.read_json(PAPER)
     assert data["schema_version"] == SCHEMA_VERSION
     assert migrate(data) == data  # nothing left to migrate
-    legacy = {k: v for k, v in data.items() if k != "schema_version"}
+    legacy = {k: v for k, v in _without_intervals(data).items() if k != "schema_version"}
     text = open(README).read()
     for source in (data, legacy):
         assert readme_tables.update_readme(text, Results.from_dict(source)) == text
@@ -119,3 +130,41 @@ def test_the_published_run_is_in_the_current_schema_and_its_readme_blocks_unchan
         begin = readme_tables.begin_marker(name)
         assert f"{begin}\n{body}\n{readme_tables.end_marker(name)}" in text, name
     assert json.dumps(data, indent=2, sort_keys=True) + "\n" == open(PAPER).read()
+
+
+def test_every_rate_is_written_with_its_wilson_interval_over_its_n():
+    data = Results.from_dict(_legacy()).to_dict()
+    entry = data["evaluations"][0]
+    # 1 of 4 recovered, 3 of 4 misclassified, 0 of 4 detected.
+    for name, k in (("recovered", 1), ("misclassified", 3), ("detected", 0),
+                    ("attack_failed", 1)):
+        assert entry["filtered"]["wilson95"][name] == list(stats.wilson_interval(k, 4)), name
+    assert entry["success_wilson95"] == list(stats.wilson_interval(3, 4))
+    clean = data["models"]["f"]["clean_test_set"]["wilson95"]
+    assert clean["accuracy"] == list(stats.wilson_interval(7, 8))
+    assert "recovered" not in clean
+    empty = Evaluation.from_dict(_entry(filtered={"count": 0, "recovered": None,
+                                                   "detected": None, "misclassified": None}))
+    assert empty.to_dict()["filtered"]["wilson95"]["recovered"] is None
+    # Intervals are derived: a stale one in the input is replaced, never trusted.
+    stale = _legacy()
+    stale["evaluations"][0]["filtered"]["wilson95"] = {"recovered": [0.9, 1.0]}
+    assert Results.from_dict(stale).to_dict() == data
+
+
+def test_an_interval_needs_a_rate_in_the_unit_interval_and_a_count():
+    assert stats.interval_of(None, 4) is None and stats.interval_of(0.5, 0) is None
+    assert stats.interval_of(1 - 0.9 - 0.1, 10) == stats.wilson_interval(0, 10)
+    with pytest.raises(ValueError, match=r"rate=1.5: expected a fraction in \[0, 1\]"):
+        stats.interval_of(1.5, 4)
+    with pytest.raises(ValueError, match=r"rate=1.5: expected a fraction"):
+        Evaluation.from_dict(_entry(filtered=_rates(4, 1.5, 0.0))).to_dict()
+
+
+def test_the_masking_bound_is_the_one_wilson_formula():
+    """metrics.success_upper_bound (one-sided 95 %) is the upper end of keras_edd.stats'
+    two-sided interval at z = 1.645: one implementation."""
+    for successes, n in ((50, 100), (16, 17), (0, 9), (9, 9)):
+        rates = {"count": n, "recovered": 1 - successes / n}
+        assert metrics.success_upper_bound(rates) == pytest.approx(
+            stats.wilson_interval(successes, n, z=1.645)[1], abs=1e-12)

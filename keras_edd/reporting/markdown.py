@@ -8,7 +8,8 @@ class, accuracy at a fixed clean false-detection rate, timing and versions. A
 mark for the figures' titles. keras_edd.reporting.results_files writes the file.
 """
 
-from keras_edd.formatting import format_params, num, pct
+from keras_edd.formatting import format_params, num, pct, percent_interval
+from keras_edd import stats
 from keras_edd.results_schema import as_results
 
 
@@ -34,6 +35,12 @@ def quick_banner(results):
             "to them. Run `--preset=paper` for those.", ""]
 
 
+def rate(rates, name):
+    """'30.5 % [27.7, 33.5]': the rate `name` of `rates` (a keras_edd.results_schema object)
+    with its 95 % Wilson interval over the object's count."""
+    return percent_interval(rates.rate(name), rates.interval(name), unit=" %")
+
+
 def _table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -51,22 +58,30 @@ def markdown_report(results):
                f"train / {ds.get('test_size')} test, {ds.get('num_classes')} classes. "
                f"Inputs attacked per attack: "
                + ", ".join(f"{a} {n}" for a, n in results.num_examples.items()) + ".")
-    out += ["", results.get("filter", ""), ""]
+    out += ["", results.get("filter", ""), "",
+            "Every rate is given with its 95 % Wilson score interval in brackets (percent), "
+            "over the n of its table.", ""]
     if results.warnings:
         out += ["## Warnings", ""] + [f"- {w}" for w in results.warnings] + [""]
     if results.get("training"):
-        out += ["## Models", "", _table(
+        out += ["## Models", "", "Clean rates on the test set (n in the clean-inputs table).",
+                "", _table(
             ["role", "defense", "T", "seed", "clean acc.", "clean detected", "reused", "run"],
             [[role, t["defense"], f"{t['temperature']:g}", t["seed"],
-              pct(t["clean_test_accuracy"]), pct(t.get("clean_test_detected")),
+              *([rate(results.models[role].clean_test_set, "recovered"),
+                 rate(results.models[role].clean_test_set, "detected")]
+                if role in results.models else
+                [pct(t["clean_test_accuracy"]), pct(t.get("clean_test_detected"))]),
               "yes" if t["reused"] else "no", t["run_name"]]
              for role, t in results.get("training").items()]), ""]
     out += _substitute_markdown(results.models)
     out += ["## Clean inputs", "", _table(
-        ["model", "role", "outputs", "accuracy (test set)", "detected = false alarms",
-         "accuracy (attacked inputs)", "zero-gradient fraction", "logits?", "deterministic?"],
-        [[name, m.role, m.outputs, pct(m.clean_test_set.accuracy),
-          pct(m.clean_test_set.detected), pct(m.clean_attacked.accuracy),
+        ["model", "role", "outputs", "n (test set / attacked)", "accuracy (test set)",
+         "detected = false alarms", "accuracy (attacked inputs)", "zero-gradient fraction",
+         "logits?", "deterministic?"],
+        [[name, m.role, m.outputs, f"{m.clean_test_set.count} / {m.clean_attacked.count}",
+          rate(m.clean_test_set, "recovered"), rate(m.clean_test_set, "detected"),
+          rate(m.clean_attacked, "recovered"),
           f"{m.checks['zero_gradient_fraction']:.3f}"
           + (f" / adaptive {m.checks['zero_gradient_fraction_adaptive']:.3f}"
              if "zero_gradient_fraction_adaptive" in m.checks else ""),
@@ -87,19 +102,22 @@ def markdown_report(results):
                      "seconds"],
                     [[e.target, e.source, e.attack, e.variant, format_params(e.params),
                       f"{e.filtered.count} / {e.num_examples}",
-                      pct(e.filtered.recovered), pct(e.filtered.detected),
-                      pct(e.filtered.misclassified), pct(e.filtered.attack_failed),
+                      *(rate(e.filtered, k) for k in ("recovered", "detected", "misclassified",
+                                                      "attack_failed")),
                       f"{e.norms['mean_l2']:.3f}", f"{e.attack_seconds:.1f}"]
                      for e in entries]), ""]
     if results.sweeps:
         out += ["## Budget sweeps (gradient-masking check)", "",
-                "success = 1 - recovered on correctly classified inputs; a sweep whose best "
-                "success stays below the threshold is flagged.", "", _table(
-                    ["target", "attack", "variant", "budget", "success per budget",
+                "success = 1 - recovered on correctly classified inputs (n of them); a sweep "
+                "whose best success stays below the threshold is flagged.", "", _table(
+                    ["target", "attack", "variant", "n", "budget", "success per budget",
                      "max success", "flag"],
-                    [[s.target, s.attack, s.variant, s.parameter,
-                      ", ".join(f"{p.value:g}: {pct(p.success)}" for p in s.points),
-                      pct(s.max_success),
+                    [[s.target, s.attack, s.variant, s.num_examples, s.parameter,
+                      ", ".join(f"{p.value:g}: "
+                                f"{percent_interval(p.success, _success_interval(p), unit=' %')}"
+                                for p in s.points),
+                      percent_interval(s.max_success, stats.interval_of(s.max_success,
+                                                                s.max_success_count), unit=" %"),
                       {True: "**possible masking**", False: "ok", None: "unchecked"}[
                           s.masking_suspected]] for s in results.sweeps]), ""]
     out += _worst_case_markdown(results.worst_case)
@@ -118,6 +136,11 @@ def markdown_report(results):
     return "\n".join(out)
 
 
+def _success_interval(point):
+    """The interval of a sweep point's success (1 - recovered) over its filtered inputs."""
+    return stats.interval_of(point.success, point.filtered.count)
+
+
 def _substitute_markdown(models):
     """report.md lines on each surrogate J: its oracle, queries and agreement."""
     rows = []
@@ -131,7 +154,10 @@ def _substitute_markdown(models):
                      f"{s['lam']:g}", "constant" if s["tau"] is None else s["tau"],
                      m["oracle_queries"],
                      "n/a" if m["outlier_answers"] is None else m["outlier_answers"],
-                     pct(m["agreement_attacked"]), pct(m["agreement_test"]),
+                     percent_interval(m["agreement_attacked"], stats.interval_of(
+                         m["agreement_attacked"], model.clean_attacked.count), unit=" %"),
+                     percent_interval(m["agreement_test"], stats.interval_of(
+                         m["agreement_test"], m.get("agreement_test_count")), unit=" %"),
                      f"{m['training_seconds']:.1f}", "yes" if m["reused"] else "no"])
     if not rows:
         return []
@@ -162,8 +188,9 @@ def _worst_case_markdown(rows):
         table.append([w.target, threat_model(w.setting, w.target, w.source),
                       f"{f.count} / {w.num_examples}",
                       f"{w.attacks_per_input['min']}-{w.attacks_per_input['max']}",
-                      pct(f.recovered), pct(f.detected), pct(f.misclassified),
-                      f"{pct(common.misclassified)} (n={common.count})", ", ".join(w.attacks)])
+                      rate(f, "recovered"), rate(f, "detected"), rate(f, "misclassified"),
+                      f"{rate(common, 'misclassified')} (n={common.count})",
+                      ", ".join(w.attacks)])
     return ["## Worst case per digit (any attack)", "",
             "A digit is misclassified if any attack of the threat model misclassified it "
             "undetected, detected if none did but one was detected, else recovered; filtered "
@@ -185,14 +212,14 @@ def _fixed_fpr_markdown(fixed):
         for label in labels if detector else ():
             th = t.thresholds[label]
             thresholds.append([target, label, num(th.threshold, 4) if th.flags == "some"
-                               else f"({th.flags} flagged)", pct(th.false_detection),
-                               pct(th.clean_accuracy)])
+                               else f"({th.flags} flagged)", th.count,
+                               rate(th, "false_detection"), rate(th, "clean_accuracy")])
         for r in t.rows:
             if detector:
-                cell = " · ".join(f"{label}: {pct(r.at[label].detection_correct)} / "
-                                  f"{pct(r.at[label].rejection_error)}" for label in labels)
+                cell = " · ".join(f"{label}: {rate(r.at[label], 'detection_correct')} / "
+                                  f"{rate(r.at[label], 'rejection_error')}" for label in labels)
             else:
-                cell = f"no detector: {pct(r.at[labels[0]].rejection_error)}"
+                cell = f"no detector: {rate(r.at[labels[0]], 'rejection_error')}"
             table.append([target, threat_model(r.setting, target, r.source),
                           r.attack, r.variant, r.num_examples, cell])
     return ["## Accuracy at a fixed clean false-detection rate", "",
@@ -202,8 +229,8 @@ def _fixed_fpr_markdown(fixed):
             "outlier class flag nothing (robust accuracy). "
             f"{fixed.clean_candidate.capitalize()} (a clean error counts against the "
             "defense). The attacks aimed at the argmax rule, not at tau.", "",
-            _table(["target", "chosen at", "tau", "clean false detection (test set)",
-                    "clean accuracy (test set)"], thresholds), "",
+            _table(["target", "chosen at", "tau", "n (test set)", "clean false detection",
+                    "clean accuracy"], thresholds), "",
             _table(["target", "threat model", "attack", "variant", "n",
                     "accuracy at tau (detection correct / rejection error)"], table), ""]
 
@@ -223,8 +250,10 @@ def _detection_markdown(detection):
                e["attack"], e["variant"], e["count"]]
         for score in ("softmax", "margin"):
             d = e[score]
-            row += [num(d["auroc"]), pct(d["at_fpr"]["0.01"]["tpr"]),
-                    pct(d["at_fpr"]["0.05"]["tpr"])]
+            row += [num(d["auroc"])] + [
+                percent_interval(d["at_fpr"][a]["tpr"], stats.interval_of(d["at_fpr"][a]["tpr"],
+                                                                  e["count"]), unit=" %")
+                for a in ("0.01", "0.05")]
         rows.append(row)
     out += [_table(["target", "source", "attack", "variant", "n", "AUROC (softmax)",
                     "TPR @ 1 % FPR", "TPR @ 5 % FPR", "AUROC (margin)", "TPR @ 1 % FPR",
@@ -233,11 +262,13 @@ def _detection_markdown(detection):
     for name, t in detection["targets"].items():
         for score, d in t["scores"].items():
             for label, point in d["at_threshold"].items():
-                rows.append([name, score, label, num(point["threshold"], 4),
-                             pct(point["clean_accuracy"]), pct(point["flagged"])])
+                rows.append([name, score, label, num(point["threshold"], 4), t["num_examples"],
+                             *(percent_interval(point[k], stats.interval_of(point[k], t["num_examples"]),
+                                                unit=" %") for k in ("clean_accuracy",
+                                                                      "flagged"))])
     out += ["Clean accuracy against the threshold, over all attacked clean inputs (correct = "
             "not flagged and the real-class argmax is the true class; 'fpr a': the threshold "
             "flagging at most a of them; curve in results.json):", "",
-            _table(["target", "score", "threshold chosen at", "threshold", "clean accuracy",
-                    "clean flagged"], rows), ""]
+            _table(["target", "score", "threshold chosen at", "threshold", "n",
+                    "clean accuracy", "clean flagged"], rows), ""]
     return out

@@ -7,11 +7,12 @@ markers `<!-- NAME: python tools/readme_tables.py results/paper/results.json -->
 `all_tables(results)` adds the tables the README quotes in prose (models, CW optimiser
 split, detection, the adversarial-training target, surrogate J, warnings, stage seconds).
 Rates are the filtered ones (inputs the target classifies correctly when clean), in
-percent. tools/readme_tables.py is the command line. Reads `Results`
+percent; [low, high] is a rate's 95 % Wilson interval over its n (the attack tables give
+it for the misclassified rate, the attacker's success). tools/readme_tables.py is the command line. Reads `Results`
 (keras_edd.results_schema); no TensorFlow.
 """
 
-from keras_edd.formatting import percent
+from keras_edd.formatting import percent, percent_interval
 from keras_edd.results_schema import as_results
 
 FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd")
@@ -22,11 +23,17 @@ DEFAULT_SOURCE = "results/paper/results.json"
 
 
 def cell(rates):
-    """'recovered / detected / misclassified' (%) of filtered OutcomeRates; '' for None."""
+    """'recovered / detected / misclassified [low, high]' (%) of filtered OutcomeRates, with
+    the 95 % Wilson interval of misclassified; '' for None."""
     if rates is None:
         return ""
     return (f"{percent(rates.recovered)} / {percent(rates.detected)} / "
-            f"{percent(rates.misclassified)}")
+            f"{rate_text(rates, 'misclassified')}")
+
+
+def rate_text(rates, name):
+    """'30.5 [27.7, 33.5]': the rate `name` of `rates` and its 95 % Wilson interval (%)."""
+    return percent_interval(rates.rate(name), rates.interval(name))
 
 
 def index(results):
@@ -99,7 +106,8 @@ def models_table(results):
         t = training[role]
         m = results.models[role].clean_test_set
         lines.append(f"| {role} | {t['defense']} | {t['temperature']:g} | "
-                     f"{percent(m.accuracy, 2)} | {percent(m.detected, 2)} | "
+                     f"{percent_interval(m.accuracy, m.interval('recovered'), 2)} | "
+                     f"{percent(m.detected, 2)} | "
                      f"{t['training_wall_seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -118,7 +126,8 @@ def cw_split_table(results):
             if x is None:
                 return ""
             f = x.filtered
-            return f"{percent(f.misclassified)} / {percent(f.attack_failed)} (n={f.count})"
+            return (f"{rate_text(f, 'misclassified')} / {rate_text(f, 'attack_failed')} "
+                    f"(n={f.count})")
         lines.append(f"| {target} | {source} | {variant} | {two(e)} | {two(adam)} |")
     return "\n".join(lines)
 
@@ -145,25 +154,26 @@ def adversarial_table(results):
     recovered, all attacked inputs) at the main budget and over the PGD sweep."""
     if "adversarial" not in results.models:
         return ""
-    clean = results.models["adversarial"].clean_test_set.accuracy
+    clean = results.models["adversarial"].clean_test_set
     lines = ["| attack | eps | n | accuracy under attack (all attacked inputs) |",
-             "|---|---|---|---|", f"| none (clean test set) | | | {percent(clean)} |"]
+             "|---|---|---|---|",
+             f"| none (clean test set) | | | {rate_text(clean, 'recovered')} |"]
     for e in results.evaluations:
         if e.setting == "whitebox" and e.target == "adversarial" and \
                 e.attack in ("fgsm", "pgd", "square", "apgd_ce", "apgd_t"):
             lines.append(f"| {e.attack} | {e.value:g} | {e.num_examples} | "
-                         f"{percent(e.unfiltered.recovered)} |")
+                         f"{rate_text(e.unfiltered, 'recovered')} |")
     fixed = results.at_fixed_fpr.targets.get("adversarial") if results.at_fixed_fpr else None
     for r in fixed.rows if fixed else ():
         if r.setting == "whitebox" and r.attack == "any":
             first = next(iter(r.at.values()))
             lines.append(f"| any white-box attack, clean errors counted (robust accuracy) | | "
-                         f"{r.num_examples} | {percent(first.rejection_error)} |")
+                         f"{r.num_examples} | {rate_text(first, 'rejection_error')} |")
     for s in results.sweeps:
         if s.target == "adversarial" and s.attack in ("fgsm", "pgd"):
             for p in s.points:
                 lines.append(f"| {s.attack} (sweep) | {p.value:g} | {s.num_examples} | "
-                             f"{percent(p.unfiltered.recovered)} |")
+                             f"{rate_text(p.unfiltered, 'recovered')} |")
     return "\n".join(lines)
 
 
@@ -200,7 +210,7 @@ def worst_case_table(results):
         lines.append(f"| {w.target} | {threat_model(w.setting, w.source)} | {cell(w.filtered)} "
                      f"| {w.filtered.count} "
                      f"| {w.attacks_per_input['min']}-{w.attacks_per_input['max']} | "
-                     f"{percent(common.misclassified)} (n={common.count}) |")
+                     f"{rate_text(common, 'misclassified')} (n={common.count}) |")
     return "\n".join(lines)
 
 
@@ -222,13 +232,14 @@ def fixed_fpr_table(results):
         for label, _ in FPR_COLUMNS:
             th = t.thresholds[label]
             tau = "all flagged" if th.flags == "all" else f"tau {th.threshold:.3g}"
-            clean.append(f"{tau}: clean {percent(th.clean_accuracy)}, "
+            clean.append(f"{tau}: clean {rate_text(th, 'clean_accuracy')}, "
                          f"{percent(th.false_detection)} flagged")
         lines.append(f"| {target} | clean test set | " + " | ".join(clean) + " |")
         for r in t.rows:
             if r.attack == "any":
-                cells = [f"{percent(r.at[label].detection_correct)} / "
-                         f"{percent(r.at[label].rejection_error)}" for label, _ in FPR_COLUMNS]
+                cells = [f"{rate_text(r.at[label], 'detection_correct')} / "
+                         f"{rate_text(r.at[label], 'rejection_error')}"
+                         for label, _ in FPR_COLUMNS]
                 lines.append(f"| {target} | {threat_model(r.setting, r.source)}, any attack "
                              f"(n={r.num_examples}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)

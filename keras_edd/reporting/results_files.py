@@ -35,17 +35,21 @@ import os
 
 from keras_edd.reporting import figures, tensorboard
 from keras_edd.reporting.markdown import markdown_report, quick_note
-from keras_edd import files
+from keras_edd import files, stats
 from keras_edd.results_schema import as_results, read_results, write_results
 
-# The columns added last (distortions of x_adv - x, crafting seconds) are empty on clean rows;
-# the earlier ones keep their order, so readers that index columns still work.
+# Columns are only ever added at the end (distortions of x_adv - x and crafting seconds, empty
+# on clean rows; then the 95 % Wilson interval of every rate column over `count`), so readers
+# that index columns still work.
+RATE_KEYS = ("recovered", "detected", "misclassified")
+INTERVAL_RATES = RATE_KEYS + ("attack_failed", "false_detection", "accuracy_detection_correct",
+                              "accuracy_rejection_error")
 CSV_COLUMNS = ("kind", "setting", "target", "source", "attack", "variant", "parameter", "value",
                "subset", "num_examples", "count", "recovered", "detected", "misclassified",
                "attack_failed", "mean_l0", "mean_l2", "mean_linf", "attack_seconds",
                "threshold", "false_detection", "accuracy_detection_correct",
-               "accuracy_rejection_error")
-RATE_KEYS = ("recovered", "detected", "misclassified")
+               "accuracy_rejection_error") + tuple(
+                   f"{rate}_{end}" for rate in INTERVAL_RATES for end in ("low", "high"))
 NORM_KEYS = ("mean_l0", "mean_l2", "mean_linf")
 
 
@@ -55,7 +59,8 @@ NORM_KEYS = ("mean_l0", "mean_l2", "mean_linf")
 def _rate_row(kind, setting, target, source, attack, variant, parameter, value, subset,
               num_examples, rates=None, norms=None, seconds=None, **columns):
     """A CSV row; `rates` (OutcomeRates) fill count and the rate columns, `columns` the
-    others by name."""
+    others by name; every rate column gets its 95 % Wilson interval over `count`
+    (<rate>_low, <rate>_high)."""
     norms = norms or {}
     row = {"kind": kind, "setting": setting, "target": target, "source": source,
            "attack": attack, "variant": variant, "parameter": parameter, "value": value,
@@ -65,6 +70,9 @@ def _rate_row(kind, setting, target, source, attack, variant, parameter, value, 
         row.update(count=rates.count, **{k: rates.rate(k) for k in RATE_KEYS},
                    attack_failed=getattr(rates, "attack_failed", None))
     row.update(columns)
+    for rate in INTERVAL_RATES:  # from the rate and its count alone
+        interval = stats.interval_of(row.get(rate), row.get("count"))
+        row[f"{rate}_low"], row[f"{rate}_high"] = interval or (None, None)
     return {k: row.get(k) for k in CSV_COLUMNS}
 
 
