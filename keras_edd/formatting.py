@@ -27,6 +27,17 @@ def num(value, digits=3):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def inputs_attacked(num_examples):
+    """'fgsm 1000, pgd 1000; on the adversarial target and the surrogates J: fgsm 100':
+    results.json's `num_examples` (inputs attacked per attack, and for the extra models
+    under `extra_models`) as text."""
+    main = ", ".join(f"{a} {n}" for a, n in num_examples.items() if a != "extra_models")
+    if "extra_models" not in num_examples:
+        return main
+    return (f"{main}; on the adversarial target and the surrogates J: "
+            + ", ".join(f"{a} {n}" for a, n in num_examples["extra_models"].items()))
+
+
 def format_params(params):
     """'eps=0.2, nb_iter=40': attack settings on one line (report tables, progress lines)."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"

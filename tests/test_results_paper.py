@@ -15,7 +15,7 @@ import re
 import pytest
 
 from conftest import REPO
-from keras_edd.reporting import readme_tables
+from keras_edd.reporting import markdown, readme_tables, results_files
 
 RESULTS = os.path.join(REPO, "results", "paper")
 README = os.path.join(REPO, "README.md")
@@ -70,3 +70,23 @@ def test_models_are_the_shipped_ones():
     assert trained_here and set(trained_here) <= set(manifest["models"])
     for role in trained_here:  # the collection also holds f and f^d at other seeds
         assert results["models"][role]["sha256"] == manifest["models"][role]["sha256"], role
+
+
+def test_committed_report_and_csv_are_rendered_from_results_json():
+    """report.md and results.csv are what the library renders from results.json (nothing
+    recomputed: tools/publish_results.py --rerender), with the summary first and no raw
+    Python dicts."""
+    results = _results()
+    report = open(os.path.join(RESULTS, "report.md")).read()
+    assert report == markdown.markdown_report(results)
+    assert "{'" not in report
+    lines = report.splitlines()
+    summary = lines[lines.index("## Summary"):lines.index("## Setting")]
+    assert len(summary) <= 40 and any(line.startswith("**Verdict:**") for line in summary)
+    with open(os.path.join(RESULTS, "results.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = results_files.result_rows(results)
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected):
+        assert row == {k: "" if v is None else repr(v) if isinstance(v, float) else str(v)
+                       for k, v in want.items()}

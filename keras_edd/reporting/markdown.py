@@ -1,14 +1,18 @@
 """report.md: an evaluation's results as Markdown tables.
 
-`markdown_report(results)` gives the text: settings, the filter statement,
-warnings, the models, surrogate J, clean inputs, white-box and black-box rates,
+`markdown_report(results)` gives the text. It opens with a summary of at most about 40
+lines (`summary_markdown`): per target its clean accuracy and the Figure-1 attacks'
+recovered / detected / misclassified, the worst case per target, the detector at 5 %
+clean false detection, the masking warnings counted and a verdict computed from the
+numbers. Then the details: settings, the filter statement, warnings, the models, surrogate J, clean inputs, white-box and black-box rates,
 budget sweeps, the worst case per digit over attacks, detection by the outlier
 class, accuracy at a fixed clean false-detection rate, timing and versions. A
 --preset=quick run opens with a banner (`quick_banner`); `quick_note` is the same
 mark for the figures' titles. keras_edd.reporting.results_files writes the file.
 """
 
-from keras_edd.formatting import format_params, num, pct, percent_interval
+from keras_edd.formatting import (format_params, inputs_attacked, num, pct, percent,
+                                  percent_interval)
 from keras_edd import stats
 from keras_edd.results_schema import as_results
 
@@ -26,8 +30,7 @@ def quick_banner(results):
     if quick_note(results) is None:
         return []
     ds = results.get("dataset", {})
-    attacked = ", ".join(f"{a} {n}" for a, n in as_results(results).num_examples.items()
-                         if not isinstance(n, dict))
+    attacked = inputs_attacked(as_results(results).num_examples)
     return [f"> **ILLUSTRATIVE RESULTS ONLY.** This run used `--preset=quick`, a tiny demo "
             f"budget ({ds.get('train_size')} training and {ds.get('test_size')} test images, a "
             f"few epochs, inputs attacked per attack: {attacked or 'n/a'}). Its numbers show "
@@ -54,10 +57,11 @@ def markdown_report(results):
     ds = results.get("dataset", {})
     out = quick_banner(results)
     out += [f"# keras_edd evaluation: {results.kind}", ""]
+    out += summary_markdown(results)
+    out += ["## Setting", ""]
     out.append(f"Dataset **{ds.get('name')}** ({ds.get('source')}): {ds.get('train_size')} "
                f"train / {ds.get('test_size')} test, {ds.get('num_classes')} classes. "
-               f"Inputs attacked per attack: "
-               + ", ".join(f"{a} {n}" for a, n in results.num_examples.items()) + ".")
+               f"Inputs attacked per attack: {inputs_attacked(results.num_examples)}.")
     out += ["", results.get("filter", ""), "",
             "Every rate is given with its 95 % Wilson score interval in brackets (percent), "
             "over the n of its table.", ""]
@@ -139,6 +143,127 @@ def markdown_report(results):
 def _success_interval(point):
     """The interval of a sweep point's success (1 - recovered) over its filtered inputs."""
     return stats.interval_of(point.success, point.filtered.count)
+
+
+# The paper's Figure-1 attacks and targets, in its order; other targets follow by name.
+FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd")
+TARGET_ORDER = ("undefended", "extended", "distillation", "adversarial")
+WORST_ALPHA = "0.05"  # the detector's operating point in the summary: 5 % clean false detection
+
+
+def _targets(results):
+    names = [name for name, m in results.models.items() if m.role == "target"]
+    return sorted(names, key=lambda n: (TARGET_ORDER.index(n) if n in TARGET_ORDER
+                                        else len(TARGET_ORDER), n))
+
+
+def _worst(results, target, setting, source):
+    return next((w for w in results.worst_case if w.target == target
+                 and w.setting == setting and w.source == source), None)
+
+
+def summary_markdown(results):
+    """report.md's opening summary (at most about 40 lines), computed from `results`: the
+    headline table, the worst case per target, the detector at 5 % clean false detection,
+    the masking warnings counted and a one-sentence verdict."""
+    targets = _targets(results)
+    entries = {(e.target, e.attack, e.variant): e for e in results.evaluations
+               if e.setting == "whitebox"}
+    attacks = [a for a in FIGURE_1_ATTACKS if any(k[1] == a for k in entries)]
+    out = ["## Summary", "",
+           "White-box attacks on each target, filtered rates recovered / detected / "
+           "misclassified in %, [95 % Wilson interval] of misclassified; n = the attacked "
+           "digits the target classifies correctly when clean.", ""]
+    header = ["target", "variant", "clean accuracy (test set)"] + [
+        f"{a} {next(e for k, e in entries.items() if k[1] == a).parameter}="
+        f"{next(e for k, e in entries.items() if k[1] == a).value:g}" for a in attacks]
+    rows = []
+    for target in targets:
+        model = results.models[target]
+        for variant in ("plain", "adaptive") if model.outlier_class is not None else ("plain",):
+            cells = []
+            for attack in attacks:
+                e = entries.get((target, attack, variant))
+                cells.append("" if e is None else
+                             f"{percent(e.filtered.recovered)} / {percent(e.filtered.detected)} / "
+                             f"{_in_percent(e.filtered, 'misclassified')} (n={e.filtered.count})")
+            clean = (f"{_in_percent(model.clean_test_set, 'recovered')} "
+                     f"(n={model.clean_test_set.count})") if variant == "plain" else ""
+            rows.append([target, variant, clean] + cells)
+    out += [_table(header, rows), ""]
+    columns = [(setting, title) for setting, title in (
+        ("whitebox", "white-box, any attack"), ("blackbox", "black-box, any surrogate and attack"))
+        if any(w.setting == setting for w in results.worst_case)]
+    worst_rows = []
+    for target in targets:
+        cells = []
+        for setting, _ in columns:
+            w = _worst(results, target, setting, target if setting == "whitebox" else "any")
+            cells.append("" if w is None else
+                         f"{rate(w.filtered, 'misclassified')} (n={w.filtered.count})")
+        if any(cells):
+            worst_rows.append([target] + cells)
+    if worst_rows:
+        out += ["Worst case per digit over every attack (misclassified, filtered):", "",
+                _table(["target"] + [title for _, title in columns], worst_rows), ""]
+    out += _detector_summary(results, targets)
+    masking = [w for w in results.warnings if "mask" in w]  # masking, masked
+    out += [f"Warnings: {len(masking)} of possible gradient masking, "
+            f"{len(results.warnings) - len(masking)} other (listed under Warnings below).", ""]
+    verdict = _verdict(results, targets)
+    if verdict:
+        out += [verdict, ""]
+    return out
+
+
+def _in_percent(rates, name):
+    """'30.5 [27.7, 33.5]': as `rate`, in a table that says its unit."""
+    return percent_interval(rates.rate(name), rates.interval(name))
+
+
+def _detector_summary(results, targets):
+    """One line per target with an outlier class: tau at 5 % clean false detection, its
+    clean accuracy and the worst white-box accuracy there."""
+    fixed = results.at_fixed_fpr.targets if results.at_fixed_fpr else {}
+    lines = []
+    for target in targets:
+        t = fixed.get(target)
+        if t is None or t.outlier_class is None or WORST_ALPHA not in t.thresholds:
+            continue
+        th = t.thresholds[WORST_ALPHA]
+        row = next((r for r in t.rows if r.setting == "whitebox" and r.attack == "any"), None)
+        text = (f"- {target}: tau {num(th.threshold, 3)} flags {rate(th, 'false_detection')} of "
+                f"the clean test set (n={th.count}), clean accuracy "
+                f"{rate(th, 'clean_accuracy')}")
+        if row is not None:
+            at = row.at[WORST_ALPHA]
+            text += (f"; worst white-box attack: accuracy {rate(at, 'detection_correct')} "
+                     f"counting a detection as correct, {rate(at, 'rejection_error')} "
+                     f"counting it as an error (n={at.count})")
+        lines.append(text + ".")
+    if not lines:
+        return []
+    return ["The outlier class as a detector at 5 % clean false detection (at_fixed_fpr):",
+            ""] + lines + [""]
+
+
+def _verdict(results, targets):
+    """One sentence from the numbers: the worst white-box misclassification of the defended
+    model (a target with an outlier class, else any target but the undefended one)."""
+    defended = [t for t in targets if results.models[t].outlier_class is not None] or \
+        [t for t in targets if t != "undefended"]
+    worst = [(t, _worst(results, t, "whitebox", t)) for t in defended]
+    worst = [(t, w) for t, w in worst if w is not None and w.filtered.count]
+    if not worst:
+        return None
+    target, w = max(worst, key=lambda tw: tw[1].filtered.misclassified)
+    low, high = w.filtered.interval("misclassified")
+    judgement = ("the defense does not hold against an attacker who knows it"
+                 if low > 0.5 else "the defense holds against the attacks run"
+                 if high < 0.05 else "the defense holds only in part")
+    return (f"**Verdict:** under its worst white-box attack the defended model {target} "
+            f"misclassifies {rate(w.filtered, 'misclassified')} of the {w.filtered.count} "
+            f"digits it classifies correctly when clean: {judgement}.")
 
 
 def _substitute_markdown(models):

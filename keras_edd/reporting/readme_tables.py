@@ -12,7 +12,7 @@ it for the misclassified rate, the attacker's success). tools/readme_tables.py i
 (keras_edd.results_schema); no TensorFlow.
 """
 
-from keras_edd.formatting import percent, percent_interval
+from keras_edd.formatting import inputs_attacked, percent, percent_interval
 from keras_edd.results_schema import as_results
 
 FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd")
@@ -87,13 +87,7 @@ def rate_table(results, attacks):
 
 
 def counts_line(results):
-    counts = results.num_examples
-    main = ", ".join(f"{a} {n}" for a, n in counts.items() if a != "extra_models")
-    text = f"Inputs attacked per attack: {main}"
-    if "extra_models" in counts:
-        text += ("; on the adversarial target and the surrogates J: "
-                 + ", ".join(f"{a} {n}" for a, n in counts["extra_models"].items()))
-    return text + "."
+    return f"Inputs attacked per attack: {inputs_attacked(results.num_examples)}."
 
 
 def models_table(results):
