@@ -1,5 +1,6 @@
 """keras_edd.results_schema: results.json as typed objects, one writer, old files load."""
 
+import glob
 import json
 import os
 
@@ -168,3 +169,28 @@ def test_the_masking_bound_is_the_one_wilson_formula():
         rates = {"count": n, "recovered": 1 - successes / n}
         assert metrics.success_upper_bound(rates) == pytest.approx(
             stats.wilson_interval(successes, n, z=1.645)[1], abs=1e-12)
+
+
+def _holds(big, small, where="results"):
+    """Every key and value of `small` is in `big` (lists item by item)."""
+    if isinstance(small, dict):
+        assert isinstance(big, dict), where
+        for key, value in small.items():
+            assert key in big, f"{where}.{key} lost"
+            _holds(big[key], value, f"{where}.{key}")
+    elif isinstance(small, list):
+        assert isinstance(big, list) and len(big) == len(small), where
+        for i, (b, s) in enumerate(zip(big, small)):
+            _holds(b, s, f"{where}[{i}]")
+    else:
+        assert big == small and type(big) is type(small), where
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "results", "**",
+                                                               "results.json"), recursive=True)))
+def test_every_committed_results_file_loads_and_migrates_without_losing_a_number(path):
+    """The seed runs under results/seeds are version 0 (written before the schema)."""
+    data = files.read_json(path)
+    migrated = migrate(data)
+    _holds(migrated, {k: v for k, v in data.items() if k != "schema_version"})
+    assert migrate(migrated) == migrated
