@@ -300,6 +300,9 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     cell = " / ".join(  # columns: target, source, fgsm, jsma, cw
         f"{100 * adaptive_fgsm[k]:.1f}" if adaptive_fgsm["count"] else "n/a"
         for k in ("recovered", "detected", "misclassified"))
+    if adaptive_fgsm["count"]:  # with the misclassified rate's 95 % Wilson interval
+        low, high = adaptive_fgsm["wilson95"]["misclassified"]
+        cell += f" [{100 * low:.1f}, {100 * high:.1f}]"
     assert row.split(" | ")[2] == cell
     for title in ("Figure 1", "CW optimiser split", "Detection", "Adversarial-training target",
                   "Surrogate J", "Stage seconds", "Worst case per digit",

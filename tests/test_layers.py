@@ -17,7 +17,7 @@ from conftest import REPO
 PACKAGE = os.path.join(REPO, "keras_edd")
 LAYERS = (
     ("helpers", ("keras_edd", "keras_edd.validation", "keras_edd.progress", "keras_edd.files",
-                 "keras_edd.formatting")),
+                 "keras_edd.formatting", "keras_edd.results_schema", "keras_edd.stats")),
     ("settings", ("keras_edd.setting_fields", "keras_edd.attack_settings",
                   "keras_edd.attack_registry", "keras_edd.config")),
     ("data and models", ("keras_edd.data", "keras_edd.models", "keras_edd.pretrained",
@@ -33,9 +33,11 @@ LAYERS = (
 # Modules that must import without loading TensorFlow: the flags are parsed and every
 # setting checked before TensorFlow starts (a bad flag fails in a fraction of a second).
 LIGHT = ("keras_edd.config", "keras_edd.attack_registry", "keras_edd.files",
-         "keras_edd.formatting", "keras_edd.models", "keras_edd.pretrained", "keras_edd.data",
-         "keras_edd.distribute", "keras_edd.cli.flag_groups", "keras_edd.cli.configs",
-         "keras_edd.setting_fields", "keras_edd.presets", "keras_edd.runs.run_config")
+         "keras_edd.formatting", "keras_edd.results_schema", "keras_edd.stats",
+         "keras_edd.reporting.readme_tables", "keras_edd.models", "keras_edd.pretrained",
+         "keras_edd.data", "keras_edd.distribute", "keras_edd.cli.flag_groups",
+         "keras_edd.cli.configs", "keras_edd.setting_fields", "keras_edd.presets",
+         "keras_edd.runs.run_config")
 
 
 def layer_of(module):

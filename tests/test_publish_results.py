@@ -6,6 +6,7 @@ import os
 import pytest
 
 from conftest import load_tool
+from keras_edd.reporting import readme_tables
 
 
 def _tool():
@@ -112,16 +113,16 @@ def test_publish_refuses_an_unfinished_run(tmp_path):
 
 
 def test_readme_tables_update_only_their_blocks():
-    tables = load_tool("readme_tables")
+    tables = readme_tables
     results = {"num_examples": {"fgsm": 3}, "models": {}, "evaluations": [],
                "worst_case": [], "at_fixed_fpr": {"targets": {}}}
-    tables.readme_blocks = lambda r: {"figure-1": "NEW TABLE", "worst-case": "W"}
+    blocks = {"figure-1": "NEW TABLE", "worst-case": "W"}
     text = (f"intro\n{tables.begin_marker('figure-1')}\nold\nrows\n"
             f"{tables.end_marker('figure-1')}\noutro\n")
-    updated = tables.update_readme(text, results)
+    updated = tables.update_readme(text, results, blocks=blocks)
     assert updated == (f"intro\n{tables.begin_marker('figure-1')}\nNEW TABLE\n"
                        f"{tables.end_marker('figure-1')}\noutro\n")
-    assert tables.update_readme(updated, results) == updated
+    assert tables.update_readme(updated, results, blocks=blocks) == updated
 
 
 READABLE = {"kind": "reproduce", "num_examples": {"fgsm": 3}, "models": {}, "evaluations": [],
@@ -177,6 +178,42 @@ def test_readme_tables_refuse_a_quick_run_unless_forced(tmp_path, monkeypatch):
                                          "--force_other_settings"):
         tables.main("r.json", str(readme))
     assert readme.read_text() == text
-    tables.readme_blocks = lambda r: {"worst-case": "NEW TABLE"}
+    monkeypatch.setattr(readme_tables, "readme_blocks", lambda r: {"worst-case": "NEW TABLE"})
     tables.main("r.json", str(readme), force_other_settings=True)
     assert readme.read_text() == text.replace("\nold\n", "\nNEW TABLE\n")
+
+
+def test_readme_tables_tool_is_only_a_command_line():
+    """One renderer: the tool calls keras_edd.reporting.readme_tables and draws no table."""
+    tool = load_tool("readme_tables")
+    own = [name for name, value in vars(tool).items() if callable(value)
+           and getattr(value, "__module__", None) == tool.__name__]
+    assert sorted(own) == ["fail", "main", "read_results", "rendered"]
+
+
+def test_rerender_rewrites_the_text_outputs_from_results_json_only(tmp_path):
+    from keras_edd.results_schema import SCHEMA_VERSION
+    files = ["results.json", "results.csv", "report.md", "whitebox.png"]
+    run = _run(tmp_path, files)
+    legacy = json.loads((run / "results.json").read_text())
+    legacy.update(kind="whitebox", models={}, num_examples={"fgsm": 4}, evaluations=[{
+        "setting": "whitebox", "source": "f", "target": "f", "attack": "fgsm",
+        "variant": "plain", "parameter": "eps", "value": 0.2, "num_examples": 4,
+        "params": {"eps": 0.2}, "norms": {"mean_l2": 1.5}, "attack_seconds": 0.5,
+        "success": 0.75, **{subset: {"count": 4, "recovered": 0.25, "detected": 0.0,
+                                     "misclassified": 0.75, "attack_failed": 0.25}
+                            for subset in ("filtered", "unfiltered")}}])
+    (run / "results.json").write_text(json.dumps(legacy))
+    out = tmp_path / "out"
+    _tool().publish(str(run), str(out), log=lambda line: None)
+    said = []
+    assert _tool().rerender(str(out), log=said.append) == files[:3]
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["schema_version"] == SCHEMA_VERSION and stored["x"] == 1
+    assert stored["evaluations"][0]["filtered"]["misclassified"] == 0.75  # nothing recomputed
+    assert "| f | f | fgsm | plain |" in (out / "report.md").read_text()
+    assert "misclassified_low" in (out / "results.csv").read_text().splitlines()[0]
+    assert (out / "whitebox.png").read_text() == "whitebox.png"  # figures untouched
+    assert said == [f"rewrote {name}" for name in files[:3]]
+    with pytest.raises(SystemExit, match=r"not a folder published by .*no \.published"):
+        _tool().rerender(str(tmp_path / "empty"))

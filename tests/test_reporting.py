@@ -8,7 +8,7 @@ import pytest
 
 from conftest import event_hparams
 from keras_edd.reporting import markdown, results_files, tensorboard
-from keras_edd import files
+from keras_edd import files, stats
 
 
 def _rates(count, recovered, detected):
@@ -133,9 +133,13 @@ def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
     assert header[:15] == ["kind", "setting", "target", "source", "attack", "variant",
                            "parameter", "value", "subset", "num_examples", "count", "recovered",
                            "detected", "misclassified", "attack_failed"]
-    assert header[15:] == ["mean_l0", "mean_l2", "mean_linf", "attack_seconds", "threshold",
-                           "false_detection", "accuracy_detection_correct",
-                           "accuracy_rejection_error"]
+    assert header[15:23] == ["mean_l0", "mean_l2", "mean_linf", "attack_seconds", "threshold",
+                             "false_detection", "accuracy_detection_correct",
+                             "accuracy_rejection_error"]
+    # Then the 95 % Wilson interval of every rate column, over `count`.
+    assert header[23:] == [f"{rate}_{end}" for rate in (
+        "recovered", "detected", "misclassified", "attack_failed", "false_detection",
+        "accuracy_detection_correct", "accuracy_rejection_error") for end in ("low", "high")]
     rows = results_files.read_csv(tmp_path / "results.csv")
     stored = files.read_json(tmp_path / "results.json")
     checked = 0
@@ -391,3 +395,58 @@ def test_pr_curve_data_from_roc_points():
     np.testing.assert_allclose(data["false_positive_counts"], [4, 1, 0, 0])
     np.testing.assert_allclose(data["precision"], [0.5, 0.8, 1.0, 1.0])
     np.testing.assert_allclose(data["true_negative_counts"], [0, 3, 4, 4])
+
+
+def test_csv_intervals_come_from_each_rows_count_and_rate(tmp_path, results):
+    results_files.write_report(str(tmp_path), results)
+    rows = results_files.read_csv(tmp_path / "results.csv")
+    checked = 0
+    for row in rows:
+        for rate in ("recovered", "detected", "misclassified"):
+            if row[rate] == "":
+                assert row[f"{rate}_low"] == row[f"{rate}_high"] == ""
+                continue
+            n, k = int(row["count"]), float(row[rate]) * int(row["count"])
+            if abs(k - round(k)) < 1e-9:  # hand-made rates that are a fraction k / n
+                assert (float(row[f"{rate}_low"]), float(row[f"{rate}_high"])) == \
+                    pytest.approx(stats.wilson_interval(round(k), n), abs=1e-12)
+                checked += 1
+    assert checked > 30
+    adaptive = next(r for r in rows if r["variant"] == "adaptive" and r["subset"] == "filtered")
+    # 1 of 8 recovered: the interval of 1/8 (Wilson), not of a rounded percentage.
+    np.testing.assert_allclose([float(adaptive["recovered_low"]),
+                                float(adaptive["recovered_high"])], [0.0224, 0.4709], atol=1e-4)
+
+
+def _worst_row(target, misclassified_of_8):
+    rates = {"count": 8, "recovered": (8 - misclassified_of_8) / 8, "detected": 0.0,
+             "misclassified": misclassified_of_8 / 8}
+    return {"setting": "whitebox", "target": target, "source": target, "attack": "any",
+            "variant": "any", "attacks": ["fgsm (plain)"], "attacks_per_input": {"min": 1,
+                                                                                 "max": 1},
+            "num_examples": 10, "filtered": rates, "unfiltered": {**rates, "count": 10},
+            "all_attacks": {"num_examples": 10, "filtered": rates, "unfiltered": rates}}
+
+
+@pytest.mark.parametrize("misclassified, judgement", [
+    (8, "the defense does not hold"),      # 8 of 8: interval [67.6, 100] above one half
+    (6, "the defense holds only in part"),  # 6 of 8: interval [40.9, 92.9]
+    (0, "the defense holds only in part")])  # 0 of 8 is [0, 32.4]: too few to say it holds
+def test_report_opens_with_a_short_summary_and_a_computed_verdict(tmp_path, results,
+                                                                   misclassified, judgement):
+    results["worst_case"] = [_worst_row("undefended", 8), _worst_row("extended", misclassified)]
+    results_files.write_report(str(tmp_path), results)
+    report = (tmp_path / "report.md").read_text()
+    assert "{'" not in report and "{\"" not in report  # no raw Python dicts
+    lines = report.splitlines()
+    assert lines[0].startswith("# keras_edd evaluation") and lines[2] == "## Summary"
+    summary = lines[2:lines.index("## Setting")]
+    assert len(summary) <= 40
+    text = "\n".join(summary)
+    # Headline: the extended target's adaptive FGSM, 1 of 8 recovered, 4 of 8 detected.
+    assert "| extended | adaptive |  | 12.5 / 50.0 / 37.5 [13.7, 69.4] (n=8) |" in text
+    assert "| undefended | plain | 90.0 [59.6, 98.2] (n=10) |" in text
+    assert "Warnings: 1 of possible gradient masking, 0 other" in text
+    verdict = next(line for line in summary if line.startswith("**Verdict:**"))
+    assert f"defended model extended misclassifies {100 * misclassified / 8:.1f} %" in verdict
+    assert judgement in verdict

@@ -2,7 +2,8 @@
 
 The README's generated tables (Figure 1, the stronger attacks, the worst case, the
 accuracy at a fixed false-detection rate) sit between markers and must be exactly what
-tools/readme_tables.py makes from results/paper/results.json, so they cannot drift
+keras_edd.reporting.readme_tables (tools/readme_tables.py) makes from
+results/paper/results.json, so they cannot drift
 from the run. The committed files agree with each other.
 """
 
@@ -13,7 +14,8 @@ import re
 
 import pytest
 
-from conftest import REPO, load_tool
+from conftest import REPO
+from keras_edd.reporting import markdown, readme_tables, results_files
 
 RESULTS = os.path.join(REPO, "results", "paper")
 README = os.path.join(REPO, "README.md")
@@ -22,17 +24,13 @@ pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(RESULTS, "result
                                 reason="no committed paper run in results/paper/")
 
 
-def _tables():
-    return load_tool("readme_tables")
-
-
 def _results():
     with open(os.path.join(RESULTS, "results.json")) as f:
         return json.load(f)
 
 
 def test_readme_tables_are_the_runs():
-    tables = _tables()
+    tables = readme_tables
     text = open(README).read()
     results = _results()
     for name, body in tables.readme_blocks(results).items():
@@ -72,3 +70,23 @@ def test_models_are_the_shipped_ones():
     assert trained_here and set(trained_here) <= set(manifest["models"])
     for role in trained_here:  # the collection also holds f and f^d at other seeds
         assert results["models"][role]["sha256"] == manifest["models"][role]["sha256"], role
+
+
+def test_committed_report_and_csv_are_rendered_from_results_json():
+    """report.md and results.csv are what the library renders from results.json (nothing
+    recomputed: tools/publish_results.py --rerender), with the summary first and no raw
+    Python dicts."""
+    results = _results()
+    report = open(os.path.join(RESULTS, "report.md")).read()
+    assert report == markdown.markdown_report(results)
+    assert "{'" not in report
+    lines = report.splitlines()
+    summary = lines[lines.index("## Summary"):lines.index("## Setting")]
+    assert len(summary) <= 40 and any(line.startswith("**Verdict:**") for line in summary)
+    with open(os.path.join(RESULTS, "results.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = results_files.result_rows(results)
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected):
+        assert row == {k: "" if v is None else repr(v) if isinstance(v, float) else str(v)
+                       for k, v in want.items()}

@@ -17,6 +17,12 @@ that exists, is not empty and has no marker is refused, so a mistyped destinatio
 publication wrote that the run no longer lists, and prints what it replaced and
 removed. A run whose preset or dataset differs from the published one (a `--quick`
 run over results/paper) is refused unless `--force_other_settings` is given.
+
+    python tools/publish_results.py --rerender results/paper
+
+re-renders a published folder's results.json (in the current schema), results.csv and
+report.md from its results.json alone (keras_edd.reporting.results_files
+.rewrite_text_outputs): nothing is recomputed, the figures are left as they are.
 """
 
 import json
@@ -27,6 +33,8 @@ import sys
 KEPT = (".json", ".csv", ".md", ".png", ".pdf")
 MARKER = ".published.json"
 FORCE_FLAG = "--force_other_settings"
+RERENDER_FLAG = "--rerender"
+TEXT_OUTPUTS = ("results.json", "results.csv", "report.md")
 
 
 def published_files(results):
@@ -131,14 +139,39 @@ def publish(run_dir, destination, *, force_other_settings=False, log=print):
     return names
 
 
+def rerender(destination, *, log=print):
+    """Re-render results.json, results.csv and report.md of a folder this tool published,
+    from its results.json alone (nothing recomputed); returns the names rewritten."""
+    from keras_edd.reporting import results_files  # loads matplotlib: only when asked
+    previous = _previous_publication(destination)
+    if previous is None:
+        raise SystemExit(f"destination {destination!r}: not a folder published by "
+                         f"tools/publish_results.py (no {MARKER})")
+    missing = [n for n in TEXT_OUTPUTS if n not in previous.get("files", [])]
+    if missing:
+        raise SystemExit(f"destination {destination!r}: its publication lacks {missing}")
+    try:
+        results_files.rewrite_text_outputs(destination)
+    except ValueError as exc:
+        raise SystemExit(f"destination {destination!r}: {exc}") from None
+    for name in TEXT_OUTPUTS:
+        log(f"rewrote {name}")
+    return list(TEXT_OUTPUTS)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     force = FORCE_FLAG in args
     args = [a for a in args if a != FORCE_FLAG]
-    if len(args) != 2:
-        sys.exit(f"usage: python tools/publish_results.py RUN_DIR DESTINATION [{FORCE_FLAG}]")
+    again = args[:1] == [RERENDER_FLAG]
+    if len(args) != 2 or (again and force) or (not again and RERENDER_FLAG in args):
+        sys.exit(f"usage: python tools/publish_results.py RUN_DIR DESTINATION [{FORCE_FLAG}]\n"
+                 f"       python tools/publish_results.py {RERENDER_FLAG} DESTINATION")
     try:
-        publish(args[0], args[1], force_other_settings=force)
+        if again:
+            rerender(args[1])
+        else:
+            publish(args[0], args[1], force_other_settings=force)
     except OSError as exc:
         sys.exit(f"tools/publish_results.py: error: {exc.strerror or exc}: "
                  f"{exc.filename or args[1]!r}")

@@ -16,11 +16,9 @@ of the deployed logits.
 Pure numpy on predictions; only `logit_statistics` runs a model.
 """
 
-import math
-
 import numpy as np
 
-from keras_edd import models
+from keras_edd import models, stats
 from keras_edd.attacks import perturbation_norms
 
 FILTER_STATEMENT = (
@@ -93,15 +91,11 @@ def success_upper_bound(rates, z=1.645):
 
     The true success rate is below it with 95 % confidence; None without inputs. A
     masking flag fires only when even this bound stays below the threshold, so 16
-    successes of 17 (94.1 %, bound 98.7 %) are not read as masking at 95 %.
+    successes of 17 (94.1 %, bound 98.7 %) are not read as masking at 95 %. The upper end
+    of the two-sided 90 % interval of keras_edd.stats (z = 1.645).
     """
-    n, p = rates["count"], success_rate(rates)
-    if not n or p is None:
-        return None
-    z2 = z * z
-    centre = p + z2 / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return min(1.0, (centre + spread) / (1 + z2 / n))
+    interval = stats.interval_of(success_rate(rates), rates["count"], z)
+    return None if interval is None else interval[1]
 
 
 def norm_summary(x, x_adv):

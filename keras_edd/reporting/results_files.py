@@ -35,16 +35,21 @@ import os
 
 from keras_edd.reporting import figures, tensorboard
 from keras_edd.reporting.markdown import markdown_report, quick_note
-from keras_edd import files
+from keras_edd import files, stats
+from keras_edd.results_schema import as_results, read_results, write_results
 
-# The columns added last (distortions of x_adv - x, crafting seconds) are empty on clean rows;
-# the earlier ones keep their order, so readers that index columns still work.
+# Columns are only ever added at the end (distortions of x_adv - x and crafting seconds, empty
+# on clean rows; then the 95 % Wilson interval of every rate column over `count`), so readers
+# that index columns still work.
+RATE_KEYS = ("recovered", "detected", "misclassified")
+INTERVAL_RATES = RATE_KEYS + ("attack_failed", "false_detection", "accuracy_detection_correct",
+                              "accuracy_rejection_error")
 CSV_COLUMNS = ("kind", "setting", "target", "source", "attack", "variant", "parameter", "value",
                "subset", "num_examples", "count", "recovered", "detected", "misclassified",
                "attack_failed", "mean_l0", "mean_l2", "mean_linf", "attack_seconds",
                "threshold", "false_detection", "accuracy_detection_correct",
-               "accuracy_rejection_error")
-RATE_KEYS = ("recovered", "detected", "misclassified")
+               "accuracy_rejection_error") + tuple(
+                   f"{rate}_{end}" for rate in INTERVAL_RATES for end in ("low", "high"))
 NORM_KEYS = ("mean_l0", "mean_l2", "mean_linf")
 
 
@@ -52,14 +57,23 @@ NORM_KEYS = ("mean_l0", "mean_l2", "mean_linf")
 
 
 def _rate_row(kind, setting, target, source, attack, variant, parameter, value, subset,
-              num_examples, rates, norms=None, seconds=None):
+              num_examples, rates=None, norms=None, seconds=None, **columns):
+    """A CSV row; `rates` (OutcomeRates) fill count and the rate columns, `columns` the
+    others by name; every rate column gets its 95 % Wilson interval over `count`
+    (<rate>_low, <rate>_high)."""
     norms = norms or {}
-    return {"kind": kind, "setting": setting, "target": target, "source": source,
-            "attack": attack, "variant": variant, "parameter": parameter, "value": value,
-            "subset": subset, "num_examples": num_examples, "count": rates.get("count"),
-            **{k: rates.get(k) for k in RATE_KEYS}, "attack_failed": rates.get("attack_failed"),
-            **{k: norms.get(k) for k in NORM_KEYS}, "attack_seconds": seconds,
-            **{k: rates.get(k) for k in CSV_COLUMNS[-4:]}}
+    row = {"kind": kind, "setting": setting, "target": target, "source": source,
+           "attack": attack, "variant": variant, "parameter": parameter, "value": value,
+           "subset": subset, "num_examples": num_examples,
+           **{k: norms.get(k) for k in NORM_KEYS}, "attack_seconds": seconds}
+    if rates is not None:
+        row.update(count=rates.count, **{k: rates.rate(k) for k in RATE_KEYS},
+                   attack_failed=getattr(rates, "attack_failed", None))
+    row.update(columns)
+    for rate in INTERVAL_RATES:  # from the rate and its count alone
+        interval = stats.interval_of(row.get(rate), row.get("count"))
+        row[f"{rate}_low"], row[f"{rate}_high"] = interval or (None, None)
+    return {k: row.get(k) for k in CSV_COLUMNS}
 
 
 def _worst_case_rows(results):
@@ -67,16 +81,14 @@ def _worst_case_rows(results):
     unfiltered over every attacked digit, and *_common over the digits every attack
     covered."""
     rows = []
-    for w in results.get("worst_case", []):
+    for w in results.worst_case:
         for subset, rates, n in (
-                ("filtered", w["filtered"], w["num_examples"]),
-                ("unfiltered", w["unfiltered"], w["num_examples"]),
-                ("filtered_common", w["all_attacks"]["filtered"],
-                 w["all_attacks"]["num_examples"]),
-                ("unfiltered_common", w["all_attacks"]["unfiltered"],
-                 w["all_attacks"]["num_examples"])):
-            rows.append(_rate_row("worst_case", w["setting"], w["target"], w["source"],
-                                  w["attack"], w["variant"], "", "", subset, n, rates))
+                ("filtered", w.filtered, w.num_examples),
+                ("unfiltered", w.unfiltered, w.num_examples),
+                ("filtered_common", w.common["filtered"], w.common_num_examples),
+                ("unfiltered_common", w.common["unfiltered"], w.common_num_examples)):
+            rows.append(_rate_row("worst_case", w.setting, w.target, w.source, w.attack,
+                                  w.variant, "", "", subset, n, rates))
     return rows
 
 
@@ -85,53 +97,50 @@ def _fixed_fpr_rows(results):
     false-detection target (or 'argmax'); clean rows (kind at_fixed_fpr_clean) give tau,
     the test set's false detection and clean accuracy."""
     rows = []
-    for target, t in (results.get("at_fixed_fpr") or {}).get("targets", {}).items():
-        for label, th in t["thresholds"].items():
+    targets = results.at_fixed_fpr.targets if results.at_fixed_fpr else {}
+    for target, t in targets.items():
+        for label, th in t.thresholds.items():
             rows.append(_rate_row("at_fixed_fpr_clean", "clean", target, "", "", "", "", "",
-                                  label, th["count"], {
-                                      "count": th["count"], "threshold": th["threshold"],
-                                      "false_detection": th["false_detection"],
-                                      "accuracy_rejection_error": th["clean_accuracy"]}))
-        for r in t["rows"]:
-            for label, at in r["at"].items():
-                rows.append(_rate_row("at_fixed_fpr", r["setting"], target, r["source"],
-                                      r["attack"], r["variant"], "", "", label,
-                                      r["num_examples"], {
-                                          "count": at["count"],
-                                          "threshold": t["thresholds"][label]["threshold"],
-                                          "accuracy_detection_correct": at["detection_correct"],
-                                          "accuracy_rejection_error": at["rejection_error"]}))
+                                  label, th.count, count=th.count, threshold=th.threshold,
+                                  false_detection=th.false_detection,
+                                  accuracy_rejection_error=th.clean_accuracy))
+        for r in t.rows:
+            for label, at in r.at.items():
+                rows.append(_rate_row("at_fixed_fpr", r.setting, target, r.source, r.attack,
+                                      r.variant, "", "", label, r.num_examples, count=at.count,
+                                      threshold=t.thresholds[label].threshold,
+                                      accuracy_detection_correct=at.detection_correct,
+                                      accuracy_rejection_error=at.rejection_error))
     return rows
 
 
 def result_rows(results):
-    """Every rate in `results` as a flat row (dicts with CSV_COLUMNS keys).
+    """Every rate in `results` (a Results or its dict) as a flat row (dicts with
+    CSV_COLUMNS keys).
 
     Attack and sweep rows also carry the mean L0 / L2 / L_inf of x_adv - x over all
     attacked inputs (`norms` in results.json, the same in both subsets) and the
     attack's crafting seconds; clean rows leave those empty.
     """
+    results = as_results(results)
     rows = []
-    for name, model in results.get("models", {}).items():
+    for name, model in results.models.items():
         for subset in ("clean_test_set", "clean_attacked"):
-            clean = model[subset]
-            rates = {"count": clean["count"], "recovered": clean["accuracy"],
-                     "detected": clean["detected"], "misclassified": clean["misclassified"]}
+            clean = getattr(model, subset)
             rows.append(_rate_row("clean", "clean", name, "", "", "", "", "", subset,
-                                  clean["count"], rates))
-    for e in results.get("evaluations", []):
+                                  clean.count, clean))
+    for e in results.evaluations:
         for subset in ("filtered", "unfiltered"):
-            rows.append(_rate_row("attack", e["setting"], e["target"], e["source"], e["attack"],
-                                  e["variant"], e["parameter"], e["value"], subset,
-                                  e["num_examples"], e[subset], e.get("norms"),
-                                  e.get("attack_seconds")))
-    for s in results.get("sweeps", []):
-        for point in s["points"]:
+            rows.append(_rate_row("attack", e.setting, e.target, e.source, e.attack,
+                                  e.variant, e.parameter, e.value, subset, e.num_examples,
+                                  getattr(e, subset), e.norms, e.attack_seconds))
+    for s in results.sweeps:
+        for point in s.points:
             for subset in ("filtered", "unfiltered"):
-                rows.append(_rate_row("sweep", "whitebox", s["target"], s["target"], s["attack"],
-                                      s["variant"], s["parameter"], point["value"], subset,
-                                      s["num_examples"], point[subset], point.get("norms"),
-                                      point.get("attack_seconds")))
+                rows.append(_rate_row("sweep", "whitebox", s.target, s.target, s.attack,
+                                      s.variant, s.parameter, point.value, subset,
+                                      s.num_examples, getattr(point, subset), point.norms,
+                                      point.attack_seconds))
     return rows + _worst_case_rows(results) + _fixed_fpr_rows(results)
 
 
@@ -158,16 +167,21 @@ def write_csv(path, rows):
 def write_report(run_dir, results, images=None):
     """Write every output of an evaluation into `run_dir`; results.json last.
 
-    Each figure is written as a PNG (200 dpi) and a PDF (vector) of the same name;
-    a --preset=quick run marks them, and report.md, as illustrative (quick_note).
+    `results` is a Results (keras_edd.results_schema) or its dict; every file is rendered
+    from the one typed object, and results.json is written by its one writer
+    (results_schema.write_results). Returns the dict written to results.json. Each figure is
+    written as a PNG (200 dpi) and a PDF (vector) of the same name; a --preset=quick run
+    marks them, and report.md, as illustrative (quick_note).
     """
+    typed = as_results(results)
     os.makedirs(run_dir, exist_ok=True)
     written = ["results.json", "results.csv"]
-    write_csv(os.path.join(run_dir, "results.csv"), result_rows(results))
+    write_csv(os.path.join(run_dir, "results.csv"), result_rows(typed))
+    data = typed.to_dict()  # the figures and TensorBoard read results.json's dict
     # Each panel of the rate figures ends with its "any attack" bar (keras_edd.evaluation.worst_case).
-    entries = results.get("evaluations", []) + results.get("worst_case", [])
-    threshold = results.get("evaluation_settings", {}).get("masking_threshold")
-    note = quick_note(results)
+    entries = data["evaluations"] + data["worst_case"]
+    threshold = data.get("evaluation_settings", {}).get("masking_threshold")
+    note = quick_note(typed)
 
     def path(name):
         return os.path.join(run_dir, name)
@@ -178,17 +192,28 @@ def write_report(run_dir, results, images=None):
     if figures.plot_blackbox([e for e in entries if e["setting"] == "blackbox"],
                              path("blackbox.png"), note=note):
         written += ["blackbox.png", "blackbox.pdf"]
-    if figures.plot_sweeps(results.get("sweeps", []), path("sweeps.png"), threshold, note=note):
+    if figures.plot_sweeps(data["sweeps"], path("sweeps.png"), threshold, note=note):
         written += ["sweeps.png", "sweeps.pdf"]
-    if figures.plot_roc(results.get("detection"), path("roc.png"), path("roc.pdf"), note=note):
+    if figures.plot_roc(data.get("detection"), path("roc.png"), path("roc.pdf"), note=note):
         written += ["roc.png", "roc.pdf"]
     written += ["report.md", "logs/evaluation"]
-    results["files"] = written
-    text = markdown_report(results)
-    tensorboard.write_evaluation(path(os.path.join("logs", "evaluation")), results, images, text)
+    typed = typed.replace(files=written)
+    data["files"] = written
+    text = markdown_report(typed)
+    tensorboard.write_evaluation(path(os.path.join("logs", "evaluation")), data, images, text)
     files.atomic_write(path("report.md"), lambda f: f.write(text))
-    files.write_json(path("results.json"), results)
-    return results
+    return write_results(path("results.json"), typed)
+
+
+def rewrite_text_outputs(run_dir):
+    """Re-render results.json (in the current schema), results.csv and report.md of a
+    finished evaluation from its results.json alone: nothing is recomputed, the figures
+    and TensorBoard logs are left as they are. Returns the dict written."""
+    typed = read_results(os.path.join(run_dir, "results.json"))
+    write_csv(os.path.join(run_dir, "results.csv"), result_rows(typed))
+    text = markdown_report(typed)
+    files.atomic_write(os.path.join(run_dir, "report.md"), lambda f: f.write(text))
+    return write_results(os.path.join(run_dir, "results.json"), typed)
 
 
 def read_csv(path):

@@ -1,73 +1,10 @@
-"""Rates with their uncertainty: k successes out of n, and a 95 % Wilson interval.
+"""Rates with their uncertainty: `Rate` (k of n) and `wilson_interval`.
 
-Light (no TensorFlow). A `Rate` holds only the counts; its value and interval
-are derived, so a rate and its interval can never disagree.
-
-Wilson score interval (Wilson 1927; Newcombe 1998, method 3), for p = k / n and
-z the normal quantile (1.959964 for 95 %):
-  centre     = (p + z^2 / (2n)) / (1 + z^2 / n)
-  half-width = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / (4 n^2))
-It stays inside [0, 1] and is not degenerate at k = 0 or k = n, unlike the
-normal-approximation interval p +- z sqrt(p (1 - p) / n).
+They live in keras_edd.stats, the one implementation of the Wilson interval that every
+layer uses (results.json, results.csv, report.md, the masking check); imported here so
+`keras_edd.robustness.rates` keeps working.
 """
 
-import dataclasses
-import math
-import numbers
+from keras_edd.stats import Z_95, Rate, wilson_interval
 
-# Two-sided 95 %: the 0.975 quantile of the standard normal distribution.
-Z_95 = 1.959963984540054
-
-
-def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval (low, high) of the proportion k / n; see the module docstring."""
-    k, n = _check_counts(k, n)
-    if not (isinstance(z, numbers.Real) and math.isfinite(z) and z > 0):
-        raise ValueError(f"z={z!r}: expected a finite real number > 0")
-    p = k / n
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z / denominator * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _check_counts(k, n):
-    for name, value in (("k", k), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{name}={value!r}: expected an integer count")
-    if n < 1:
-        raise ValueError(f"n={n!r}: a rate needs at least one trial (n >= 1)")
-    if not 0 <= k <= n:
-        raise ValueError(f"k={k!r}: allowed range is [0, n] = [0, {n}]")
-    return int(k), int(n)
-
-
-@dataclasses.dataclass(frozen=True)
-class Rate:
-    """k of n: `value` = k / n and `interval` = its 95 % Wilson interval."""
-    k: int
-    n: int
-
-    def __post_init__(self):
-        k, n = _check_counts(self.k, self.n)
-        object.__setattr__(self, "k", k)
-        object.__setattr__(self, "n", n)
-
-    @property
-    def value(self) -> float:
-        return self.k / self.n
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.k, self.n)
-
-    def __float__(self) -> float:
-        return self.value
-
-    def __str__(self) -> str:
-        low, high = self.interval
-        return f"{self.value:.2%} [{low:.2%}, {high:.2%}] ({self.k}/{self.n})"
-
-    def to_dict(self) -> dict:
-        low, high = self.interval
-        return {"k": self.k, "n": self.n, "value": self.value, "low": low, "high": high}
+__all__ = ["Rate", "Z_95", "wilson_interval"]

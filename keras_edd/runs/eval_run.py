@@ -55,8 +55,8 @@ def finish_run(run_dir, results, images, config, dataset, t_start, kind, seeds=N
     """Add the run's context to `results` and write the report (results.json last; on
     the chief only, for a multi-worker `distribution`)."""
     results.update(run_context(run_dir, config, dataset, t_start, kind, seeds, distribution))
-    if distribution.is_chief:
-        results_files.write_report(run_dir, results, images)
+    if distribution.is_chief:  # the dict written to results.json, in the current schema
+        results = results_files.write_report(run_dir, results, images)
     return results
 
 
