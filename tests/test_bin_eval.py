@@ -398,9 +398,11 @@ def test_eval_binaries_on_the_reproduced_models(reproduced, tmp_path):
     assert [(e["attack"], e["variant"]) for e in results["evaluations"]] == [
         ("fgsm", "plain"), ("fgsm", "adaptive")]
     assert results["models"]["target"]["sha256"] and results["sweeps"]
-    # --preset=paper is recorded; its values fill the flags not given (no CW cap).
+    # --preset=paper is recorded; the settings are those of the attacks that ran (FGSM).
     assert results["settings"]["preset"] == "paper"
-    assert results["settings"]["evaluation"]["num_examples_cw"] is None
+    assert results["settings"]["evaluation"]["attack"]["fgsm_eps"] == 0.2
+    assert not any(key.startswith("cw") for key in results["settings"]["evaluation"]["attack"])
+    assert "num_examples_cw" not in results["settings"]["evaluation"]
     assert results["settings"]["evaluation"]["num_examples"] == 12
     assert "num_examples_extra" not in results["settings"]["evaluation"]  # reproduce only
     _assert_rates_consistent(results, run_dir)
