@@ -63,3 +63,26 @@ def test_markdown_tables():
     assert len(lines) == 3  # no cw row: no seed has it
     clean = ss.clean_table({"undefended": {0: 0.9865, 4: 0.9847, 5: 0.9863}})
     assert clean.splitlines()[2] == "| f | 98.65 | 98.47 | 98.63 | 98.58 ± 0.10 | 99.19 |"
+
+
+def test_the_readme_seed_tables_are_the_committed_results():
+    """Every README seed block is what tools/seed_tables.py renders from results/paper,
+    results/seeds and the paper collection's MANIFEST (rerun it after a seed run lands)."""
+    import os
+
+    from conftest import REPO, load_tool
+    from keras_edd.reporting import readme_tables
+
+    tool = load_tool("seed_tables")
+    text = open(os.path.join(REPO, "README.md")).read()
+    blocks = tool.blocks(REPO)
+    assert set(blocks) == {"seeds-clean", "seeds-undefended", "seeds-extended"}
+    for name, body in blocks.items():
+        begin = readme_tables.begin_marker(name, "README.md", ss.SEED_TOOL)
+        assert f"{begin}\n{body}\n{readme_tables.end_marker(name)}" in text, name
+    assert "| f^d | 98.28 |" in blocks["seeds-clean"]  # seed 0 from results/paper
+
+
+def test_a_stray_folder_under_results_seeds_is_refused():
+    with pytest.raises(ValueError, match="'whitebox-extended': expected a seed run"):
+        ss.seed_blocks({"evaluations": []}, {"whitebox-extended": {"evaluations": []}}, {})

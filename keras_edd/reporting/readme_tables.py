@@ -279,19 +279,21 @@ def all_tables(results):
     ]
 
 
-def begin_marker(name, source=DEFAULT_SOURCE):
-    return f"<!-- {name}: python tools/readme_tables.py {source} -->"
+def begin_marker(name, source=DEFAULT_SOURCE, tool="tools/readme_tables.py"):
+    """The line opening a generated block: its name and the command that makes it."""
+    return f"<!-- {name}: python {tool} {source} -->"
 
 
 def end_marker(name):
     return f"<!-- end {name} -->"
 
 
-def update_readme(text, results, source=DEFAULT_SOURCE, blocks=None):
+def update_readme(text, results, source=DEFAULT_SOURCE, blocks=None,
+                  tool="tools/readme_tables.py"):
     """`text` with every generated block present in it replaced by the one from `results`
     (`blocks`: the name -> text to use, readme_blocks(results) by default)."""
     for name, body in (readme_blocks(results) if blocks is None else blocks).items():
-        begin, end = begin_marker(name, source), end_marker(name)
+        begin, end = begin_marker(name, source, tool), end_marker(name)
         if begin in text and end in text:
             head, rest = text.split(begin, 1)
             _, tail = rest.split(end, 1)

@@ -133,3 +133,47 @@ def rates_table(cells, role, attacks, rates=RATES):
             if any(row):
                 lines.append(f"| {attack} ({variant}) | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- the README blocks
+
+FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd", "apgd_ce", "apgd_t")
+SEED_TOOL = "tools/seed_tables.py"  # the README blocks' command: SEED_TOOL README.md
+
+
+def run_role_seed(name):
+    """'whitebox-extended-s4' -> ('extended', 4); None for another folder name."""
+    parts = name.split("-")
+    if len(parts) != 3 or parts[0] not in ("whitebox", "blackbox") or \
+            parts[1] not in ROLE_NAMES or not parts[2].startswith("s") or \
+            not parts[2][1:].isdigit():
+        return None
+    return parts[1], int(parts[2][1:])
+
+
+def seed_blocks(paper, seed_runs, manifest_models):
+    """The README's seed tables: name -> markdown.
+
+    paper: results/paper's results.json (training seed 0); seed_runs: {folder name under
+    results/seeds: its results.json}; manifest_models: saved_models/paper/MANIFEST.json's
+    "models" (clean test accuracy of each role, "<role>_s<seed>" for seeds other than 0).
+    """
+    cells = {}
+    for role in ROLE_NAMES:
+        collect(paper, role, 0, cells)
+    for name, results in sorted(seed_runs.items()):
+        role_seed = run_role_seed(name)
+        if role_seed is None:
+            raise ValueError(f"{name!r}: expected a seed run named "
+                             "(whitebox|blackbox)-(undefended|extended)-s<seed>")
+        collect(results, *role_seed, cells)
+    table = statistics(cells)
+    accuracy = {role: {} for role in ROLE_NAMES}
+    for key, info in manifest_models.items():
+        role, _, seed = key.partition("_s")
+        if role in accuracy and (not seed or seed.isdigit()):
+            accuracy[role][int(seed or info.get("seed", 0))] = info["clean_test_accuracy"]
+    return {"seeds-clean": clean_table(accuracy),
+            "seeds-undefended": rates_table(table, "undefended", FIGURE_1_ATTACKS,
+                                            rates=("misclassified",)),
+            "seeds-extended": rates_table(table, "extended", FIGURE_1_ATTACKS)}
