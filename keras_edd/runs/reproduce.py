@@ -3,8 +3,9 @@
 Trains (or reuses, through keras_edd.runs.train_run with bin/train's run names) the
 undefended model f, extended distillation, the defensive-distillation baseline
 and the black-box surrogates U and D, and (keras_edd.runs.substitute_run) one
-surrogate J per target, then evaluates them all with keras_edd.evaluation.engine and
-writes one report.
+surrogate J per target, then evaluates them all with keras_edd.evaluation.engine, adds
+AutoAttack's standard evaluation and a robustness curve per target
+(keras_edd.runs.standard_run) and writes one report.
 """
 
 import dataclasses
@@ -17,7 +18,7 @@ from keras_edd import distribute, files, pretrained
 from keras_edd.config import DefenseConfig
 from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec
-from keras_edd.runs import run_dirs, substitute_run, train_run
+from keras_edd.runs import run_dirs, standard_run, substitute_run, train_run
 from keras_edd.runs.eval_run import announce, crafts_dir, finish_run, open_shared_run
 from keras_edd.runs.run_config import RunConfig
 from keras_edd.validation import check_batch_size
@@ -110,6 +111,7 @@ def run_reproduce(config):
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     config.evaluation.attack.check_input_shape(dataset.input_shape)
+    standard_run.check_test_size(config, dataset)
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
     run_dirs.check_writable_dir(config.resolved_model_dir, "model_dir")
@@ -143,6 +145,10 @@ def run_reproduce(config):
                                       progress=config.progress, cache_dir=crafts_dir(run_dir),
                                       distribution=dist)
     substitute_run.add_to_results(results, substitutes)
+    if config.standard and dist.is_chief:  # one device; the other workers write nothing
+        sections, stage_seconds = standard_run.run_stages(config, dataset, targets, run_dir)
+        results.update(sections)
+        results["stage_seconds"].update(stage_seconds)
     results["training"] = training_report
     # Per model: the training run's own recorded seconds (also when reused here).
     results["stage_seconds"]["training"] = {
