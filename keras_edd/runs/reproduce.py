@@ -18,6 +18,7 @@ from keras_edd import distribute, files, pretrained
 from keras_edd.config import DefenseConfig
 from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec
+from keras_edd.reporting import results_files
 from keras_edd.runs import run_dirs, standard_run, substitute_run, train_run
 from keras_edd.runs.eval_run import announce, crafts_dir, finish_run, open_shared_run
 from keras_edd.runs.run_config import RunConfig
@@ -122,6 +123,8 @@ def run_reproduce(config):
                                        os.path.join(config.output_dir, run_name))
     run_dir, done = open_shared_run(dist, config.output_dir, run_name, config.to_dict())
     if done:
+        if config.standard and "standard" not in done and dist.is_chief:
+            return _add_standard_stages(config, dataset, run_configs, run_dir, done)
         return done
     announce(config, run_dir)
     t = time.perf_counter()
@@ -158,6 +161,24 @@ def run_reproduce(config):
                           "reused": t["reused"]} for role, t in training_report.items()}}
     return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds,
                       distribution=dist)
+
+
+def _add_standard_stages(config, dataset, run_configs, run_dir, done):
+    """A run finished before bin/reproduce had the standard evaluation: reuse its models
+    (nothing is trained), compute only the standard evaluations and robustness curves
+    (keras_edd.runs.standard_run) and write the report again from its results.json with
+    them; every other number stays as recorded."""
+    t_start = time.perf_counter()
+    announce(config, run_dir)
+    if config.progress:
+        print("finished run without the standard evaluation: adding it", flush=True)
+    specs, _ = _train_models(config, dataset, run_configs)
+    sections, stage_seconds = standard_run.run_stages(config, dataset,
+                                                      [specs[r] for r in TARGETS], run_dir)
+    results = {**done, **sections,
+               "stage_seconds": {**done.get("stage_seconds", {}), **stage_seconds},
+               "wall_seconds": done.get("wall_seconds", 0.0) + time.perf_counter() - t_start}
+    return results_files.write_report(run_dir, results)
 
 
 def _train_models(config, dataset, run_configs):
