@@ -369,6 +369,8 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     first = next(e for e in results["evaluations"] if e["filtered"]["count"])
     assert f"recovered {first['filtered']['recovered']:.3f}" in result.stdout
     _assert_standard_sections(results, run_dir)
+    # ... and prints the standard evaluation's summary of each target.
+    assert result.stdout.count("robust (all attacks)") == len(TARGETS)
 
 
 def _assert_standard_sections(results, run_dir):
