@@ -14,7 +14,8 @@ misspelt field is a TypeError, a value no flag can express (e.g. two models that
 `paper`: the settings of Papernot & McDaniel (2017), spelled out so that they do not move
 with the defaults. FGSM, PGD, JSMA and CW run on the first 1,000 test digits (no
 per-attack caps) on the paper's models; CW-Adam (100) and Square (200) keep their caps,
-and the slow attacks on the models beyond the paper get 100. Sweeps: FGSM / PGD eps and
+and the slow attacks on the models beyond the paper get 100; AutoAttack's standard
+evaluation at L_inf 0.3 on 1,000 digits per target, robustness curves on 200. Sweeps: FGSM / PGD eps and
 JSMA Gamma on 200 digits; no CW kappa sweep: 3 values x 200 digits would add 60 % to the
 CW work, the largest part of the evaluation, and CW, a logit-margin attack, is not what a
 saturated softmax masks. `quick`: a few-minute demo on the bundled MNIST sample.
@@ -83,6 +84,8 @@ QUICK = _checked("quick", ReproduceConfig(
             "apgd_t": _attack("apgd_t", nb_iter=20, nb_targets=3)})),
     # Surrogate J: 30 -> 120 points, 2 epochs a round (the paper's 150 -> 9,600 takes minutes).
     substitute=SubstituteConfig(initial=30, rounds=2, epochs_per_round=2),
+    # AutoAttack's standard evaluation at its full defaults, on few digits.
+    standard_num_examples=50, curve_num_examples=20,
     preset="quick"))
 
 _PAPER_MODELS = dict(teacher_epochs=6, mc_passes=20, alpha=0.9)
@@ -117,6 +120,9 @@ PAPER = _checked("paper", ReproduceConfig(
     # periodic step tau = 3, 10 epochs a round.
     substitute=SubstituteConfig(initial=150, rounds=6, lam=0.1, tau=3, epochs_per_round=10,
                                 batch_size=128),
+    # AutoAttack's standard evaluation at its MNIST budget (L_inf 0.3) on the first 1,000
+    # test digits, as published robust accuracies are; robustness curves (FAB, FAB-T) on 200.
+    standard_eps=0.3, standard_num_examples=1000, curve_num_examples=200,
     preset="paper"))
 
 PRESETS = {"quick": QUICK, "paper": PAPER}

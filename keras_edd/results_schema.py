@@ -15,6 +15,13 @@ README tables, the runs) reads the same typed object instead of string keys.
       sweeps: Sweep              a budget sweep: `SweepPoint`s and the masking verdict
       worst_case: WorstCase      the "any attack" row of a target and threat model
       at_fixed_fpr: FixedFpr     accuracy at a fixed clean false-detection rate
+      standard[target]: StandardEvaluation
+                                 AutoAttack's standard evaluation of a target
+                                 (keras_edd.evaluate; bin/reproduce); written only
+                                 when computed (absent reads as {})
+      robustness_curves[target]: CurveRecord
+                                 its robustness curve (keras_edd.robustness_curve);
+                                 written only when computed
       detection, settings, training, dataset, ...: as recorded (`Results.rest`)
 
 Rates. `OutcomeRates` holds `count` (the n of the rates; 0 when nothing was counted, then
@@ -32,6 +39,8 @@ the rate and n on writing and ignored on reading, so it never disagrees with the
     detection                  entries' `at_fpr` points (tpr, fpr) over the entry's
                                `count`; targets' `at_threshold` points (clean_accuracy,
                                flagged) over the target's `num_examples`
+    standard, robustness_curves  each rate as {k, n, value, low, high} (keras_edd.stats.Rate:
+                               only k and n are read)
 
 Reading. `Results.from_dict` accepts any results.json written since the first evaluation
 (a file without `schema_version` is version 0: the same fields, untyped); a missing
@@ -48,7 +57,8 @@ from keras_edd import files, stats
 
 # 1: the typed schema (`schema_version` written into results.json).
 # 2: every rate carries its 95 % Wilson interval (`wilson95`), derived from the rate and its n.
-SCHEMA_VERSION = 2
+# 3: `standard` and `robustness_curves` per target (absent, as in older files: not computed).
+SCHEMA_VERSION = 3
 INTERVALS = "wilson95"
 
 
@@ -437,6 +447,156 @@ class FixedFpr:
                 "targets": {name: t.to_dict() for name, t in self.targets.items()}}
 
 
+# ------------------------------------------- the standard evaluation and robustness curves
+
+
+def _count_rate(data, where):
+    """A keras_edd.stats.Rate from its dict {k, n, ...} (value and interval are derived)."""
+    data = _object(data, where)
+    try:
+        return stats.Rate(_required(data, "k", where), _required(data, "n", where))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+_THRESHOLD_RATES = ("false_detection", "clean_accuracy", "robust_accuracy_detection_correct",
+                    "robust_accuracy_rejection_error")
+
+
+@dataclasses.dataclass(frozen=True)
+class StandardThreshold:
+    """The outlier class as a detector at one clean false-detection rate (tau chosen on
+    the clean digits; keras_edd.robustness.ThresholdResult): Rates over the digits."""
+    target_false_detection: float
+    tau: float
+    false_detection: stats.Rate
+    clean_accuracy: stats.Rate
+    robust_accuracy_detection_correct: stats.Rate
+    robust_accuracy_rejection_error: stats.Rate
+
+    @classmethod
+    def from_dict(cls, data, where="threshold"):
+        data = _object(data, where)
+        return cls(target_false_detection=_required(data, "target_false_detection", where),
+                   tau=_required(data, "tau", where),
+                   **{k: _count_rate(_required(data, k, where), f"{where}.{k}")
+                      for k in _THRESHOLD_RATES})
+
+    def to_dict(self):
+        return {"target_false_detection": self.target_false_detection, "tau": self.tau,
+                **{k: getattr(self, k).to_dict() for k in _THRESHOLD_RATES}}
+
+
+@dataclasses.dataclass(frozen=True)
+class StandardEvaluation:
+    """AutoAttack's standard evaluation of one target (keras_edd.evaluate's
+    RobustnessResult.to_dict()): clean and robust accuracy, the cumulative robust accuracy
+    after each attack in the order run, and with an outlier class the thresholds. The
+    per-digit arrays, settings, checks and warnings are kept as recorded (`rest`)."""
+    model: str
+    norm: str
+    eps: float
+    n: int
+    attacks: tuple
+    outlier_class: int | None
+    clean_accuracy: stats.Rate
+    robust_accuracy: stats.Rate
+    robust_accuracy_by_attack: dict  # attack name -> Rate, in the order run
+    thresholds: tuple = ()           # StandardThreshold
+    seconds: float | None = None
+    rest: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, where="standard"):
+        data = _object(data, where)
+        by_attack = _object(_required(data, "robust_accuracy_by_attack", where),
+                            f"{where}.robust_accuracy_by_attack")
+        return cls(**{k: _required(data, k, where) for k in ("model", "norm", "eps", "n")},
+                   attacks=tuple(_required(data, "attacks", where)),
+                   outlier_class=data.get("outlier_class"),
+                   clean_accuracy=_count_rate(_required(data, "clean_accuracy", where),
+                                              f"{where}.clean_accuracy"),
+                   robust_accuracy=_count_rate(_required(data, "robust_accuracy", where),
+                                               f"{where}.robust_accuracy"),
+                   robust_accuracy_by_attack={
+                       name: _count_rate(rate, f"{where}.robust_accuracy_by_attack.{name}")
+                       for name, rate in by_attack.items()},
+                   thresholds=tuple(StandardThreshold.from_dict(t, f"{where}.thresholds[{i}]")
+                                    for i, t in enumerate(data.get("thresholds") or [])),
+                   seconds=data.get("seconds"), rest=_rest(data, _names(cls)))
+
+    def threshold(self, false_detection):
+        """The StandardThreshold chosen at this clean false-detection rate, or None."""
+        return next((t for t in self.thresholds
+                     if abs(t.target_false_detection - false_detection) < 1e-12), None)
+
+    def to_dict(self):
+        return {**_plain(self.rest), "model": self.model, "norm": self.norm, "eps": self.eps,
+                "n": self.n, "attacks": list(self.attacks), "outlier_class": self.outlier_class,
+                "clean_accuracy": self.clean_accuracy.to_dict(),
+                "robust_accuracy": self.robust_accuracy.to_dict(),
+                "robust_accuracy_by_attack": {name: rate.to_dict() for name, rate
+                                              in self.robust_accuracy_by_attack.items()},
+                "thresholds": [t.to_dict() for t in self.thresholds], "seconds": self.seconds}
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveRecord:
+    """A target's robustness curve (keras_edd.robustness_curve's RobustnessCurve.to_dict()):
+    robust accuracy (a Rate) at each radius of `eps_grid`, and the median eps* (inf: more
+    than half of the digits never broken, null in JSON). Has the attributes
+    keras_edd.reporting.robustness_curve_figure draws. Per-digit eps* and the rest as
+    recorded (`rest`)."""
+    model: str
+    norm: str
+    n: int
+    attacks: tuple
+    outlier_class: int | None
+    clean_accuracy: stats.Rate
+    eps_grid: tuple          # float, increasing
+    robust_accuracy: tuple   # Rate per radius
+    median_eps: float
+    seconds: float | None = None
+    rest: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, where="robustness curve"):
+        data = _object(data, where)
+        points = _required(data, "curve", where)
+        median = data.get("median_eps")
+        return cls(**{k: _required(data, k, where) for k in ("model", "norm", "n")},
+                   attacks=tuple(_required(data, "attacks", where)),
+                   outlier_class=data.get("outlier_class"),
+                   clean_accuracy=_count_rate(_required(data, "clean_accuracy", where),
+                                              f"{where}.clean_accuracy"),
+                   eps_grid=tuple(float(_required(p, "eps", f"{where}.curve[{i}]"))
+                                  for i, p in enumerate(points)),
+                   robust_accuracy=tuple(_count_rate(p, f"{where}.curve[{i}]")
+                                         for i, p in enumerate(points)),
+                   median_eps=float("inf") if median is None else float(median),
+                   seconds=data.get("seconds"), rest=_rest(data, _names(cls) | {"curve"}))
+
+    def at(self, eps):
+        """The robust accuracy (Rate) at the grid radius `eps`, or None when the grid does
+        not hold it."""
+        return next((rate for value, rate in zip(self.eps_grid, self.robust_accuracy)
+                     if abs(value - eps) <= 1e-9 * max(1.0, abs(eps))), None)
+
+    def to_dict(self):
+        return {**_plain(self.rest), "model": self.model, "norm": self.norm, "n": self.n,
+                "attacks": list(self.attacks), "outlier_class": self.outlier_class,
+                "clean_accuracy": self.clean_accuracy.to_dict(),
+                "curve": [{"eps": eps, **rate.to_dict()}
+                          for eps, rate in zip(self.eps_grid, self.robust_accuracy)],
+                "median_eps": None if self.median_eps == float("inf") else self.median_eps,
+                "seconds": self.seconds}
+
+
+def _per_target(data, key, cls):
+    section = _object(data.get(key) or {}, f"results.{key}")
+    return {name: cls.from_dict(entry, f"{key}.{name}") for name, entry in section.items()}
+
+
 # ------------------------------------------------------------------------------ models
 
 
@@ -492,6 +652,8 @@ class Results:
     sweeps: tuple = ()    # Sweep
     worst_case: tuple = ()  # WorstCase
     at_fixed_fpr: FixedFpr | None = None
+    standard: dict = dataclasses.field(default_factory=dict)  # target -> StandardEvaluation
+    robustness_curves: dict = dataclasses.field(default_factory=dict)  # target -> CurveRecord
     num_examples: dict = dataclasses.field(default_factory=dict)
     warnings: tuple = ()
     schema_version: int = SCHEMA_VERSION
@@ -519,6 +681,8 @@ class Results:
             worst_case=tuple(WorstCase.from_dict(w, f"worst_case[{i}]")
                              for i, w in enumerate(data.get("worst_case", []))),
             at_fixed_fpr=None if fixed is None else FixedFpr.from_dict(fixed),
+            standard=_per_target(data, "standard", StandardEvaluation),
+            robustness_curves=_per_target(data, "robustness_curves", CurveRecord),
             num_examples=dict(data.get("num_examples", {})),
             warnings=tuple(data.get("warnings", [])),
             rest=_rest(data, _names(cls)))
@@ -545,6 +709,9 @@ class Results:
                    num_examples=_plain(self.num_examples), warnings=list(self.warnings))
         if self.at_fixed_fpr is not None:
             out["at_fixed_fpr"] = self.at_fixed_fpr.to_dict()
+        for key in ("standard", "robustness_curves"):  # absent: not computed (as before 3)
+            if getattr(self, key):
+                out[key] = {name: entry.to_dict() for name, entry in getattr(self, key).items()}
         if isinstance(out.get("detection"), dict):
             out["detection"] = _detection_with_intervals(out["detection"])
         return out

@@ -70,6 +70,10 @@ def model_file(tmp_path):
     ("reproduce", ["--epochs=0"], "epochs=0"),
     ("reproduce", ["--alpha=1.5"], "alpha=1.5"),
     ("reproduce", ["--distillation_temperature=0"], "distillation_temperature=0.0"),
+    ("reproduce", ["--standard_eps=0"], "standard_eps=0.0: allowed range is (0.0, 1.0]"),
+    ("reproduce", ["--curve_num_examples=0"], "curve_num_examples=0"),
+    ("reproduce", ["--quick", "--test_limit=40", "--num_examples=8"],
+     "standard_num_examples=50: the test set holds 40 digits; allowed is 1 to 40"),
     ("reproduce", ["--quick", "--num_examples_cw=-1"], "num_examples_cw=-1"),
     ("reproduce", ["--run_name=../escape"], "run_name='../escape'"),
     ("reproduce", ["--preset=fast"], "preset='fast': allowed values are quick, paper"),
@@ -116,6 +120,9 @@ def test_flag_names_of_every_binary_are_kept():
     assert model_flags | {"distillation_temperature", "model_dir"} <= names["reproduce"]
     # Only bin/reproduce has models beyond the paper's Figure 1 to cap.
     assert "num_examples_extra" in names["reproduce"]
+    standard_flags = {"standard", "standard_eps", "standard_num_examples", "curve_num_examples"}
+    assert standard_flags <= names["reproduce"]
+    assert not standard_flags & (names["eval_whitebox"] | names["eval_blackbox"])
     assert "num_examples_extra" not in names["eval_whitebox"] | names["eval_blackbox"]
     assert model_flags | data_flags | output_flags | {"defense", "teacher"} <= names["train"]
     assert not (attack_flags & names["train"])  # bin/train takes no evaluation flags
@@ -194,7 +201,9 @@ TINY = ["--quick", "--attacks=fgsm,jsma,cw", "--train_limit=1000", "--test_limit
         "--num_examples_extra=2", "--cw_max_iterations=10", "--cw_binary_search_steps=1", "--pgd_nb_iter=3",
         "--sweep_attacks=fgsm", "--sweep_eps=0.1,0.5", "--sweep_num_examples=8",
         "--check_examples=16", "--substitute_initial=8", "--substitute_rounds=1",
-        "--substitute_epochs_per_round=1", "--noprogress"]
+        "--substitute_epochs_per_round=1", "--standard_num_examples=6",
+        "--curve_num_examples=4", "--noprogress"]
+TARGETS = ("undefended", "extended", "distillation", "adversarial")
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +280,7 @@ def test_reproduce_writes_a_consistent_report(reproduced):
         assert ("blackbox", "surrogate_D", "extended", attack, "adaptive") in entries
     assert ("whitebox", "undefended", "undefended", "fgsm", "adaptive") not in entries
     # One surrogate J per target, trained against it (seed + 3) and scored on it alone.
-    targets = ("undefended", "extended", "distillation", "adversarial")
+    targets = TARGETS
     assert {e[1:3] for e in entries if e[1].startswith("J_")} == {
         (f"J_{t}", t) for t in targets}
     assert ("blackbox", "J_extended", "extended", "fgsm", "adaptive") in entries
@@ -359,6 +368,77 @@ def test_reproduce_writes_a_consistent_report(reproduced):
     # The stdout summary repeats the JSON numbers.
     first = next(e for e in results["evaluations"] if e["filtered"]["count"])
     assert f"recovered {first['filtered']['recovered']:.3f}" in result.stdout
+    _assert_standard_sections(results, run_dir)
+    # ... and prints the standard evaluation's summary of each target.
+    assert result.stdout.count("robust (all attacks)") == len(TARGETS)
+
+
+def _assert_standard_sections(results, run_dir):
+    """AutoAttack's standard evaluation and a robustness curve per target: in results.json,
+    report.md, robustness.png, the README's standard block; each saved in the run folder."""
+    standard, curves = results["standard"], results["robustness_curves"]
+    assert set(standard) == set(curves) == set(TARGETS)
+    for target in TARGETS:
+        e, c = standard[target], curves[target]
+        outlier = results["models"][target]["outlier_class"]
+        assert e["n"] == 6 and e["eps"] == 0.3 and e["norm"] == "linf" and c["n"] == 4
+        assert e["attacks"] == ["apgd_ce", "apgd_t", "fab_t", "square"]
+        assert e["outlier_class"] == c["outlier_class"] == outlier
+        assert e["model"] == results["training"][target]["deployed_model"]
+        assert sum(e["robust"]) == e["robust_accuracy"]["k"] <= e["clean_accuracy"]["k"]
+        cumulative = [e["robust_accuracy_by_attack"][a]["k"] for a in e["attacks"]]
+        assert cumulative == sorted(cumulative, reverse=True)
+        assert cumulative[-1] == e["robust_accuracy"]["k"]
+        # Extended: the thresholds at 1 % and 5 % clean false detection.
+        assert [t["target_false_detection"] for t in e["thresholds"]] == \
+            ([0.01, 0.05] if outlier is not None else [])
+        grid = [p["eps"] for p in c["curve"]]
+        assert grid[0] == 0.0 and 0.3 in grid and grid[-1] == pytest.approx(0.6)
+        ks = [p["k"] for p in c["curve"]]
+        assert ks == sorted(ks, reverse=True) and ks[0] == c["clean_accuracy"]["k"]
+        for stage in ("standard", "robustness_curves"):
+            saved = json.loads((run_dir / stage / f"{target}.json").read_text())
+            assert saved["result"]["seconds"] == results[stage][target]["seconds"]
+            assert results["stage_seconds"][stage]["targets"][target]["reused"] is False
+    assert {"robustness.png", "robustness.pdf"} <= set(results["files"])
+    report = (run_dir / "report.md").read_text()
+    summary = report.split("## Setting")[0]
+    for target in TARGETS:
+        assert f"- {target}: robust accuracy " in summary
+    assert "## AutoAttack's standard evaluation" in report
+    assert "## Robustness curves (robustness.png)" in report
+    from keras_edd.reporting import readme_tables
+    block = readme_tables.readme_blocks(results)["standard"]
+    assert block in report and len(block.splitlines()) == 2 + len(TARGETS)
+
+
+@pytest.mark.slow
+def test_reproduce_reuses_finished_standard_results(reproduced):
+    """A run killed after the standard stages does not compute them again, and a run that
+    finished before they existed gets only them added, every other number kept."""
+    import shutil
+    out, _ = reproduced
+    first = json.loads((out / "tiny" / "results.json").read_text())
+    for name in ("killed", "older"):
+        shutil.copytree(out / "tiny", out / name)
+        if name == "killed":
+            os.remove(out / name / "results.json")
+        else:  # finished before schema 3: no sections
+            older = {k: v for k, v in first.items() if k not in ("standard", "robustness_curves")}
+            (out / name / "results.json").write_text(json.dumps(older))
+        result = run("reproduce", *TINY, f"--output_dir={out}", f"--run_name={name}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        again = json.loads((out / name / "results.json").read_text())
+        for stage in ("standard", "robustness_curves"):
+            assert all(t["reused"] for t in again["stage_seconds"][stage]["targets"].values())
+            assert again["stage_seconds"][stage]["seconds_total"] == pytest.approx(
+                first["stage_seconds"][stage]["seconds_total"])
+            for target in TARGETS:
+                assert again[stage][target] == first[stage][target], (name, stage, target)
+        assert [e["filtered"] for e in again["evaluations"]] == \
+            [e["filtered"] for e in first["evaluations"]]
+        assert "## AutoAttack's standard evaluation" in (out / name / "report.md").read_text()
+        assert (out / name / "robustness.png").is_file()
 
 
 @pytest.mark.slow
@@ -368,9 +448,10 @@ def test_reproduce_reuses_trained_models(reproduced):
     model = first["training"]["extended"]["deployed_model"]
     mtime = os.path.getmtime(model)
     result = run("reproduce", *TINY, f"--output_dir={out}", "--run_name=again",
-                 "--attacks=fgsm", "--nosweeps", "--noadaptive")
+                 "--attacks=fgsm", "--nosweeps", "--noadaptive", "--nostandard")
     assert result.returncode == 0, result.stderr[-3000:]
     again = json.loads((out / "again" / "results.json").read_text())
+    assert "standard" not in again and "robustness_curves" not in again
     assert all(t["reused"] for t in again["training"].values())
     assert os.path.getmtime(model) == mtime
     for role in again["training"]:

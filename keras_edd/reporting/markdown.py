@@ -6,7 +6,8 @@ recovered / detected / misclassified, the worst case per target, the detector at
 clean false detection, the masking warnings counted and a verdict computed from the
 numbers. Then the details: settings, the filter statement, warnings, the models, surrogate J, clean inputs, white-box and black-box rates,
 budget sweeps, the worst case per digit over attacks, detection by the outlier
-class, accuracy at a fixed clean false-detection rate, timing and versions. A
+class, accuracy at a fixed clean false-detection rate, AutoAttack's standard evaluation
+and the robustness curves (keras_edd.reporting.robustness_tables), timing and versions. A
 --preset=quick run opens with a banner (`quick_banner`); `quick_note` is the same
 mark for the figures' titles. keras_edd.reporting.results_files writes the file.
 """
@@ -14,6 +15,8 @@ mark for the figures' titles. keras_edd.reporting.results_files writes the file.
 from keras_edd.formatting import (format_params, inputs_attacked, num, pct, percent,
                                   percent_interval)
 from keras_edd import stats
+from keras_edd.reporting.robustness_tables import (TARGET_ORDER, budget, curve_lines,
+                                                   standard_lines, standard_table)
 from keras_edd.results_schema import as_results
 
 
@@ -127,6 +130,7 @@ def markdown_report(results):
     out += _worst_case_markdown(results.worst_case)
     out += _detection_markdown(results.get("detection"))
     out += _fixed_fpr_markdown(results.at_fixed_fpr)
+    out += _standard_markdown(results)
     stages = results.get("stage_seconds", {})
     crafts = results.get("crafts", {})
     out += ["## Timing and versions", "",
@@ -147,7 +151,6 @@ def _success_interval(point):
 
 # The paper's Figure-1 attacks and targets, in its order; other targets follow by name.
 FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd")
-TARGET_ORDER = ("undefended", "extended", "distillation", "adversarial")
 WORST_ALPHA = "0.05"  # the detector's operating point in the summary: 5 % clean false detection
 
 
@@ -207,6 +210,10 @@ def summary_markdown(results):
         out += ["Worst case per digit over every attack (misclassified, filtered):", "",
                 _table(["target"] + [title for _, title in columns], worst_rows), ""]
     out += _detector_summary(results, targets)
+    if results.standard:
+        out += [f"AutoAttack's standard evaluation (APGD-CE, APGD-T, FAB-T, Square; robust "
+                "accuracy = correct when clean and after every attack, [95 % Wilson "
+                "interval]):", ""] + standard_lines(results) + [""]
     masking = [w for w in results.warnings if "mask" in w]  # masking, masked
     out += [f"Warnings: {len(masking)} of possible gradient masking, "
             f"{len(results.warnings) - len(masking)} other (listed under Warnings below).", ""]
@@ -358,6 +365,32 @@ def _fixed_fpr_markdown(fixed):
                     "clean accuracy"], thresholds), "",
             _table(["target", "threat model", "attack", "variant", "n",
                     "accuracy at tau (detection correct / rejection error)"], table), ""]
+
+
+def _standard_markdown(results):
+    """report.md's sections on AutoAttack's standard evaluation and the robustness curves
+    (none when the run has neither)."""
+    out = []
+    if results.standard:
+        first = next(iter(results.standard.values()))
+        out += ["## AutoAttack's standard evaluation", "",
+                f"keras_edd.evaluate(attacks=\"standard\") on the first test digits "
+                f"({budget(first)}): the attacks aim at the true label and run in this order "
+                "on the digits still robust; a digit is robust when it is classified "
+                "correctly when clean and after every attack. 'after' columns: robust "
+                "accuracy after the attacks up to that one. A model with an outlier class "
+                "faces the adaptive attacks (only a real class other than the true one "
+                "wins), and is also read as a detector at a threshold chosen for 5 % clean "
+                "false detection (the attacks aim at that threshold). In %, [95 % Wilson "
+                "interval].", "", standard_table(results), ""]
+    if results.robustness_curves:
+        out += ["## Robustness curves (robustness.png)", "",
+                "Per digit eps* = the smallest L∞ perturbation FAB or FAB-T found that "
+                "changes the decision (an upper bound of the true one); robust accuracy at "
+                "eps = the digits with eps* > eps (an upper bound). The median eps* is the "
+                "smallest eps at which at most half of the digits stay robust.", ""]
+        out += curve_lines(results) + [""]
+    return out
 
 
 def _detection_markdown(detection):

@@ -1,7 +1,8 @@
 """The README's result tables, rendered from a bin/reproduce run's typed results.
 
 `readme_blocks(results)` gives the generated blocks of README.md (Figure 1, the stronger
-attacks, the worst case, the accuracy at a fixed false-detection rate), each between the
+attacks, the worst case, the accuracy at a fixed false-detection rate, and AutoAttack's
+standard evaluation when the run has it), each between the
 markers `<!-- NAME: python tools/readme_tables.py results/paper/results.json -->` and
 `<!-- end NAME -->`; `update_readme(text, results)` replaces them in a README's text;
 `all_tables(results)` adds the tables the README quotes in prose (models, CW optimiser
@@ -13,6 +14,7 @@ it for the misclassified rate, the attacker's success). tools/readme_tables.py i
 """
 
 from keras_edd.formatting import inputs_attacked, percent, percent_interval
+from keras_edd.reporting.robustness_tables import standard_table
 from keras_edd.results_schema import as_results
 
 FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd")
@@ -251,10 +253,13 @@ def stage_table(results):
 def readme_blocks(results):
     """The README's generated tables: name -> text (see the module docstring)."""
     results = as_results(results)
-    return {"figure-1": counts_line(results) + "\n\n" + rate_table(results, FIGURE_1_ATTACKS),
-            "stronger-attacks": rate_table(results, OTHER_ATTACKS),
-            "worst-case": worst_case_table(results),
-            "fixed-fpr": fixed_fpr_table(results)}
+    blocks = {"figure-1": counts_line(results) + "\n\n" + rate_table(results, FIGURE_1_ATTACKS),
+              "stronger-attacks": rate_table(results, OTHER_ATTACKS),
+              "worst-case": worst_case_table(results),
+              "fixed-fpr": fixed_fpr_table(results)}
+    if results.standard:  # a run made before the standard evaluation existed has no block
+        blocks["standard"] = standard_table(results)
+    return blocks
 
 
 def all_tables(results):
@@ -273,6 +278,7 @@ def all_tables(results):
         ("Accuracy at a fixed clean false-detection rate, worst case over attacks: detection "
          "counted correct / rejection counted as error (%)", fixed_fpr_table(results)),
         ("Adversarial-training target", adversarial_table(results)),
+        ("AutoAttack's standard evaluation: robust accuracy (%)", standard_table(results)),
         ("Surrogate J, scored on its oracle", substitute_table(results)),
         ("Warnings", "\n".join(f"- {w}" for w in results.warnings) or "none"),
         ("Stage seconds", stage_table(results)),

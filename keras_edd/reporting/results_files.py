@@ -14,6 +14,8 @@
                    (eps, Gamma, kappa, ...), a panel per attack and budget
   roc.png/pdf      the outlier class as a detector: ROC of clean vs adversarial
                    inputs, a panel per target, up to three white-box attacks
+  robustness.png/pdf  robust accuracy against eps, one curve per target (bin/reproduce's
+                   robustness curves; keras_edd.reporting.robustness_curve_figure)
   logs/evaluation/ TensorBoard (keras_edd.reporting.tensorboard): every rate as a
                    scalar grouped by target (<target>/<origin>/<attack>-<variant>/...),
                    each sweep as a curve over its budget, clean vs adversarial image
@@ -34,6 +36,8 @@ import io
 import os
 
 from keras_edd.reporting import figures, tensorboard
+from keras_edd.reporting.robustness_curve_figure import plot_robustness_curves
+from keras_edd.reporting.robustness_tables import ordered
 from keras_edd.reporting.markdown import markdown_report, quick_note
 from keras_edd import files, stats
 from keras_edd.results_schema import as_results, read_results, write_results
@@ -196,6 +200,10 @@ def write_report(run_dir, results, images=None):
         written += ["sweeps.png", "sweeps.pdf"]
     if figures.plot_roc(data.get("detection"), path("roc.png"), path("roc.pdf"), note=note):
         written += ["roc.png", "roc.pdf"]
+    curves = ordered(typed.robustness_curves)  # one line per target
+    if curves and plot_robustness_curves([c for _, c in curves], path("robustness.png"),
+                                         labels=[name for name, _ in curves], note=note):
+        written += ["robustness.png", "robustness.pdf"]
     written += ["report.md", "logs/evaluation"]
     typed = typed.replace(files=written)
     data["files"] = written

@@ -3,8 +3,9 @@
 Trains (or reuses, through keras_edd.runs.train_run with bin/train's run names) the
 undefended model f, extended distillation, the defensive-distillation baseline
 and the black-box surrogates U and D, and (keras_edd.runs.substitute_run) one
-surrogate J per target, then evaluates them all with keras_edd.evaluation.engine and
-writes one report.
+surrogate J per target, then evaluates them all with keras_edd.evaluation.engine, adds
+AutoAttack's standard evaluation and a robustness curve per target
+(keras_edd.runs.standard_run) and writes one report.
 """
 
 import dataclasses
@@ -17,7 +18,8 @@ from keras_edd import distribute, files, pretrained
 from keras_edd.config import DefenseConfig
 from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec
-from keras_edd.runs import run_dirs, substitute_run, train_run
+from keras_edd.reporting import results_files
+from keras_edd.runs import run_dirs, standard_run, substitute_run, train_run
 from keras_edd.runs.eval_run import announce, crafts_dir, finish_run, open_shared_run
 from keras_edd.runs.run_config import RunConfig
 from keras_edd.validation import check_batch_size
@@ -110,6 +112,7 @@ def run_reproduce(config):
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     config.evaluation.attack.check_input_shape(dataset.input_shape)
+    standard_run.check_test_size(config, dataset)
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
     run_dirs.check_writable_dir(config.resolved_model_dir, "model_dir")
@@ -120,6 +123,8 @@ def run_reproduce(config):
                                        os.path.join(config.output_dir, run_name))
     run_dir, done = open_shared_run(dist, config.output_dir, run_name, config.to_dict())
     if done:
+        if config.standard and "standard" not in done and dist.is_chief:
+            return _add_standard_stages(config, dataset, run_configs, run_dir, done)
         return done
     announce(config, run_dir)
     t = time.perf_counter()
@@ -143,6 +148,10 @@ def run_reproduce(config):
                                       progress=config.progress, cache_dir=crafts_dir(run_dir),
                                       distribution=dist)
     substitute_run.add_to_results(results, substitutes)
+    if config.standard and dist.is_chief:  # one device; the other workers write nothing
+        sections, stage_seconds = standard_run.run_stages(config, dataset, targets, run_dir)
+        results.update(sections)
+        results["stage_seconds"].update(stage_seconds)
     results["training"] = training_report
     # Per model: the training run's own recorded seconds (also when reused here).
     results["stage_seconds"]["training"] = {
@@ -152,6 +161,24 @@ def run_reproduce(config):
                           "reused": t["reused"]} for role, t in training_report.items()}}
     return finish_run(run_dir, results, images, config, dataset, t_start, "reproduce", seeds,
                       distribution=dist)
+
+
+def _add_standard_stages(config, dataset, run_configs, run_dir, done):
+    """A run finished before bin/reproduce had the standard evaluation: reuse its models
+    (nothing is trained), compute only the standard evaluations and robustness curves
+    (keras_edd.runs.standard_run) and write the report again from its results.json with
+    them; every other number stays as recorded."""
+    t_start = time.perf_counter()
+    announce(config, run_dir)
+    if config.progress:
+        print("finished run without the standard evaluation: adding it", flush=True)
+    specs, _ = _train_models(config, dataset, run_configs)
+    sections, stage_seconds = standard_run.run_stages(config, dataset,
+                                                      [specs[r] for r in TARGETS], run_dir)
+    results = {**done, **sections,
+               "stage_seconds": {**done.get("stage_seconds", {}), **stage_seconds},
+               "wall_seconds": done.get("wall_seconds", 0.0) + time.perf_counter() - t_start}
+    return results_files.write_report(run_dir, results)
 
 
 def _train_models(config, dataset, run_configs):

@@ -207,7 +207,9 @@ class ReproduceConfig(_Config):
     `jacobian_substitute`, also one surrogate J per target (J_<target>, trained
     against it with `substitute`'s settings and seed + 3, scored on it alone).
     Then runs every attack white-box on the four targets and black-box from U, D
-    (and each J), and writes one report.
+    (and each J), with `standard` AutoAttack's standard evaluation of each target at
+    L_inf `standard_eps` on the first `standard_num_examples` test digits and its
+    robustness curve on the first `curve_num_examples`, and writes one report.
     """
     data: DataConfig = _field(DataConfig(), nested())
     train: TrainConfig = _field(TrainConfig(epochs=50), nested())
@@ -227,6 +229,23 @@ class ReproduceConfig(_Config):
         "jacobian_substitute", "Also train surrogate J against each target (J_<target>, "
         "seed + 3) and score its black-box attacks on that target.", omit_default=True))
     substitute: SubstituteConfig = _field(SubstituteConfig(), nested(omit_default=True))
+    # AutoAttack's standard evaluation and the robustness curves (keras_edd.runs.standard_run).
+    # Saved only when not the default (the paper's): paper runs made before they existed
+    # stay reusable, and a rerun of one adds just these stages.
+    standard: bool = _field(True, flag(
+        "standard", "Also run AutoAttack's standard evaluation (keras_edd.evaluate, "
+        "attacks=standard: APGD-CE, APGD-T, FAB-T, Square; adaptive with the outlier class) "
+        "and the robustness curve (FAB + FAB-T) of each target.", omit_default=True))
+    standard_eps: float = _field(0.3, flag(
+        "standard_eps", "L_inf radius of the standard evaluation (MNIST: 0.3, AutoAttack's "
+        "convention); the robustness curves' grid runs from 0 to twice it.",
+        omit_default=True))
+    standard_num_examples: int = _field(1000, flag(
+        "standard_num_examples", "Test digits (the first ones) of the standard evaluation "
+        "of each target.", omit_default=True))
+    curve_num_examples: int = _field(200, flag(
+        "curve_num_examples", "Test digits (the first ones) of each target's robustness "
+        "curve.", omit_default=True))
     # None: output_dir, where bin/train puts its runs
     model_dir: str | None = _field(None, flag(
         "model_dir", "Where the trained runs live and are reused (default: --output_dir)."))
@@ -259,6 +278,9 @@ class ReproduceConfig(_Config):
         check_real("distillation_temperature", self.distillation_temperature, low=0.0,
                    low_inclusive=False)
         self.evaluation.validate()
+        check_real("standard_eps", self.standard_eps, low=0.0, high=1.0, low_inclusive=False)
+        check_int("standard_num_examples", self.standard_num_examples, low=1)
+        check_int("curve_num_examples", self.curve_num_examples, low=1)
         self.distribution.validate()
         _check_output(self.output_dir, self.run_name, self.preset)
         if self.model_dir is not None:
