@@ -49,12 +49,16 @@ def test_logit_penalty_shrinks_logits():
     assert norms[1] < 0.5 * norms[0]
 
 
-def _tiny_run(tmp_path, epochs, name="run", precision="float32"):
+def _tiny_run(tmp_path, epochs, name="run", precision="float32", cnn=True):
+    """`epochs` of the training loop with checkpoints, logs and eval data: the paper's CNN
+    on 28x28 digits, or (cnn=False, for what does not depend on the model) a linear model
+    on 4x4 ones."""
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (96, 28, 28, 1), dtype=np.uint8)
+    x = rng.integers(0, 256, (96, *((28, 28) if cnn else (4, 4)), 1), dtype=np.uint8)
     y = training.one_hot(np.arange(96) % 10, 10)
     keras.utils.set_random_seed(5)
-    model = models.cleverhans_cnn(10, precision=precision)
+    model = (models.cleverhans_cnn(10, precision=precision) if cnn
+             else keras_linear(10, input_shape=(4, 4, 1)))
     history = training.fit(model, x, y, epochs=epochs, batch_size=32, seed=5,
                            checkpoint_dir=str(tmp_path / name / "ckpt"),
                            log_dir=str(tmp_path / name / "logs"), progress=False,
@@ -197,14 +201,14 @@ def test_disk_full_at_a_checkpoint_is_one_line_leaves_no_temp_and_no_repeated_st
     monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
     folder = str(tmp_path / "run" / "ckpt")
     with pytest.raises(ValueError) as raised:
-        _tiny_run(tmp_path, 3)
+        _tiny_run(tmp_path, 3, cnn=False)
     assert str(raised.value) == (
         f"checkpoint folder {folder!r}: cannot write the checkpoint of epoch 2 "
         "(ckpt-2_temp/part-00000; No space left on device); make room and rerun the same "
         "command to resume")
     assert not os.path.exists(os.path.join(folder, "ckpt-2_temp"))
     monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
-    _, history = _tiny_run(tmp_path, 3)  # room made: resumed from epoch 1
+    _, history = _tiny_run(tmp_path, 3, cnn=False)  # room made: resumed from epoch 1
     assert history["resumed_from_epoch"] == 1
     steps = _logged_steps(tmp_path / "run" / "logs")
     assert sorted(set(steps)) == sorted(steps)
