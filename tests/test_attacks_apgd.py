@@ -116,7 +116,7 @@ def test_targets_are_real_classes_other_than_y():
 
 # ------------------------------------------------------------------ properties
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)  # each example traces anew
 @given(eps=st.floats(0.0, 0.5), nb_iter=st.integers(0, 8), norm=st.sampled_from(["linf", "l2"]),
        loss=st.sampled_from(LOSSES), clip=st.sampled_from([(0.0, 1.0), (-1.0, 2.0), (0.2, 0.8)]))
 def test_box_and_eps_ball(linear, eps, nb_iter, norm, loss, clip):
