@@ -154,6 +154,15 @@ def test_outlier_answers_are_kept_as_class_n():
 
 
 def test_default_substitute_is_the_targets_family():
+    model = substitute._build(None, 10, (28, 28, 1))  # what model_fn=None trains
+    assert model.name == "substitute_J" and model.output_shape[-1] == 10
+    assert model.count_params() == 710_218
+    with pytest.raises(ValueError, match="model_fn gave 3 outputs, expected 4"):
+        substitute._build(lambda n, shape: keras_linear(3, shape), 4, SHAPE)
+
+
+@pytest.mark.slow  # trains the paper's CNN through the training loop
+def test_default_substitute_trains_the_targets_family():
     model, report = substitute.train_jacobian_substitute(
         _pixel_oracle(), np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1), np.uint8),
         num_classes=10, rounds=0,
