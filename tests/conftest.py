@@ -2,6 +2,7 @@
 (LinearModel by hand, keras_linear as a Keras model); running a binary and checking its
 one-line error."""
 
+import functools
 import gzip
 import os
 import subprocess
@@ -82,8 +83,14 @@ class LinearModel:
         return logits if self.scale == 1.0 else self.scale * logits
 
 
+@functools.lru_cache(maxsize=None)
 def random_linear(num_features=12, num_classes=4, seed=0):
-    """A LinearModel with normal weights and no bias (the attack tests' small model)."""
+    """A LinearModel with normal weights and no bias (the attack tests' small model).
+
+    One object per set of arguments for the whole session: the attacks' tf.function
+    traces for it are reused by every test module that asks for the same model (tracing,
+    not arithmetic, is most of an attack test's time). Tests never change its weights.
+    """
     rng = np.random.default_rng(seed)
     return LinearModel(rng.normal(size=(num_features, num_classes)), np.zeros(num_classes))
 

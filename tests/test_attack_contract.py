@@ -10,7 +10,7 @@ passing that prediction, and bad arguments raise a ValueError naming them.
 import numpy as np
 import pytest
 
-from conftest import LinearModel
+from conftest import random_linear
 from keras_edd import attack_registry
 from keras_edd.attack_registry import AttackConfig
 
@@ -42,8 +42,7 @@ def _ball_holds(budget, value, x, x_adv, model):
 
 @pytest.fixture(scope="module")
 def model():
-    rng = np.random.default_rng(0)
-    return LinearModel(rng.normal(size=(int(np.prod(SHAPE)), CLASSES)), np.zeros(CLASSES))
+    return random_linear(int(np.prod(SHAPE)), CLASSES, seed=0)
 
 
 @pytest.fixture(scope="module")

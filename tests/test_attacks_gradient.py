@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import LinearModel
+from conftest import LinearModel, random_linear
 from keras_edd.attacks import fgsm, pgd
 
 NUM_FEATURES = 12
@@ -14,8 +14,7 @@ NUM_CLASSES = 4
 
 @pytest.fixture(scope="module")
 def linear():
-    rng = np.random.default_rng(0)
-    return LinearModel(rng.normal(size=(NUM_FEATURES, NUM_CLASSES)), np.zeros(NUM_CLASSES))
+    return random_linear(NUM_FEATURES, NUM_CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import LinearModel
+from conftest import LinearModel, random_linear
 from keras_edd.attacks import fgsm, pgd, square
 from keras_edd.attacks.square import p_schedule, square_side
 
@@ -21,7 +21,7 @@ def _weights(seed=0, num_classes=NUM_CLASSES):
 
 @pytest.fixture(scope="module")
 def linear():
-    return LinearModel(_weights(), np.zeros(NUM_CLASSES))
+    return random_linear(HEIGHT * WIDTH, NUM_CLASSES)  # the weights _weights() gives
 
 
 @pytest.fixture(scope="module")
