@@ -9,6 +9,7 @@ import pytest
 from conftest import event_hparams
 from keras_edd.reporting import markdown, results_files, tensorboard
 from keras_edd import files, stats
+from keras_edd.results_schema import as_results
 
 
 def _rates(count, recovered, detected):
@@ -35,8 +36,7 @@ def _clean(accuracy, detected):
             "misclassified": 1 - accuracy - detected}
 
 
-@pytest.fixture
-def results():
+def _results():
     models = {name: {"role": "target", "outputs": outputs, "outlier_class": outlier,
                      "clean_test_set": _clean(0.9, det), "clean_attacked": _clean(0.8, det),
                      "checks": {"probabilities": False, "stochastic": False,
@@ -70,6 +70,12 @@ def results():
             "crafts": {"computed": 1, "loaded": 1}, "versions": {"numpy": np.__version__}}
 
 
+@pytest.fixture
+def results():
+    """A fresh hand-made results dict (tests may change it)."""
+    return _results()
+
+
 def _is_png(path):
     import matplotlib.image
     with open(path, "rb") as f:
@@ -87,14 +93,61 @@ def _png_dpi(path):
 FIGURES = ("whitebox", "blackbox", "sweeps")
 
 
-def test_write_report_files_and_csv_matches_json(tmp_path, results):
+def _write_recording_texts(run_dir, results, images=None):
+    """write_report, recording every text drawn on each figure it saves.
+
+    Returns {PNG name: [texts]}."""
+    import matplotlib.text
+    from keras_edd.reporting import figures
+    texts = {}
+    save = figures._save_png_and_pdf
+
+    def record(fig, path_png, path_pdf=None):
+        texts[os.path.basename(path_png)] = [t.get_text()
+                                             for t in fig.findobj(matplotlib.text.Text)]
+        save(fig, path_png, path_pdf)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "_save_png_and_pdf", record)
+        results_files.write_report(str(run_dir), results, images)
+    return texts
+
+
+# Drawing every figure (PNG and PDF) and the TensorBoard files takes seconds: the tests that
+# only read a report's outputs share one written run folder per preset.
+@pytest.fixture(scope="module")
+def paper_run(tmp_path_factory):
+    """(run folder, the results it was written from, figure texts): a --preset=paper run
+    with one image grid."""
+    run_dir = tmp_path_factory.mktemp("paper_run")
+    results = _results()
+    results["settings"]["preset"] = "paper"
+    roc = {"fpr": [0.0, 0.0, 0.25, 1.0], "tpr": [0.0, 0.5, 1.0, 1.0]}
+    results["detection"] = {"entries": [{
+        "setting": "whitebox", "target": "extended", "source": "extended", "attack": "fgsm",
+        "variant": variant, "count": 8, "num_examples": 10,
+        **{score: {"auroc": 0.75, "roc": roc, "at_fpr": {}} for score in ("softmax", "margin")}}
+        for variant in ("plain", "adaptive")]}
     images = {"extended/fgsm_adaptive": (np.zeros((3, 28, 28, 1)), np.ones((3, 28, 28, 1)))}
-    results_files.write_report(str(tmp_path), results, images)
+    texts = _write_recording_texts(run_dir, results, images)
+    return run_dir, results, texts
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """(run folder, the results it was written from, figure texts): a --preset=quick run."""
+    run_dir = tmp_path_factory.mktemp("quick_run")
+    results = _results()
+    results["settings"]["preset"] = "quick"
+    return run_dir, results, _write_recording_texts(run_dir, results)
+
+
+def test_write_report_files_and_csv_matches_json(paper_run):
+    tmp_path, _, _ = paper_run
     for name in ("results.json", "results.csv", "report.md"):
         assert (tmp_path / name).is_file(), name
     assert not glob.glob(str(tmp_path / ".tmp-*"))
     stored = files.read_json(tmp_path / "results.json")
-    for figure in FIGURES:
+    for figure in (*FIGURES, "roc"):  # roc: the detection section's curves
         assert _is_png(tmp_path / f"{figure}.png")
         assert _png_dpi(tmp_path / f"{figure}.png") == pytest.approx((200, 200), abs=0.5)
         pdf = (tmp_path / f"{figure}.pdf").read_bytes()
@@ -125,8 +178,8 @@ def test_write_report_files_and_csv_matches_json(tmp_path, results):
     assert report.startswith("# keras_edd evaluation") and "ILLUSTRATIVE" not in report
 
 
-def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
-    results_files.write_report(str(tmp_path), results)
+def test_csv_has_the_distortions_and_seconds_of_results_json(paper_run):
+    tmp_path, _, _ = paper_run
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert header == list(results_files.CSV_COLUMNS)
     # The columns readers knew keep their places; the new ones come last.
@@ -164,26 +217,8 @@ def test_csv_has_the_distortions_and_seconds_of_results_json(tmp_path, results):
             assert r["mean_l0"] == r["mean_l2"] == r["mean_linf"] == r["attack_seconds"] == ""
 
 
-def _figure_texts(monkeypatch):
-    """Record every text drawn on each figure saved by keras_edd.reporting.figures."""
-    import matplotlib.text
-    from keras_edd.reporting import figures
-    texts = {}
-    save = figures._save_png_and_pdf
-
-    def record(fig, path_png, path_pdf=None):
-        texts[os.path.basename(path_png)] = [t.get_text()
-                                             for t in fig.findobj(matplotlib.text.Text)]
-        save(fig, path_png, path_pdf)
-    monkeypatch.setattr(figures, "_save_png_and_pdf", record)
-    return texts
-
-
-def test_quick_run_is_marked_illustrative_in_report_and_figures(tmp_path, results,
-                                                                 monkeypatch):
-    texts = _figure_texts(monkeypatch)
-    results["settings"]["preset"] = "quick"
-    results_files.write_report(str(tmp_path), results)
+def test_quick_run_is_marked_illustrative_in_report_and_figures(quick_run):
+    tmp_path, results, texts = quick_run
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("> **ILLUSTRATIVE RESULTS ONLY.**")
     assert "`--preset=quick`" in report.split("\n")[0]
@@ -193,10 +228,8 @@ def test_quick_run_is_marked_illustrative_in_report_and_figures(tmp_path, result
         assert note in drawn, name
 
 
-def test_other_runs_carry_no_mark(tmp_path, results, monkeypatch):
-    texts = _figure_texts(monkeypatch)
-    results["settings"]["preset"] = "paper"
-    results_files.write_report(str(tmp_path), results)
+def test_other_runs_carry_no_mark(paper_run):
+    tmp_path, results, texts = paper_run
     assert markdown.quick_note(results) is None
     assert not (tmp_path / "report.md").read_text().startswith(">")
     assert texts and not any("illustrative" in t for drawn in texts.values() for t in drawn)
@@ -328,11 +361,13 @@ def test_tensorboard_detection_sits_with_the_target_rates(tmp_path, results):
     assert _scalar(accumulator.Tensors(f"{run}/auroc_margin")[0]) == 0.5
 
 
-def test_write_report_writes_tensorboard_beside_the_results(tmp_path, results):
-    results_files.write_report(str(tmp_path), results)
+def test_write_report_writes_tensorboard_beside_the_results(paper_run):
+    tmp_path, _, _ = paper_run
     accumulator = _accumulator(tmp_path / "logs" / "evaluation")
     assert "extended/whitebox/fgsm-adaptive/misclassified" in accumulator.Tags()["tensors"]
     assert "report" in accumulator.Tags()["tensors"]
+    assert ("extended/whitebox/fgsm-plain/detection_softmax/pr_curves"
+            in accumulator.Tags()["tensors"])
 
 
 def test_labelled_grid_captions_colour_the_predictions():
@@ -397,8 +432,8 @@ def test_pr_curve_data_from_roc_points():
     np.testing.assert_allclose(data["true_negative_counts"], [0, 3, 4, 4])
 
 
-def test_csv_intervals_come_from_each_rows_count_and_rate(tmp_path, results):
-    results_files.write_report(str(tmp_path), results)
+def test_csv_intervals_come_from_each_rows_count_and_rate(paper_run):
+    tmp_path, _, _ = paper_run
     rows = results_files.read_csv(tmp_path / "results.csv")
     checked = 0
     for row in rows:
@@ -432,11 +467,11 @@ def _worst_row(target, misclassified_of_8):
     (8, "the defense does not hold"),      # 8 of 8: interval [67.6, 100] above one half
     (6, "the defense holds only in part"),  # 6 of 8: interval [40.9, 92.9]
     (0, "the defense holds only in part")])  # 0 of 8 is [0, 32.4]: too few to say it holds
-def test_report_opens_with_a_short_summary_and_a_computed_verdict(tmp_path, results,
-                                                                   misclassified, judgement):
+def test_report_opens_with_a_short_summary_and_a_computed_verdict(results, misclassified,
+                                                                   judgement):
+    # report.md's text as write_report renders it (markdown_report), without drawing.
     results["worst_case"] = [_worst_row("undefended", 8), _worst_row("extended", misclassified)]
-    results_files.write_report(str(tmp_path), results)
-    report = (tmp_path / "report.md").read_text()
+    report = markdown.markdown_report(as_results(results))
     assert "{'" not in report and "{\"" not in report  # no raw Python dicts
     lines = report.splitlines()
     assert lines[0].startswith("# keras_edd evaluation") and lines[2] == "## Summary"
