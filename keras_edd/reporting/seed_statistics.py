@@ -138,7 +138,6 @@ def rates_table(cells, role, attacks, rates=RATES):
 # ------------------------------------------------------------------- the README blocks
 
 FIGURE_1_ATTACKS = ("fgsm", "jsma", "cw", "pgd", "apgd_ce", "apgd_t")
-SEED_TOOL = "tools/seed_tables.py"  # the README blocks' command: SEED_TOOL README.md
 
 
 def run_role_seed(name):

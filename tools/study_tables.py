@@ -1,32 +1,38 @@
 #!/usr/bin/env python3
-"""Print, or write into the README, the tables of the paper's cells over training seeds.
+"""Print, or write into the README, the tables of the studies beyond the paper run.
 
-    python tools/seed_tables.py                 # print the tables
-    python tools/seed_tables.py README.md       # rewrite the README's seed blocks in place
+    python tools/study_tables.py                 # print the tables
+    python tools/study_tables.py README.md       # rewrite the README's blocks in place
 
-Reads results/paper/results.json (training seed 0), every results/seeds/<run>/results.json
+The paper's cells over training seeds (keras_edd.reporting.seed_statistics) from
+results/paper/results.json (training seed 0), every results/seeds/<run>/results.json
 (tools/seed_runs.sh) and saved_models/paper/MANIFEST.json (clean test accuracies); the
-tables are rendered by keras_edd.reporting.seed_statistics. No TensorFlow.
+paper's small-budget claim (keras_edd.reporting.claim) from results/claim/results.json,
+budget sweeps of f^d. No TensorFlow.
 """
 
 import os
 import sys
 
 from keras_edd import files
-from keras_edd.reporting import readme_tables, seed_statistics
+from keras_edd.reporting import claim, readme_tables, seed_statistics
 
+TOOL = "tools/study_tables.py"  # the command in the README blocks' markers
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def blocks(repo=REPO):
-    """name -> markdown of the seed tables, from the files committed in `repo`."""
+    """name -> markdown of the README's study tables, from the files committed in `repo`."""
     paper = files.read_json(os.path.join(repo, "results", "paper", "results.json"))
     seeds_dir = os.path.join(repo, "results", "seeds")
     runs = {name: files.read_json(os.path.join(seeds_dir, name, "results.json"))
             for name in sorted(os.listdir(seeds_dir))
             if os.path.isfile(os.path.join(seeds_dir, name, "results.json"))}
     manifest = files.read_json(os.path.join(repo, "saved_models", "paper", "MANIFEST.json"))
-    return seed_statistics.seed_blocks(paper, runs, manifest["models"])
+    tables = seed_statistics.seed_blocks(paper, runs, manifest["models"])
+    sweeps = files.read_json(os.path.join(repo, "results", "claim", "results.json"))
+    tables["claim"] = claim.claim_table(sweeps) + "\n\n" + claim.claim_verdict(sweeps) + "."
+    return tables
 
 
 def main(argv):
@@ -39,11 +45,11 @@ def main(argv):
     path = argv[1]
     with open(path) as f:
         text = f.read()
-    tool = seed_statistics.SEED_TOOL
+    tool = TOOL
     missing = [n for n in tables
                if readme_tables.begin_marker(n, "README.md", tool) not in text]
     if missing:
-        raise SystemExit(f"tools/seed_tables.py: error: {path!r} lacks the markers of "
+        raise SystemExit(f"tools/study_tables.py: error: {path!r} lacks the markers of "
                          f"{', '.join(missing)}")
     updated = readme_tables.update_readme(text, None, "README.md", tables, tool)
     files.atomic_write(path, lambda f: f.write(updated))
