@@ -72,8 +72,6 @@ def model_file(tmp_path):
     ("reproduce", ["--distillation_temperature=0"], "distillation_temperature=0.0"),
     ("reproduce", ["--standard_eps=0"], "standard_eps=0.0: allowed range is (0.0, 1.0]"),
     ("reproduce", ["--curve_num_examples=0"], "curve_num_examples=0"),
-    ("reproduce", ["--quick", "--test_limit=40", "--num_examples=8"],
-     "standard_num_examples=50: the test set holds 40 digits; allowed is 1 to 40"),
     ("reproduce", ["--quick", "--num_examples_cw=-1"], "num_examples_cw=-1"),
     ("reproduce", ["--run_name=../escape"], "run_name='../escape'"),
     ("reproduce", ["--preset=fast"], "preset='fast': allowed values are quick, paper"),

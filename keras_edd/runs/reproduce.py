@@ -112,7 +112,6 @@ def run_reproduce(config):
     dataset = data_lib.load_data(config.data)
     check_batch_size(config.train.batch_size, len(dataset.y_train))
     config.evaluation.attack.check_input_shape(dataset.input_shape)
-    standard_run.check_test_size(config, dataset)
     run_configs = reproduce_run_configs(config, dataset.name)
     # The models' folder is checked before flags.json is written.
     run_dirs.check_writable_dir(config.resolved_model_dir, "model_dir")

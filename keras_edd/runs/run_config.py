@@ -242,10 +242,10 @@ class ReproduceConfig(_Config):
         omit_default=True))
     standard_num_examples: int = _field(1000, flag(
         "standard_num_examples", "Test digits (the first ones) of the standard evaluation "
-        "of each target.", omit_default=True))
+        "of each target (at most the test set, like --num_examples).", omit_default=True))
     curve_num_examples: int = _field(200, flag(
         "curve_num_examples", "Test digits (the first ones) of each target's robustness "
-        "curve.", omit_default=True))
+        "curve (at most the test set).", omit_default=True))
     # None: output_dir, where bin/train puts its runs
     model_dir: str | None = _field(None, flag(
         "model_dir", "Where the trained runs live and are reused (default: --output_dir)."))

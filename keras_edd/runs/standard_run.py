@@ -33,19 +33,6 @@ STAGES = ("standard", "robustness_curves")
 KEY_FORMAT = 1
 
 
-def check_test_size(config, dataset):
-    """ValueError (one line) when the standard evaluation or the curves ask for more test
-    digits than the data holds."""
-    if not config.standard:
-        return
-    size = len(dataset.y_test)
-    for name in ("standard_num_examples", "curve_num_examples"):
-        n = getattr(config, name)
-        if n > size:
-            raise ValueError(f"{name}={n}: the test set holds {size} digits; allowed is "
-                             f"1 to {size}")
-
-
 def curve_grid(eps):
     """0, eps / 20, ..., 2 eps (L_inf radii beyond 1 dropped): eps is exactly a grid point."""
     grid = eps * np.arange(CURVE_STEPS + 1) / CURVE_STEPS_PER_EPS
