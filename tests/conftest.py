@@ -136,6 +136,29 @@ def outlier_trap(num_features=12):
     return LinearModel(weights, at_half - 0.5 * weights.sum(0))
 
 
+_SAMPLE_MLP = []
+
+
+def sample_mlp():
+    """A 784-32-10 MLP (logits) trained for 3 epochs on 1,000 bundled training digits (seed 0),
+    built once per session: the attack tests' small real model."""
+    if not _SAMPLE_MLP:
+        import keras
+
+        from keras_edd import data
+        sample = data.load_sample()
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(10)])
+        model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(data.to_float(sample.x_train[:1000]), sample.y_train[:1000], epochs=3,
+                  batch_size=50, verbose=0)
+        _SAMPLE_MLP.append((model, sample))
+    return _SAMPLE_MLP[0]
+
+
 def keras_linear(outputs, input_shape=(2, 2, 1), *, seed=None, scale=1.0):
     """A Keras model Flatten -> Dense(outputs): logits, trainable and savable. `seed`
     seeds Keras first (None: the current random state); `scale` multiplies the weights."""

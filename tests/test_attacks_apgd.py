@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import LinearModel, linear_boundaries, outlier_trap, random_linear, uniform_inputs
+from conftest import (LinearModel, linear_boundaries, outlier_trap, random_linear,
+                      sample_mlp, uniform_inputs)
 from keras_edd.attacks import pgd
 from keras_edd.attacks.apgd import apgd, objective, target_classes
 from keras_edd.attacks.apgd_step_size import checkpoint_windows, checkpoints, step_halvings
@@ -258,17 +259,8 @@ def test_at_least_as_strong_as_pgd_on_a_trained_model():
     """A 784-32-10 MLP trained for 3 epochs on 1,000 bundled digits; same eps (0.1) and
     10 iterations. PGD at eps/4 reaches the ball's surface in 4 steps, at eps/10 only at
     the last; APGD needs no step size."""
-    import keras
-
     from keras_edd import data
-    sample = data.load_sample()
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(data.to_float(sample.x_train[:1000]), sample.y_train[:1000], epochs=3,
-              batch_size=50, verbose=0)
+    model, sample = sample_mlp()
     x = data.to_float(sample.x_test[:64])
     predicted = np.asarray(model(x)).argmax(1)
     broken = lambda x_adv: int((np.asarray(model(x_adv)).argmax(1) != predicted).sum())

@@ -8,7 +8,8 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import LinearModel, linear_boundaries, outlier_trap, random_linear, uniform_inputs
+from conftest import (LinearModel, linear_boundaries, outlier_trap, random_linear,
+                      sample_mlp, uniform_inputs)
 from keras_edd.attacks.apgd import apgd
 from keras_edd.attacks.fab import boundary_projection, fab, random_start
 
@@ -332,17 +333,8 @@ def test_close_to_apgd_on_a_trained_model():
     """A 784-32-10 MLP trained for 3 epochs on 1,000 bundled digits. Every digit APGD-CE
     breaks at eps = 0.05 has an adversarial point no farther than that from FAB (within
     10%), and FAB-T within eps breaks at least as many as APGD-CE does."""
-    import keras
-
     from keras_edd import data
-    sample = data.load_sample()
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(data.to_float(sample.x_train[:1000]), sample.y_train[:1000], epochs=3,
-              batch_size=50, verbose=0)
+    model, sample = sample_mlp()
     x = data.to_float(sample.x_test[:32])
     eps = 0.05
     broken = apgd(model, x, eps=eps, nb_iter=20, seed=0, return_details=True).success
