@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, run_binary
-from keras_edd import files
+from keras_edd import files, results_schema
 from keras_edd.cli import program
 from keras_edd.robustness.rates import Rate
 from keras_edd.robustness.result import RobustnessResult, ThresholdResult, summary_text
@@ -101,6 +101,10 @@ def test_eval_whitebox_standard_writes_and_prints_robust_accuracy(tmp_path, tiny
     assert entry["model"] == tiny_models[outputs]
     assert sum(entry["robust"]) == entry["robust_accuracy"]["k"]
     assert saved["settings"]["standard"] is True and saved["kind"] == "whitebox"
+    # Written by the one results writer: the schema's version, and it reads back typed.
+    assert saved["schema_version"] == results_schema.SCHEMA_VERSION
+    typed = results_schema.read_results(str(out / "std" / "results.json"))
+    assert typed.standard["target"].robust_accuracy.k == entry["robust_accuracy"]["k"]
     # The run records the settings it used: apgd_ce's (eps, norm), no sweeps.
     assert saved["settings"]["evaluation"]["attacks"] == ["apgd_ce"]
     assert saved["settings"]["evaluation"]["sweeps"] is False

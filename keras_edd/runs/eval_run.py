@@ -14,11 +14,12 @@ import dataclasses
 import os
 import time
 
-from keras_edd import attack_registry, distribute, files, pretrained
+from keras_edd import attack_registry, distribute, pretrained
 from keras_edd import data as data_lib
 from keras_edd.evaluation.engine import evaluate_models
 from keras_edd.models import load_model_spec, model_label
 from keras_edd.reporting import results_files
+from keras_edd.results_schema import write_results
 from keras_edd.robustness import evaluate
 from keras_edd.robustness.result import summary_text
 from keras_edd.runs import run_dirs, substitute_run
@@ -105,7 +106,8 @@ def _run_standard(config, dataset, spec, run_dir, t_start, progress):
     """--attacks=standard: keras_edd.evaluate's standard list on the first num_examples
     test digits at apgd_ce's eps and norm (adaptive with an outlier class). results.json
     holds it under "standard", {target name: RobustnessResult.to_dict()}, and the run's
-    context; no report.md or figures (the engine's, for the registry attacks)."""
+    context, written by the one results writer (results_schema.write_results, typed as
+    StandardEvaluation); no report.md or figures (the engine's, for the registry attacks)."""
     params = attack_registry.attack_params("apgd_ce", config.evaluation.attack)
     n = config.evaluation.num_examples
     result = evaluate(spec.model, dataset.x_test[:n], dataset.y_test[:n], eps=params["eps"],
@@ -115,8 +117,7 @@ def _run_standard(config, dataset, spec, run_dir, t_start, progress):
     results = {"standard": {spec.name: dict(result.to_dict(), model=config.model_path)},
                **run_context(run_dir, config, dataset, t_start, "whitebox"),
                "files": ["results.json"]}
-    files.write_json(os.path.join(run_dir, "results.json"), results)
-    return results
+    return write_results(os.path.join(run_dir, "results.json"), results)
 
 
 def standard_summaries(results):
