@@ -205,14 +205,15 @@ def checked_port(model, x_nhwc, tolerance):
 # ------------------------------------------------------------------ chunks and resume
 
 def _code_version():
-    """keras_edd's git commit (our chunks are redone when the code changes), else its
-    version; uncommitted changes are not seen: use a new --work_dir then."""
+    """The git tree of the keras_edd package (our chunks are redone when its code changes,
+    not on a commit elsewhere in the repository), else its version; uncommitted changes
+    are not seen: use a new --work_dir then."""
     import subprocess
 
     import keras_edd
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=os.path.dirname(keras_edd.__file__), timeout=30,
+        return subprocess.run(["git", "rev-parse", "HEAD:keras_edd"], capture_output=True,
+                              text=True, cwd=os.path.dirname(keras_edd.__file__), timeout=30,
                               check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return keras_edd.__version__
