@@ -95,6 +95,29 @@ def random_linear(num_features=12, num_classes=4, seed=0):
     return LinearModel(rng.normal(size=(num_features, num_classes)), np.zeros(num_classes))
 
 
+class NoisyLinear(LinearModel):
+    """A stochastic LinearModel: each call uses weights W + noise * N(0, 1), drawn anew
+    (a seeded tf.random.Generator, so a test's draws repeat); its expected logits are
+    LinearModel(W)'s. With `gradient_only` the logits stay exactly x W and only the
+    input gradient is W + noise * N(0, 1): a single call's gradient is mostly noise,
+    its mean over calls is W (what EOT, averaging gradients over calls, is for)."""
+
+    def __init__(self, weights, noise, seed=0, gradient_only=False):
+        import tensorflow as tf
+        super().__init__(weights)
+        self.noise = float(noise)
+        self.gradient_only = gradient_only
+        self.generator = tf.random.Generator.from_seed(seed)
+
+    def __call__(self, x):
+        import tensorflow as tf
+        flat = tf.reshape(x, [tf.shape(x)[0], -1])
+        noisy = flat @ (self.weights + self.noise * self.generator.normal(self.weights.shape))
+        if not self.gradient_only:
+            return noisy
+        return flat @ self.weights + noisy - tf.stop_gradient(noisy)
+
+
 def uniform_inputs(n, seed=1, low=0.3, high=0.7, shape=(3, 4)):
     """Inputs in [low, high] (default [0.3, 0.7]: for eps <= 0.3 the box [0, 1] never binds)."""
     return np.random.default_rng(seed).uniform(low, high, (n, *shape)).astype(np.float32)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import (LinearModel, linear_boundaries, outlier_trap, random_linear,
-                      sample_mlp, uniform_inputs)
+from conftest import (LinearModel, NoisyLinear, linear_boundaries, outlier_trap,
+                      random_linear, sample_mlp, uniform_inputs)
 from keras_edd.attacks import pgd
 from keras_edd.attacks.apgd import apgd, objective, target_classes
 from keras_edd.attacks.apgd_step_size import checkpoint_windows, checkpoints, step_halvings
@@ -243,11 +243,37 @@ def test_is_seeded(linear):
     assert not np.array_equal(run(3), run(4))
 
 
+def test_eot_attacks_the_expected_gradient(linear):
+    """EOT: a model whose logits are exactly x W but whose input gradient is
+    W + 4 N(0, 1) per call (conftest.NoisyLinear, gradient_only). One call's gradient
+    misleads APGD; the mean of 100 calls brings it to what APGD reaches on the
+    deterministic model, judged on the margin Z_y - max_k Z_k of x W. On the
+    deterministic model EOT changes nothing."""
+    x = inputs(64)
+    labels = np.asarray(linear(x)).argmax(1)
+
+    def margin(points):
+        logits = np.asarray(linear(points), np.float64)
+        true = logits[np.arange(len(x)), labels].copy()
+        logits[np.arange(len(x)), labels] = -np.inf
+        return (true - logits.max(1)).mean()
+
+    def attack(model, eot_iter):
+        return apgd(model, x, y=labels, eps=0.1, nb_iter=10, seed=0, eot_iter=eot_iter)
+
+    deterministic = attack(linear, 1)
+    np.testing.assert_allclose(attack(linear, 100), deterministic, atol=1e-6)
+    one, mean = (margin(attack(NoisyLinear(linear.weights, 4.0, gradient_only=True), eot))
+                 for eot in (1, 100))
+    best = margin(deterministic)
+    assert one - mean > 0.2 and mean - best < 0.1, (one, mean, best)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(eps=-0.1), "eps=-0.1"), (dict(eps=0.1, loss="cw"), "loss='cw'"),
     (dict(eps=0.1, norm="l1"), "norm='l1'"), (dict(eps=0.1, nb_restarts=0), "nb_restarts=0"),
     (dict(eps=0.1, rho=0.0), "rho=0.0"), (dict(eps=0.1, momentum=1.5), "momentum=1.5"),
-    (dict(eps=0.1, nb_targets=0), "nb_targets=0"),
+    (dict(eps=0.1, nb_targets=0), "nb_targets=0"), (dict(eps=0.1, eot_iter=0), "eot_iter=0"),
     (dict(eps=0.1, loss="dlr_targeted", outlier_class=3), "needs at least 4 classes")])
 def test_bad_arguments_raise(linear, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

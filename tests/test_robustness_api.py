@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import keras_edd
+from conftest import LinearModel, NoisyLinear, uniform_inputs
 from keras_edd.robustness import Rate, suite, wilson_interval
 
 SHAPE = (4, 4, 1)
@@ -146,6 +147,27 @@ def test_l2_standard_runs_l2_square_and_linf_only_attacks_raise():
         keras_edd.evaluate(model, x, y, eps=0.4, norm="l2", attacks=["pgd"], progress=False)
 
 
+def test_rand_is_apgd_ce_and_dlr_with_eot_for_a_stochastic_model():
+    """attacks="rand" (AutoAttack's version="rand"): APGD-CE and APGD-DLR, 100
+    iterations, EOT over 20 calls; on a stochastic model no warning, on a deterministic
+    one a warning that EOT only costs time, and the stochastic model's warning under
+    other attacks names attacks='rand'."""
+    weights = np.random.default_rng(3).normal(size=(16, 3))
+    x = uniform_inputs(8, shape=SHAPE)
+    y = np.asarray(LinearModel(weights)(x)).argmax(1)
+    noisy = NoisyLinear(weights, 0.05, seed=0)
+    result = quiet_evaluate(noisy, x, y, eps=0.05, attacks="rand")
+    assert result.attacks == ("apgd_ce", "apgd_dlr") and result.attacks_skipped == ()
+    for name, loss in zip(result.attacks, ("ce", "dlr")):
+        assert result.settings[name] == {"loss": loss, "nb_iter": 100, "nb_restarts": 1,
+                                         "eot_iter": 20}
+    assert result.checks["stochastic"] is True and result.warnings == ()
+    deterministic = quiet_evaluate(LinearModel(weights), x, y, eps=0.05, attacks="rand")
+    assert [w for w in deterministic.warnings if "EOT only costs time" in w]
+    plain = quiet_evaluate(noisy, x, y, eps=0.05, attacks=["fgsm"])
+    assert [w for w in plain.warnings if "stochastic" in w and "attacks='rand'" in w]
+
+
 def test_square_is_left_out_on_inputs_that_are_not_images():
     weights = np.random.default_rng(5).normal(size=(16, 4)).astype(np.float32)
 
@@ -227,7 +249,7 @@ def bad_cases():
         (dict(outlier_class=3), r"^y contains outlier_class=3"),
         (dict(attacks=["apgd_ce", "nope"]), r"^attacks: unknown attack 'nope'; allowed"),
         (dict(attacks=["jsma"]), r"^attacks: unknown attack 'jsma'"),
-        (dict(attacks=[]), r"^attacks=\[\]: expected 'standard' or a non-empty list"),
+        (dict(attacks=[]), r"^attacks=\[\]: expected 'standard', 'rand' or a non-empty list"),
         (dict(norm="l1"), r"^norm='l1': allowed values are \['l2', 'linf'\]"),
         (dict(false_detection=(0.0,)), r"^false_detection=0\.0: allowed range is \(0"),
         (dict(batch_size=0), r"^batch_size=0: allowed range"),

@@ -193,7 +193,7 @@ def test_digits_never_broken_have_infinite_eps_star():
     (dict(attacks=["apgd_ce"]), r"needs a minimum-norm attack, one of fab, fab_t"),
     (dict(attacks=["fab", "boom"]), r"unknown attack 'boom'"),
     (dict(attacks=["fab", "fab"]), r"'fab' is named twice"),
-    (dict(attacks=[]), r"attacks=\[\]: expected 'standard' or a non-empty list"),
+    (dict(attacks=[]), r"attacks=\[\]: expected 'standard', 'rand' or a non-empty list"),
     (dict(attacks=["fab", "fgsm"], norm="l2"), r"fgsm supports norm linf only"),
     (dict(outlier_class=7), r"outlier_class=7: allowed range is \[0, 3\]"),
     (dict(batch_size=0), r"batch_size=0"),

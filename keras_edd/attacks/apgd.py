@@ -57,7 +57,16 @@ Differences from the paper and the reference code (fra31/auto-attack):
     duplicate checkpoints (tiny nb_iter) are merged;
   * a sample stops at its first successful iterate (AutoAttack runs on and
     keeps the last successful one; the success rate is the same);
-  * the random start is uniform in the ball; no EOT, no L1.
+  * the random start is uniform in the ball; no L1;
+  * with EOT (`eot_iter` > 1) the loss of a point, like its gradient, is the mean over
+    the eot_iter passes (the reference averages the gradient and keeps the last pass's
+    loss); success is judged on the last pass, as in the reference.
+
+EOT (expectation over transformation, Athalye et al. 2018), for a stochastic model
+(dropout on at inference, random input transformations): each step's gradient is the
+mean of `eot_iter` gradients, each of a fresh call of model_fn. AutoAttack's
+version="rand" runs APGD-CE and APGD-DLR with eot_iter = 20
+(keras_edd.evaluate(attacks="rand")). On a deterministic model it only costs time.
 Random starts are stateless draws keyed by (seed, run), so the result is a
 function of (x, y, seed).
 """
@@ -168,11 +177,12 @@ def random_start(x, eps, norm, seed, run, clip_min, clip_max):
 
 @tf.function(reduce_retracing=True)
 def _apgd_run(model_fn, x, labels, targets, x_start, skip, eps, nb_iter, windows, rho,
-              momentum, clip_min, clip_max, norm, loss, outlier_class):
+              momentum, clip_min, clip_max, norm, loss, outlier_class, eot_iter=1):
     """One restart (and target) on the inputs with skip = False.
 
     Returns (x_out, success, loss, iterations), all [batch]-shaped; rows with
-    skip = True are left untouched (x_start, False, -inf, 0).
+    skip = True are left untouched (x_start, False, -inf, 0). eot_iter (a Python int)
+    > 1 averages the loss and gradient of each point over that many model calls.
     """
     batch = tf.shape(x)[0]
     rank = x.shape.rank
@@ -180,14 +190,24 @@ def _apgd_run(model_fn, x, labels, targets, x_start, skip, eps, nb_iter, windows
     def per_sample(values):
         return tf.reshape(values, [-1] + [1] * (rank - 1))
 
-    def evaluate(points, point_labels, point_targets):
+    def one_pass(points, point_labels, point_targets):
         with tf.GradientTape() as tape:
             tape.watch(points)
             logits = model_fn(points)
             values = objective(logits, point_labels, point_targets, loss=loss,
                                outlier_class=outlier_class)
             total = tf.reduce_sum(values)
-        grad = tape.gradient(total, points)
+        return values, tape.gradient(total, points), logits
+
+    def evaluate(points, point_labels, point_targets):
+        values, grad, logits = one_pass(points, point_labels, point_targets)
+        if eot_iter > 1:  # EOT: the mean over eot_iter calls, success on the last one
+            def body(i, value_sum, grad_sum, _):
+                values, grad, logits = one_pass(points, point_labels, point_targets)
+                return i + 1, value_sum + values, grad_sum + grad, logits
+            _, value_sum, grad_sum, logits = tf.while_loop(
+                lambda i, *_: i < eot_iter, body, (tf.constant(1), values, grad, logits))
+            values, grad = value_sum / eot_iter, grad_sum / eot_iter
         success = utils.attack_success(logits, point_labels, targeted=False,
                                        outlier_class=outlier_class)
         return values, grad, success
@@ -245,7 +265,7 @@ def _apgd_run(model_fn, x, labels, targets, x_start, skip, eps, nb_iter, windows
 
 def apgd(model_fn, x, *, eps, y=None, norm="linf", loss="ce", nb_iter=100, nb_restarts=1,
          nb_targets=9, rho=0.75, momentum=0.75, clip_min=0.0, clip_max=1.0,
-         outlier_class=None, seed=None, return_details=False):
+         outlier_class=None, seed=None, eot_iter=1, return_details=False):
     """Untargeted APGD (L_inf or L2) with the CE, DLR or targeted-DLR loss.
 
     Args:
@@ -269,6 +289,8 @@ def apgd(model_fn, x, *, eps, y=None, norm="linf", loss="ce", nb_iter=100, nb_re
         class other than y on top and the losses merge y with it (see the
         module docstring).
       seed: integer seed of the random starts (None: drawn at random).
+      eot_iter: model calls whose loss and gradient are averaged per step (>= 1;
+        EOT for a stochastic model, see the module docstring; 1: plain APGD).
       return_details: return an APGDResult (x_adv, success, loss, iterations)
         instead of x_adv alone.
     Returns:
@@ -280,6 +302,7 @@ def apgd(model_fn, x, *, eps, y=None, norm="linf", loss="ce", nb_iter=100, nb_re
     nb_iter = utils.check_int("nb_iter", nb_iter, low=0)
     nb_restarts = utils.check_int("nb_restarts", nb_restarts, low=1)
     nb_targets = utils.check_int("nb_targets", nb_targets, low=1)
+    eot_iter = utils.check_int("eot_iter", eot_iter, low=1)
     rho = utils.check_real("rho", rho, low=0.0, high=1.0, low_inclusive=False)
     momentum = utils.check_real("momentum", momentum, low=0.0, high=1.0, low_inclusive=False)
     clip_min, clip_max = utils.check_box(clip_min, clip_max)
@@ -318,7 +341,7 @@ def apgd(model_fn, x, *, eps, y=None, norm="linf", loss="ce", nb_iter=100, nb_re
     _runs(model_fn, x, labels, targets, (x_adv, success, best_loss, iterations), eps=eps,
           norm=norm, loss=loss, nb_iter=nb_iter, nb_restarts=nb_restarts, rho=rho,
           momentum=momentum, clip_min=clip_min, clip_max=clip_max,
-          outlier_class=outlier_class, seed=seed)
+          outlier_class=outlier_class, seed=seed, eot_iter=eot_iter)
     x_adv = tf.convert_to_tensor(x_adv)
     if not return_details:
         return x_adv
@@ -326,7 +349,7 @@ def apgd(model_fn, x, *, eps, y=None, norm="linf", loss="ce", nb_iter=100, nb_re
 
 
 def _runs(model_fn, x, labels, targets, found, *, eps, norm, loss, nb_iter, nb_restarts, rho,
-          momentum, clip_min, clip_max, outlier_class, seed):
+          momentum, clip_min, clip_max, outlier_class, seed, eot_iter=1):
     """Every target, and per target every restart, on the inputs not broken yet.
 
     `found` = (x_adv, success, best_loss, iterations), numpy arrays updated in place:
@@ -338,7 +361,8 @@ def _runs(model_fn, x, labels, targets, found, *, eps, norm, loss, nb_iter, nb_r
         eps=tf.constant(eps, tf.float32), nb_iter=tf.constant(nb_iter),
         windows=tf.constant(checkpoint_windows(nb_iter)), rho=tf.constant(rho, tf.float32),
         momentum=tf.constant(momentum, tf.float32), clip_min=tf.constant(clip_min),
-        clip_max=tf.constant(clip_max), norm=norm, loss=loss, outlier_class=outlier_class)
+        clip_max=tf.constant(clip_max), norm=norm, loss=loss, outlier_class=outlier_class,
+        eot_iter=eot_iter)
     run = 0
     for target_index in range(targets.shape[1]):
         for _ in range(nb_restarts):

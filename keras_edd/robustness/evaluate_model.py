@@ -50,8 +50,12 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
       norm: "linf" or "l2".
       attacks: "standard" (AutoAttack's: apgd_ce, apgd_t, fab_t, square at
         AutoAttack's defaults; attacks missing here are listed in
-        `attacks_skipped` with a warning) or a list of names run in that order:
-        apgd_ce, apgd_t, apgd_dlr, fab_t, fab, square, fgsm, pgd.
+        `attacks_skipped` with a warning), "rand" (AutoAttack's version for a
+        stochastic model: apgd_ce and apgd_dlr, each step's gradient averaged
+        over 20 model calls, EOT; pass the model as a callable that is random,
+        e.g. `lambda x: model(x, training=True)` for dropout at inference) or a
+        list of names run in that order: apgd_ce, apgd_t, apgd_dlr, fab_t, fab,
+        square, fgsm, pgd.
       outlier_class: index of the "detected" logit of an n + 1-logit model;
         None (the default) evaluates a plain classifier and never guesses one.
         Given, the attacks are adaptive (only a real class != y wins) and the
@@ -89,8 +93,8 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
     model, description = inputs.resolve_model(model)
     x = inputs.fit_to_model(model, x)
     eps = v.check_eps("eps", eps, norm, size=int(np.prod(x.shape[1:])))
-    standard = isinstance(attacks, str) and attacks == "standard"
-    rows, skipped = suite.drop_unfit(rows, skipped, x.shape, named=not standard)
+    version = isinstance(attacks, str) and attacks in suite.VERSIONS
+    rows, skipped = suite.drop_unfit(rows, skipped, x.shape, named=not version)
 
     model_fn = utils.as_model_fn(model)
     clean_logits = logits(model_fn, x, batch_size)
@@ -106,7 +110,7 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
         warn(issued, f"standard attack not run: {reason}; robust accuracy is an upper bound "
                      "of AutoAttack's without it")
     sanity = sanity_checks(model_fn, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], outlier_class,
-                            issued)
+                            issued, eot=isinstance(attacks, str) and attacks == "rand")
     suites = 1 + 2 * len(false_detection) * (outlier_class is not None)
     bar = progress_bars.bar(total=suites * len(rows) * len(x), desc="evaluate",
                             progress=progress, unit="digit")

@@ -64,8 +64,9 @@ def attacker_wins(logits, y, outlier_class):
     return other > real
 
 
-def sanity_checks(model_fn, x, y, outlier_class, issued):
-    """AutoAttack's checks, first: logits not probabilities, gradients, determinism."""
+def sanity_checks(model_fn, x, y, outlier_class, issued, eot=False):
+    """AutoAttack's checks, first: logits not probabilities, gradients, determinism
+    (`eot`: the attacks average over the model's randomness, attacks="rand")."""
     measured = {
         "probabilities": bool(checks.check_logits(model_fn, x, action="ignore")),
         "zero_gradient_fraction": float(checks.zero_gradient_fraction(
@@ -79,9 +80,14 @@ def sanity_checks(model_fn, x, y, outlier_class, issued):
         warn(issued, f"check: {measured['zero_gradient_fraction']:.1%} of the input gradients "
                      "are exactly zero: likely gradient masking; gradient attacks under-report, "
                      "trust the gradient-free attack (square) and the logit-margin losses", 4)
-    if measured["stochastic"]:
+    if measured["stochastic"] and not eot:
         warn(issued, "check: the model's outputs differ between two calls on the same x (a "
                      "stochastic model, e.g. dropout on): plain attacks are unreliable on it; "
                      "call Keras models with training=False, or attack the expectation over "
-                     "the randomness (EOT, Athalye et al. 2018; AutoAttack's version='rand')", 4)
+                     "the randomness with attacks='rand' (EOT, Athalye et al. 2018; "
+                     "AutoAttack's version='rand')", 4)
+    if eot and not measured["stochastic"]:
+        warn(issued, "check: attacks='rand' averages over the model's randomness, but its "
+                     "outputs are the same on two calls (a deterministic model): EOT only "
+                     "costs time here; use attacks='standard'", 4)
     return measured

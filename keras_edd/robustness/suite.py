@@ -13,6 +13,10 @@ label, not at the model's prediction). The standard list is AutoAttack's
   square   Square Attack, 5,000 queries, p_init 0.8 (square.py for L_inf,
            square_l2.py for L2)
 
+attacks="rand" is AutoAttack's `version="rand"`, for a stochastic model (one whose
+outputs differ between calls on the same input): APGD-CE and APGD-DLR, 100 iterations,
+1 restart, each step's gradient the mean over 20 calls of the model (EOT, eot_iter = 20).
+
 A row whose module is missing (fab_t until keras_edd.attacks.fab exists) or that
 lacks the norm (fgsm, pgd: L_inf only) is left out of "standard" with the reason
 recorded in the result and a warning; named explicitly, it raises.
@@ -31,6 +35,9 @@ from keras_edd import attack_registry
 
 NORMS = ("linf", "l2")
 STANDARD = ("apgd_ce", "apgd_t", "fab_t", "square")
+RAND = ("apgd_ce", "apgd_dlr")
+RAND_EOT_ITER = 20
+VERSIONS = ("standard", "rand")  # the lists `attacks` names by one word
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -81,8 +88,10 @@ class SuiteAttack:
         return function(model_fn, x, **kwargs)
 
 
-def _apgd(name, loss, nb_targets=9):
+def _apgd(name, loss, nb_targets=9, eot_iter=1):
     settings = {"loss": loss, "nb_iter": 100, "nb_restarts": 1}
+    if eot_iter > 1:
+        settings["eot_iter"] = eot_iter
     if loss == "dlr_targeted":
         settings["nb_targets"] = nb_targets
     return SuiteAttack(name=name, functions=dict.fromkeys(NORMS, "keras_edd.attacks.apgd:apgd"),
@@ -110,6 +119,9 @@ _ROWS = (
                 settings={"max_queries": 5000, "p_init": 0.8}, norm_keyword=False),
 )
 ATTACKS = {row.name: row for row in _ROWS}
+# version="rand": the same names, with EOT.
+RAND_ROWS = (_apgd("apgd_ce", "ce", eot_iter=RAND_EOT_ITER),
+             _apgd("apgd_dlr", "dlr", eot_iter=RAND_EOT_ITER))
 
 
 def _registry_row(name):
@@ -133,7 +145,7 @@ def _scaled(row, eps):
 
 
 def known_names() -> tuple[str, ...]:
-    """Every name `attacks` accepts (besides "standard")."""
+    """Every name `attacks` accepts in a list (besides the VERSIONS)."""
     extra = [name for name in attack_registry.NAMES
              if name not in ATTACKS and _registry_row(name) is not None]
     return tuple(ATTACKS) + tuple(extra)
@@ -142,9 +154,11 @@ def known_names() -> tuple[str, ...]:
 def resolve(attacks, norm: str, eps: float) -> tuple[tuple[SuiteAttack, ...], tuple]:
     """(the rows to run in order, ((name, reason), ...) of standard attacks left out).
 
-    attacks: "standard" or a list of names. A named attack that is unknown, given
-    twice or unavailable at `norm` raises ValueError.
+    attacks: "standard", "rand" or a list of names. A named attack that is unknown,
+    given twice or unavailable at `norm` raises ValueError.
     """
+    if isinstance(attacks, str) and attacks == "rand":
+        return RAND_ROWS, ()
     if isinstance(attacks, str) and attacks == "standard":
         rows, skipped = [], []
         for name in STANDARD:
@@ -160,14 +174,14 @@ def resolve(attacks, norm: str, eps: float) -> tuple[tuple[SuiteAttack, ...], tu
     except TypeError:
         names = None
     if not names or not all(isinstance(name, str) for name in names):
-        raise ValueError(f"attacks={attacks!r}: expected 'standard' or a non-empty list of "
-                         f"names from {', '.join(known_names())}")
+        raise ValueError(f"attacks={attacks!r}: expected 'standard', 'rand' or a non-empty "
+                         f"list of names from {', '.join(known_names())}")
     rows = []
     for name in names:
         row = ATTACKS.get(name) or _registry_row(name)
         if row is None:
             raise ValueError(f"attacks: unknown attack {name!r}; allowed values are "
-                             f"'standard' or names from {', '.join(known_names())}")
+                             f"'standard', 'rand' or names from {', '.join(known_names())}")
         if name in (r.name for r in rows):
             raise ValueError(f"attacks: {name!r} is named twice")
         reason = row.unavailable(norm)
