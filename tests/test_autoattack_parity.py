@@ -168,6 +168,40 @@ def test_compare_judges_the_targets(parity):
                               standard_budget=True)["targets"]["judged"]
 
 
+def test_the_table_renders_what_compare_wrote(parity):
+    """keras_edd.reporting.parity reads the benchmark's own JSON: per case a row per
+    side, cumulative robust accuracy after each attack, the last with its Wilson
+    interval, and a verdict line; an unfinished side is shown as such."""
+    from keras_edd.reporting.parity import parity_machine, parity_table
+
+    def side(robust_counts, seconds, n=1000):
+        by_attack = dict(zip(parity.ATTACKS, (c / n for c in robust_counts)))
+        robust = [True] * robust_counts[-1] + [False] * (n - robust_counts[-1])
+        return {"digits": n, "clean_accuracy": 0.982, "robust_accuracy": robust_counts[-1] / n,
+                "robust_accuracy_by_attack": by_attack, "robust": robust, "seconds": seconds}
+
+    ours, ref = side((900, 860, 858, 840), 1200.0), side((901, 862, 858, 843), 3000.0)
+    case = {"model": "paper:adversarial", "norm": "linf", "eps": 0.3,
+            **parity.compare("adversarial:linf:0.3", ours, ref, tolerance_points=0.5,
+                             standard_budget=True)}
+    half = {"model": "paper:undefended", "norm": "l2", "eps": 1.5,
+            **parity.compare("undefended:l2:1.5", None, ref, tolerance_points=0.5,
+                             standard_budget=True)}
+    text = parity_table({"cases": {"a": case, "b": half}})
+    assert ("| paper:adversarial L∞ ε = 0.3 | keras_edd | 98.2 | 90.0 | 86.0 | 85.8 | "
+            "**84.0** [81.6, 86.1] | 1,200 |") in text
+    assert "| paper:adversarial L∞ ε = 0.3 | reference | 98.2 | 90.1 | 86.2 | 85.8 |" in text
+    assert ("- paper:adversarial L∞ ε = 0.3: robust accuracy -0.3 points (within ±0.5); "
+            "time ratio reference / ours 2.50×: target met; robust in keras_edd only 0, "
+            "in the reference only 3 of 1000 digits.") in text
+    assert "| paper:undefended L2 ε = 1.5 | keras_edd | not finished |" in text
+    assert "- paper:undefended L2 ε = 1.5: not judged: a side did not finish." in text
+    machine = {"cores": 2, "cpu_model": "Some CPU", "avx_flags": ["avx2", "avx512f"],
+               "load_average": [2.1, 2.0, 1.9], "load_average_end": [2.3, 2.2, 2.0]}
+    assert parity_machine({"machine": machine}) == (
+        "2-core Some CPU (AVX-512), 1-minute load 2.1 at the start and 2.3 at the end")
+
+
 def test_our_side_reports_a_missing_evaluate(parity):
     import keras_edd
     if hasattr(keras_edd, "evaluate"):

@@ -8,14 +8,16 @@ The paper's cells over training seeds (keras_edd.reporting.seed_statistics) from
 results/paper/results.json (training seed 0), every results/seeds/<run>/results.json
 (tools/seed_runs.sh) and saved_models/paper/MANIFEST.json (clean test accuracies); the
 paper's small-budget claim (keras_edd.reporting.claim) from results/claim/results.json,
-budget sweeps of f^d. No TensorFlow.
+budget sweeps of f^d; keras_edd.evaluate against the reference AutoAttack
+(keras_edd.reporting.parity) from results/parity/autoattack_parity.json when it is there
+(benchmarks/autoattack_parity.py). No TensorFlow.
 """
 
 import os
 import sys
 
 from keras_edd import files
-from keras_edd.reporting import claim, readme_tables, seed_statistics
+from keras_edd.reporting import claim, parity, readme_tables, seed_statistics
 
 TOOL = "tools/study_tables.py"  # the command in the README blocks' markers
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +34,11 @@ def blocks(repo=REPO):
     tables = seed_statistics.seed_blocks(paper, runs, manifest["models"])
     sweeps = files.read_json(os.path.join(repo, "results", "claim", "results.json"))
     tables["claim"] = claim.claim_table(sweeps) + "\n\n" + claim.claim_verdict(sweeps) + "."
+    parity_run = os.path.join(repo, "results", "parity", "autoattack_parity.json")
+    if os.path.isfile(parity_run):
+        run = files.read_json(parity_run)
+        tables["parity"] = (parity.parity_table(run) + "\n\nMachine: "
+                            + parity.parity_machine(run) + ".")
     return tables
 
 
