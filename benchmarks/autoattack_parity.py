@@ -311,10 +311,20 @@ def merge_chunks(results, num_digits):
             "robust_accuracy_by_attack": {a: c / num_digits for a, c in cumulative.items()},
             "robust": robust,
             "seconds": round(sum(r["seconds"] for r in results), 2),
+            "attack_seconds": _attack_seconds(results),
             "chunk_seconds": [r["seconds"] for r in results],
             "chunks_reused": sum(bool(r.get("reused")) for r in results),
             "attacks_skipped": sorted({a for r in results for a in r.get("attacks_skipped", ())}),
             "threads": results[-1].get("threads")}
+
+
+def _attack_seconds(results):
+    """Seconds per attack summed over the chunks; {} unless every chunk recorded them
+    (chunks made before our side kept them have none)."""
+    if not all(r.get("attack_seconds") for r in results):
+        return {}
+    return {a: round(sum(r["attack_seconds"].get(a, 0.0) for r in results), 2)
+            for a in ATTACKS}
 
 
 def chunk_summary(results):
@@ -503,6 +513,8 @@ def make_our_chunk(model, *, norm, eps, seed, batch_size):
                 "attacks_reported": sorted(counts),
                 "attacks_skipped": [str(a[0] if isinstance(a, (tuple, list)) else a)
                                     for a in getattr(result, "attacks_skipped", ())],
+                "attack_seconds": {_attack_name(a): round(s, 2) for a, s
+                                   in getattr(result, "seconds_by_attack", {}).items()},
                 "seconds": round(seconds, 2),
                 "threads": tf.config.threading.get_intra_op_parallelism_threads()}
 

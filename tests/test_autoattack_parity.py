@@ -119,7 +119,7 @@ def test_chunks_are_saved_and_reused(parity, tmp_path):
         return {"robust": robust, "robust_count": sum(robust), "clean_count": len(yc),
                 "cumulative_robust_count": parity.fill_cumulative({"apgd-ce": len(yc)},
                                                                   sum(robust)),
-                "seconds": 1.0}
+                "attack_seconds": dict.fromkeys(parity.ATTACKS, 0.25), "seconds": 1.0}
 
     kwargs = dict(folder=str(tmp_path), chunk_size=2, settings={"eps": 0.1}, log=lambda m: 0)
     first = parity.run_chunks("reference", run_chunk, x, y, max_chunks=2, **kwargs)
@@ -135,6 +135,10 @@ def test_chunks_are_saved_and_reused(parity, tmp_path):
     assert merged["robust_accuracy_by_attack"] == {"apgd-ce": 1.0, "apgd-t": 1.0,
                                                    "fab-t": 1.0, "square": 1.0}
     assert merged["seconds"] == 3.0 and merged["chunks_reused"] == 2
+    assert merged["attack_seconds"] == dict.fromkeys(parity.ATTACKS, 0.75)
+    # A chunk without per-attack seconds (made before they were kept): none summed.
+    del second[0]["attack_seconds"]
+    assert parity.merge_chunks(second, 5)["attack_seconds"] == {}
     # Other settings: nothing reused.
     parity.run_chunks("reference", run_chunk, x, y, **dict(kwargs, settings={"eps": 0.2}))
     assert calls[3:] == [2, 2, 1]
@@ -181,6 +185,8 @@ def test_the_table_renders_what_compare_wrote(parity):
                 "robust_accuracy_by_attack": by_attack, "robust": robust, "seconds": seconds}
 
     ours, ref = side((900, 860, 858, 840), 1200.0), side((901, 862, 858, 843), 3000.0)
+    ours["attack_seconds"] = dict(zip(parity.ATTACKS, (40.0, 300.0, 400.0, 460.0)))
+    ref["attack_seconds"] = dict(zip(parity.ATTACKS, (41.0, 700.0, 1259.4, 999.6)))
     case = {"model": "paper:adversarial", "norm": "linf", "eps": 0.3,
             **parity.compare("adversarial:linf:0.3", ours, ref, tolerance_points=0.5,
                              standard_budget=True)}
@@ -193,7 +199,9 @@ def test_the_table_renders_what_compare_wrote(parity):
     assert "| paper:adversarial L∞ ε = 0.3 | reference | 98.2 | 90.1 | 86.2 | 85.8 |" in text
     assert ("- paper:adversarial L∞ ε = 0.3: robust accuracy -0.3 points (within ±0.5); "
             "time ratio reference / ours 2.50×: target met; robust in keras_edd only 0, "
-            "in the reference only 3 of 1000 digits.") in text
+            "in the reference only 3 of 1000 digits; seconds per attack, keras_edd / "
+            "reference: APGD-CE 40 / 41, APGD-T 300 / 700, FAB-T 400 / 1,259, "
+            "Square 460 / 1,000.") in text
     assert "| paper:undefended L2 ε = 1.5 | keras_edd | not finished |" in text
     assert "- paper:undefended L2 ε = 1.5: not judged: a side did not finish." in text
     machine = {"cores": 2, "cpu_model": "Some CPU", "avx_flags": ["avx2", "avx512f"],

@@ -119,6 +119,9 @@ def test_robust_accuracy_is_the_closed_form_worst_case(norm, eps):
     predicted = np.asarray(model(result.x_adv[broken])).argmax(axis=1)
     assert np.all(predicted != y[broken])
     assert {result.broken_by[i] for i in np.flatnonzero(broken)} <= {"apgd_ce", "apgd_t"}
+    # Each attack's wall time, in the order run, within the whole call's.
+    assert list(result.seconds_by_attack) == ["apgd_ce", "apgd_t"]
+    assert 0 < sum(result.seconds_by_attack.values()) <= result.seconds
 
 
 def test_standard_list_runs_in_order_and_records_fab_t_missing():
@@ -443,6 +446,7 @@ def test_result_is_frozen_and_serialises():
     data = json.loads(result.to_json())
     assert data["robust_accuracy"]["k"] == int(result.robust.sum())
     assert data["robust"] == result.robust.tolist()
+    assert data["seconds_by_attack"] == dict(result.seconds_by_attack)
     assert "robust (all attacks)" in result.summary()
 
 

@@ -5,7 +5,8 @@ benchmarks/autoattack_parity.py prints, one table for all its cases.
                   accuracy after each attack in AutoAttack's order (cumulative, the last
                   is the robust accuracy) with its 95 % Wilson interval, wall seconds;
                   then per case the difference in points, the digits robust on one side
-                  only, the time ratio and the verdict on the targets
+                  only, the time ratio, the verdict on the targets and, where both sides
+                  recorded them, the seconds of each attack
   parity_machine  the machine and load the run was timed on
 
 Light: reads dicts, no TensorFlow.
@@ -64,10 +65,22 @@ def parity_table(result):
             d = case["disagreements"]
             notes.append(f"- {title}: {_verdict(case)}; robust in keras_edd only "
                          f"{d['robust_only_in_ours']}, in the reference only "
-                         f"{d['robust_only_in_reference']} of {case['ours']['digits']} digits.")
+                         f"{d['robust_only_in_reference']} of {case['ours']['digits']} digits"
+                         + _attack_times(case) + ".")
         else:
             notes.append(f"- {title}: {_verdict(case)}.")
     return "\n".join(lines) + "\n\n" + "\n".join(notes)
+
+
+def _attack_times(case):
+    """'; seconds per attack, keras_edd / reference: APGD-CE 40 / 41, ...' ('' unless both
+    sides recorded them)."""
+    ours, reference = (case[side].get("attack_seconds") for side in ("ours", "reference"))
+    if not ours or not reference:
+        return ""
+    return "; seconds per attack, keras_edd / reference: " + ", ".join(
+        f"{heading.lstrip('+ ').split(' =')[0]} {ours[a]:,.0f} / {reference[a]:,.0f}"
+        for a, heading in zip(ATTACKS, _HEADINGS))
 
 
 def parity_machine(result):

@@ -142,7 +142,8 @@ def evaluate(model, x, y, *, eps: float, norm: str = "linf", attacks="standard",
         clean_correct=clean_correct, robust=run["robust"], broken_by=broken_by,
         x_adv=run["x_adv"], perturbation_norm=norms(run["x_adv"] - x, norm),
         norm_violations=run["violations"], thresholds=thresholds, checks=sanity,
-        warnings=tuple(issued), seed=seed, seconds=time.perf_counter() - started)
+        warnings=tuple(issued), seed=seed, seconds=time.perf_counter() - started,
+        seconds_by_attack=run["seconds"])
 
 
 def _run_suite(model_fn, x, y, clean_correct, rows, *, eps, norm, outlier_class, seed,
@@ -151,8 +152,9 @@ def _run_suite(model_fn, x, y, clean_correct, rows, *, eps, norm, outlier_class,
     robust = clean_correct.copy()
     broken_by = np.where(clean_correct, -2, -1)  # -1: wrong when clean, -2: not broken
     x_adv = x.copy()
-    robust_after, violations = [], {}
+    robust_after, violations, seconds = [], {}, {}
     for index, row in enumerate(rows):
+        started = time.perf_counter()
         todo = np.flatnonzero(robust)
         bar.update(len(x) - len(todo))
         violations[row.name] = 0
@@ -176,8 +178,9 @@ def _run_suite(model_fn, x, y, clean_correct, rows, *, eps, norm, outlier_class,
                          f"{norm} ball of radius {eps:g} or the box [0, 1]: each counted as a "
                          "failure of the attack")
         robust_after.append(int(robust.sum()))
+        seconds[row.name] = time.perf_counter() - started
     return {"robust": robust, "broken_by": broken_by, "x_adv": x_adv,
-            "robust_after": robust_after, "violations": violations}
+            "robust_after": robust_after, "violations": violations, "seconds": seconds}
 
 
 class _ShiftedOutlier:

@@ -86,6 +86,8 @@ class RobustnessResult:
     thresholds: per clean false-detection rate a ThresholdResult (outlier models).
     checks: what the sanity checks measured; warnings: every warning issued.
     seed, seconds: the seed of the attacks and the wall time.
+    seconds_by_attack: attack name -> wall seconds of that attack on the digits
+      still robust (the thresholds' re-runs not included).
     """
     model: str
     norm: str
@@ -109,6 +111,7 @@ class RobustnessResult:
     warnings: tuple[str, ...]
     seed: int
     seconds: float
+    seconds_by_attack: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("clean_correct", "robust", "x_adv", "perturbation_norm"):
@@ -136,6 +139,7 @@ class RobustnessResult:
             "thresholds": [row.to_dict() for row in self.thresholds],
             "checks": self.checks, "warnings": list(self.warnings),
             "seed": self.seed, "seconds": self.seconds,
+            "seconds_by_attack": dict(self.seconds_by_attack),
         }
 
     def to_json(self, **kwargs) -> str:
