@@ -17,7 +17,8 @@ attacks="rand" is AutoAttack's `version="rand"`, for a stochastic model (one who
 outputs differ between calls on the same input): APGD-CE and APGD-DLR, 100 iterations,
 1 restart, each step's gradient the mean over 20 calls of the model (EOT, eot_iter = 20).
 
-A row whose module is missing (fab_t until keras_edd.attacks.fab exists) or that
+A row whose module is missing from the installation (e.g. a trimmed copy without
+keras_edd.attacks.fab) or that
 lacks the norm (fgsm, pgd: L_inf only) is left out of "standard" with the reason
 recorded in the result and a warning; named explicitly, it raises.
 
@@ -70,8 +71,7 @@ class SuiteAttack:
         except (ImportError, ValueError):  # a parent package missing, or no spec
             missing = True
         if missing:
-            return (f"{self.name} needs {module}, which is not in this installation "
-                    "(not yet merged)")
+            return f"{self.name} needs {module}, which is not in this installation"
         return None
 
     def run(self, model_fn: Callable, x, y, *, eps: float, norm: str,
