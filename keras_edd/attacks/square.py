@@ -60,7 +60,7 @@ def square_side(p, height, width):
     return tf.clip_by_value(side, 1, tf.minimum(height, width) - 1)
 
 
-@tf.function
+@tf.function(reduce_retracing=True)  # evaluate(): batches of varying size
 def _square_run(model_fn, x, labels, eps, p_init, max_queries, seed, clip_min, clip_max,
                 outlier_class, sample_shape):
     """Runs the attack on x of shape [batch, H, W, C]; returns (x_best, queries).

@@ -23,9 +23,9 @@ centred rectangles of growing size k; unit L2 norm; transposed with probability
 1/2 at each draw. Square side s_i = round(sqrt(p_i H W)), at least 3, made odd,
 at most min(H, W), with p_i the schedule of square.p_schedule.
 
-Model calls run eagerly, one per query on the samples still active; the
-proposal arithmetic is numpy with a Generator keyed by `seed`, so the result is
-a function of (x, y, seed).
+One compiled model call (forward pass and margin, `_margin_loss`) per query on the
+samples still active; the proposal arithmetic is numpy with a Generator keyed by
+`seed`, so the result is a function of (x, y, seed).
 """
 
 import numpy as np
@@ -61,6 +61,14 @@ def square_side(p, height, width):
     side = max(int(round(np.sqrt(p * height * width))), 3)
     side += 1 - side % 2
     return min(side, height, width)
+
+
+@tf.function(reduce_retracing=True)
+def _margin_loss(model_fn, points, labels, outlier_class):
+    """The margin loss L of every point (one compiled call: an eager Keras call per
+    query costs more than the forward pass on a small model)."""
+    return -utils.attack_margin(model_fn(points), labels, targeted=False,
+                                outlier_class=outlier_class)
 
 
 def _scaled_to(delta, eps):
@@ -102,9 +110,9 @@ def square_l2(model_fn, x, *, eps, y=None, max_queries=5000, p_init=0.8, outlier
     rng = np.random.default_rng(seed)
 
     def loss_of(points, rows):
-        logits = model_fn(tf.constant(points.reshape((-1,) + tuple(shape[1:]))))
-        return -utils.attack_margin(logits, tf.constant(labels[rows]), targeted=False,
-                                    outlier_class=outlier_class).numpy()
+        points = tf.constant(points.reshape((-1,) + tuple(shape[1:])), tf.float32)
+        return _margin_loss(model_fn, points, tf.constant(labels[rows]),
+                            outlier_class).numpy()
 
     x_best = images.copy()
     loss_best = loss_of(images, np.arange(batch))
