@@ -6,6 +6,7 @@ L_inf / L2 ball is known in closed form, and at eps = 0 every attack returns x.
 """
 
 import builtins
+import dataclasses
 import functools
 import importlib.machinery
 import io
@@ -19,7 +20,7 @@ import pytest
 
 import keras_edd
 from conftest import LinearModel, NoisyLinear, uniform_inputs
-from keras_edd.robustness import Rate, suite, wilson_interval
+from keras_edd.robustness import Rate, points, suite, wilson_interval
 
 SHAPE = (4, 4, 1)
 
@@ -150,25 +151,34 @@ def test_l2_standard_runs_l2_square_and_linf_only_attacks_raise():
         keras_edd.evaluate(model, x, y, eps=0.4, norm="l2", attacks=["pgd"], progress=False)
 
 
-def test_rand_is_apgd_ce_and_dlr_with_eot_for_a_stochastic_model():
+def test_rand_is_apgd_ce_and_dlr_with_eot_for_a_stochastic_model(monkeypatch):
     """attacks="rand" (AutoAttack's version="rand"): APGD-CE and APGD-DLR, 100
     iterations, EOT over 20 calls; on a stochastic model no warning, on a deterministic
     one a warning that EOT only costs time, and the stochastic model's warning under
-    other attacks names attacks='rand'."""
+    other attacks names attacks='rand'. (Run with 3 iterations and 2 calls: the checks
+    and the bookkeeping are what is tested here, EOT itself in test_attacks_apgd.)"""
+    rows, skipped = suite.resolve("rand", "linf", 0.05)
+    assert [row.name for row in rows] == ["apgd_ce", "apgd_dlr"] and skipped == ()
+    for row, loss in zip(rows, ("ce", "dlr")):
+        assert row.settings == {"loss": loss, "nb_iter": 100, "nb_restarts": 1, "eot_iter": 20}
+    monkeypatch.setattr(suite, "RAND_ROWS", tuple(
+        dataclasses.replace(row, settings=dict(row.settings, nb_iter=3, eot_iter=2))
+        for row in rows))
     weights = np.random.default_rng(3).normal(size=(16, 3))
     x = uniform_inputs(8, shape=SHAPE)
     y = np.asarray(LinearModel(weights)(x)).argmax(1)
     noisy = NoisyLinear(weights, 0.05, seed=0)
     result = quiet_evaluate(noisy, x, y, eps=0.05, attacks="rand")
-    assert result.attacks == ("apgd_ce", "apgd_dlr") and result.attacks_skipped == ()
-    for name, loss in zip(result.attacks, ("ce", "dlr")):
-        assert result.settings[name] == {"loss": loss, "nb_iter": 100, "nb_restarts": 1,
-                                         "eot_iter": 20}
+    assert result.attacks == ("apgd_ce", "apgd_dlr") and result.settings["apgd_dlr"]["eot_iter"] == 2
     assert result.checks["stochastic"] is True and result.warnings == ()
-    deterministic = quiet_evaluate(LinearModel(weights), x, y, eps=0.05, attacks="rand")
-    assert [w for w in deterministic.warnings if "EOT only costs time" in w]
-    plain = quiet_evaluate(noisy, x, y, eps=0.05, attacks=["fgsm"])
-    assert [w for w in plain.warnings if "stochastic" in w and "attacks='rand'" in w]
+    # The checks evaluate runs first (points.sanity_checks), without the attacks.
+    for model, eot, words in ((LinearModel(weights), True, "EOT only costs time"),
+                              (noisy, False, "attacks='rand'")):
+        issued = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            points.sanity_checks(model, x, y, None, issued, eot=eot)
+        assert [w for w in issued if words in w], issued
 
 
 def test_square_is_left_out_on_inputs_that_are_not_images():
