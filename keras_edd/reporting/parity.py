@@ -15,8 +15,9 @@ Light: reads dicts, no TensorFlow.
 from keras_edd.formatting import percent
 from keras_edd.stats import interval_of
 
-ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
-_HEADINGS = ("APGD-CE", "+ APGD-T", "+ FAB-T", "+ Square = robust")
+ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")  # AutoAttack's names, in its order
+_NAMES = ("APGD-CE", "APGD-T", "FAB-T", "Square")
+_HEADINGS = (_NAMES[0], *(f"+ {name}" for name in _NAMES[1:-1]), f"+ {_NAMES[-1]} = robust")
 _NORMS = {"linf": "L∞", "l2": "L2"}
 
 
@@ -79,8 +80,7 @@ def _attack_times(case):
     if not ours or not reference:
         return ""
     return "; seconds per attack, keras_edd / reference: " + ", ".join(
-        f"{heading.lstrip('+ ').split(' =')[0]} {ours[a]:,.0f} / {reference[a]:,.0f}"
-        for a, heading in zip(ATTACKS, _HEADINGS))
+        f"{name} {ours[a]:,.0f} / {reference[a]:,.0f}" for a, name in zip(ATTACKS, _NAMES))
 
 
 def parity_machine(result):
