@@ -254,3 +254,28 @@ def test_help_and_flag_errors():
     bad = subprocess.run([sys.executable, SCRIPT, "--cases=undefended:l1:0.1"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode != 0 and "norm must be linf or l2" in bad.stderr
+
+
+@pytest.mark.slow
+def test_step_cost_times_each_side_on_a_shipped_model(parity):
+    """benchmarks/attack_step_cost.py: per side a positive forward and gradient time, the
+    TF steps are the model's logits and a non-zero input gradient."""
+    sys.modules.setdefault("autoattack_parity", parity)  # the script imports it by name
+    spec = importlib.util.spec_from_file_location(
+        "attack_step_cost_under_test", os.path.join(REPO, "benchmarks", "attack_step_cost.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from keras_edd import models
+    model = models.load_pretrained("paper:undefended")
+    x = np.random.default_rng(1).random((3, 28, 28, 1), dtype=np.float32)
+    steps = script.tensorflow_steps(model, x, np.array([0, 1, 2], np.int32))
+    np.testing.assert_allclose(steps["forward"](), model(x), atol=1e-5)
+    gradient = np.asarray(steps["gradient"]())
+    assert gradient.shape == x.shape and np.abs(gradient).max() > 0
+    out = script.measure("undefended", batch_size=4, steps=1, rounds=1, threads=1)
+    sides = out["milliseconds_per_step"]
+    expected = {"tensorflow_float32", "tensorflow_mixed_bfloat16"}
+    expected |= {"torch_float32"} if importlib.util.find_spec("torch") else set()
+    assert set(sides) == expected
+    assert all(ms > 0 for side in sides.values() for ms in side.values())
+    assert json.loads(json.dumps(out)) == out
