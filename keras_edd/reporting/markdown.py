@@ -137,7 +137,7 @@ def markdown_report(results):
             f"Wall time {results.get('wall_seconds', 0):.1f} s; per stage, seconds in this run "
             "(with crafts loaded from an interrupted run, at their recorded seconds): "
             + ", ".join(f"{k} {v['seconds_here']:.1f} s ({v['seconds_total']:.1f} s)"
-                        for k, v in stages.items()) + ". Crafts: "
+                        for k, v in sorted(stages.items())) + ". Crafts: "
             + ", ".join(f"{v} {k}" for k, v in crafts.items()) + ".", "",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()),
             "", "Files: " + ", ".join(results.get("files", [])), ""]
