@@ -427,6 +427,9 @@ def test_reproduce_reuses_finished_standard_results(reproduced):
         result = run("reproduce", *TINY, f"--output_dir={out}", f"--run_name={name}")
         assert result.returncode == 0, result.stderr[-3000:]
         again = json.loads((out / name / "results.json").read_text())
+        # A copied folder names itself, not the folder it was copied from.
+        assert again["run_dir"] == str(out / name)
+        assert f"report: {out / name}/report.md" in result.stdout
         for stage in ("standard", "robustness_curves"):
             assert all(t["reused"] for t in again["stage_seconds"][stage]["targets"].values())
             assert again["stage_seconds"][stage]["seconds_total"] == pytest.approx(

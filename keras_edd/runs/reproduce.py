@@ -174,7 +174,7 @@ def _add_standard_stages(config, dataset, run_configs, run_dir, done):
     specs, _ = _train_models(config, dataset, run_configs)
     sections, stage_seconds = standard_run.run_stages(config, dataset,
                                                       [specs[r] for r in TARGETS], run_dir)
-    results = {**done, **sections,
+    results = {**done, **sections, "run_dir": run_dir,  # where it lives now, if moved
                "stage_seconds": {**done.get("stage_seconds", {}), **stage_seconds},
                "wall_seconds": done.get("wall_seconds", 0.0) + time.perf_counter() - t_start}
     return results_files.write_report(run_dir, results)
