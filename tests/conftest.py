@@ -195,6 +195,18 @@ def keras_linear(outputs, input_shape=(2, 2, 1), *, seed=None, scale=1.0):
     return model
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests that share a module-scoped fixture go to one worker process (pytest-xdist's
+    --dist loadgroup, setup.cfg), so the fixture (e.g. test_bin_eval's tiny bin/reproduce
+    run) is built once rather than once per worker."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        shared = sorted(name for name, chain in (defs.name2fixturedefs.items() if defs else ())
+                        if chain and chain[-1].scope == "module")
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
+
+
 _RUNNING = {}  # the test being run (pytest_runtest_call)
 
 
